@@ -1,0 +1,1 @@
+//! placeholder until the lifecycle lands in this commit series

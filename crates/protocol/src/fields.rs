@@ -1,0 +1,523 @@
+//! Field types shared by the calling schemas (`common.json#/$defs`): enums, bounded strings,
+//! the extension point, and the peer profile. Each mirrors its schema definition exactly.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+macro_rules! wire_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $wire:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$vdoc])* #[serde(rename = $wire)] $variant),+
+        }
+
+        impl $name {
+            /// Every value, in schema order.
+            pub const ALL: &'static [Self] = &[$(Self::$variant),+];
+
+            /// The wire spelling.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $wire),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+wire_enum!(
+    /// Audio-only or video call.
+    CallType { /** Voice only. */ Audio = "audio", /** Voice and video. */ Video = "video" }
+);
+wire_enum!(
+    /// Which side of the call a vault is on.
+    Direction { /** The peer called us. */ Incoming = "incoming", /** We called the peer. */ Outgoing = "outgoing" }
+);
+wire_enum!(
+    /// `call-state.json`: the status of a [`crate::calling::CallRecord`].
+    CallStatus {
+        /// Outgoing call stored and sent; the peer's vault has not confirmed ringing yet.
+        Initiating = "initiating",
+        /// The callee's app is ringing (both sides use this status).
+        Ringing = "ringing",
+        /// Answered; media may flow.
+        Active = "active",
+        /// Was answered, then hung up. Only this status carries a duration.
+        Ended = "ended",
+        /// Never answered: timed out or cancelled by the caller.
+        Missed = "missed",
+        /// Refused by the callee: declined, busy, or superseded by glare.
+        Rejected = "rejected",
+    }
+);
+
+impl CallStatus {
+    /// Ended, missed and rejected never change again.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Ended | Self::Missed | Self::Rejected)
+    }
+}
+
+wire_enum!(
+    /// Why a call reached its terminal state.
+    EndReason {
+        /// The caller hung up or cancelled.
+        Caller = "caller",
+        /// The callee hung up.
+        Callee = "callee",
+        /// Nobody answered within the ring timeout.
+        Timeout = "timeout",
+        /// A failure ended the call.
+        Error = "error",
+        /// The callee declined.
+        Rejected = "rejected",
+        /// The callee was in another call.
+        Busy = "busy",
+        /// Both called each other at once and the other call survived.
+        Glare = "glare",
+    }
+);
+wire_enum!(
+    /// The reason carried by `call.end` between vaults (the seed's `CallEndedSignal.reason`).
+    HangupReason {
+        /// Sent by the caller's vault.
+        Caller = "caller",
+        /// Sent by the callee's vault.
+        Callee = "callee",
+        /// The sender's ring timeout fired.
+        Timeout = "timeout",
+        /// The sender failed.
+        Error = "error",
+    }
+);
+
+impl From<HangupReason> for EndReason {
+    fn from(r: HangupReason) -> Self {
+        match r {
+            HangupReason::Caller => Self::Caller,
+            HangupReason::Callee => Self::Callee,
+            HangupReason::Timeout => Self::Timeout,
+            HangupReason::Error => Self::Error,
+        }
+    }
+}
+
+wire_enum!(
+    /// Why a callee refused a call.
+    RejectReason {
+        /// The user declined.
+        Declined = "declined",
+        /// The user is in another call.
+        Busy = "busy",
+        /// Both called each other at once; the call with the lower call_id survives.
+        Glare = "glare",
+    }
+);
+
+impl From<RejectReason> for EndReason {
+    fn from(r: RejectReason) -> Self {
+        match r {
+            RejectReason::Declined => Self::Rejected,
+            RejectReason::Busy => Self::Busy,
+            RejectReason::Glare => Self::Glare,
+        }
+    }
+}
+
+wire_enum!(
+    /// What a sealed `call.signal` payload carries (the vault sees only this, never the payload).
+    SignalType {
+        /// SDP offer.
+        Offer = "offer",
+        /// SDP answer.
+        Answer = "answer",
+        /// An ICE candidate.
+        Ice = "ice",
+        /// E2EE key-exchange material.
+        KeyExchange = "key_exchange",
+    }
+);
+wire_enum!(
+    /// `call.ended` notification status: answered then over, or never answered.
+    EndedStatus { /** Was answered. */ Ended = "ended", /** Never answered. */ Missed = "missed" }
+);
+wire_enum!(
+    /// Machine-readable reason in a `call.error` notification.
+    ErrorCode {
+        /// The request did not parse.
+        InvalidMessage = "invalid_message",
+        /// The peer is not in the connections bucket.
+        NotConnected = "not_connected",
+        /// No call with that call_id.
+        UnknownCall = "unknown_call",
+        /// The call is not in a state that allows the request.
+        InvalidState = "invalid_state",
+        /// A call with that call_id already exists.
+        DuplicateCall = "duplicate_call",
+        /// Another call is active; end it first.
+        AlreadyInCall = "already_in_call",
+        /// An unanswered call to the same peer is already in progress.
+        CallInProgress = "call_in_progress",
+        /// The peer's call to us survives glare; accept it instead.
+        Glare = "glare",
+        /// The peer is busy.
+        Busy = "busy",
+        /// The message is too old (or too far in the future) to act on.
+        Stale = "stale",
+        /// Too many signals arrived before the call was accepted.
+        SignalBufferFull = "signal_buffer_full",
+        /// A user cannot call themself.
+        SelfCall = "self_call",
+        /// The vault failed.
+        Internal = "internal",
+    }
+);
+
+/// Why a bounded field value is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FieldError {
+    /// Fewer characters than the minimum.
+    #[error("shorter than {min} characters")]
+    TooShort {
+        /// Minimum length in characters.
+        min: usize,
+    },
+    /// More characters than the maximum.
+    #[error("longer than {max} characters")]
+    TooLong {
+        /// Maximum length in characters.
+        max: usize,
+    },
+    /// Characters or shape the schema's pattern refuses.
+    #[error("does not match the pattern {pattern}")]
+    Pattern {
+        /// The schema pattern, for the error message.
+        pattern: &'static str,
+    },
+    /// A number outside the schema's range, or not an integer.
+    #[error("not an integer between {min} and {max}")]
+    Range {
+        /// Minimum.
+        min: u64,
+        /// Maximum.
+        max: u64,
+    },
+    /// Too many properties in an object.
+    #[error("more than {max} properties")]
+    TooManyProperties {
+        /// Maximum.
+        max: usize,
+    },
+}
+
+fn check_len(s: &str, min: usize, max: usize) -> Result<(), FieldError> {
+    let n = s.chars().count();
+    if n < min {
+        Err(FieldError::TooShort { min })
+    } else if n > max {
+        Err(FieldError::TooLong { max })
+    } else {
+        Ok(())
+    }
+}
+
+macro_rules! bounded_str {
+    ($(#[$doc:meta])* $name:ident, $min:expr, $max:expr, $pattern:expr, $ok:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Minimum length in characters.
+            pub const MIN_CHARS: usize = $min;
+            /// Maximum length in characters.
+            pub const MAX_CHARS: usize = $max;
+
+            /// Validates and wraps.
+            pub fn new(s: impl Into<String>) -> Result<Self, FieldError> {
+                let s = s.into();
+                check_len(&s, $min, $max)?;
+                let ok: fn(&str) -> bool = $ok;
+                if !ok(&s) {
+                    return Err(FieldError::Pattern { pattern: $pattern });
+                }
+                Ok(Self(s))
+            }
+
+            /// The value.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                Self::new(String::deserialize(d)?).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+/// `^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$`
+fn is_padded_base64(s: &str) -> bool {
+    let b = s.as_bytes();
+    if !b.len().is_multiple_of(4) {
+        return false;
+    }
+    let alpha = |c: &u8| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/';
+    let body_len = b.len().saturating_sub(4);
+    let (body, last) = b.split_at(body_len);
+    body.iter().all(alpha)
+        && match last {
+            [a, b2, b'=', b'='] => alpha(a) && alpha(b2),
+            [a, b2, c, b'='] => alpha(a) && alpha(b2) && alpha(c),
+            other => other.iter().all(alpha),
+        }
+}
+
+bounded_str!(
+    /// Standard base64 of an ECDH public key offered for a call.
+    PublicKey,
+    4,
+    256,
+    "standard padded base64",
+    is_padded_base64
+);
+bounded_str!(
+    /// A payload sealed app-to-app; opaque to vaults.
+    ///
+    /// `Debug` prints only its length.
+    SignalPayload,
+    1,
+    65_536,
+    "^[A-Za-z0-9+/=_-]+$",
+    |s| s.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=' | b'_' | b'-'))
+);
+bounded_str!(
+    /// A human-readable name, without control characters.
+    DisplayName,
+    1,
+    100,
+    "no control characters",
+    |s| !s.chars().any(|c| c < '\u{20}' || c == '\u{7f}')
+);
+bounded_str!(
+    /// An `https://` URL of an avatar image.
+    AvatarUrl,
+    9,
+    2048,
+    "^https://[^\\s]+$",
+    |s| s.starts_with("https://") && s.len() > 8 && !s.chars().any(is_ecma_whitespace)
+);
+bounded_str!(
+    /// Human-readable text of an error notification.
+    ErrorText,
+    1,
+    512,
+    "any text",
+    |_| true
+);
+
+/// ECMAScript `\s`: the JSON Schema pattern dialect's whitespace class.
+fn is_ecma_whitespace(c: char) -> bool {
+    matches!(
+        c,
+        '\u{9}'..='\u{d}'
+            | ' '
+            | '\u{a0}'
+            | '\u{1680}'
+            | '\u{2000}'..='\u{200a}'
+            | '\u{2028}'
+            | '\u{2029}'
+            | '\u{202f}'
+            | '\u{205f}'
+            | '\u{3000}'
+            | '\u{feff}'
+    )
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({})", self.0)
+    }
+}
+impl fmt::Debug for SignalPayload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SignalPayload({} chars)", self.0.len())
+    }
+}
+impl fmt::Debug for DisplayName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DisplayName({:?})", self.0)
+    }
+}
+impl fmt::Debug for AvatarUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AvatarUrl({:?})", self.0)
+    }
+}
+impl fmt::Debug for ErrorText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+/// A call duration in whole seconds, 0 to one year.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct DurationSeconds(u32);
+
+impl DurationSeconds {
+    /// The schema's maximum: one year.
+    pub const MAX: u32 = 31_536_000;
+
+    /// Validates a number of seconds.
+    pub fn new(secs: u64) -> Result<Self, FieldError> {
+        u32::try_from(secs)
+            .ok()
+            .filter(|s| *s <= Self::MAX)
+            .map(Self)
+            .ok_or(FieldError::Range { min: 0, max: u64::from(Self::MAX) })
+    }
+
+    /// Clamps to the schema's range.
+    pub fn saturating(secs: u64) -> Self {
+        Self(u32::try_from(secs).unwrap_or(Self::MAX).min(Self::MAX))
+    }
+
+    /// The number of seconds.
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for DurationSeconds {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // JSON Schema's "integer" includes numbers such as 5.0; mirror that.
+        let n = serde_json::Number::deserialize(d)?;
+        let range = || FieldError::Range { min: 0, max: u64::from(Self::MAX) };
+        let secs = match n.as_u64() {
+            Some(u) => u,
+            None => match n.as_f64() {
+                Some(f) if f.fract() == 0.0 && (0.0..=f64::from(Self::MAX)).contains(&f) => {
+                    format!("{f:.0}").parse::<u64>().map_err(|_| serde::de::Error::custom(range()))?
+                }
+                _ => return Err(serde::de::Error::custom(range())),
+            },
+        };
+        Self::new(secs).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The extension point (`ext`): a JSON object of at most 32 properties whose keys receivers
+/// that do not know them ignore. Additive v1 fields travel here first.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Extensions(serde_json::Map<String, serde_json::Value>);
+
+impl Extensions {
+    /// Maximum number of properties.
+    pub const MAX_PROPERTIES: usize = 32;
+
+    /// Validates and wraps.
+    pub fn new(map: serde_json::Map<String, serde_json::Value>) -> Result<Self, FieldError> {
+        if map.len() > Self::MAX_PROPERTIES {
+            return Err(FieldError::TooManyProperties { max: Self::MAX_PROPERTIES });
+        }
+        Ok(Self(map))
+    }
+
+    /// The properties.
+    pub fn get(&self, key: &str) -> Option<&serde_json::Value> {
+        self.0.get(key)
+    }
+}
+
+impl<'de> Deserialize<'de> for Extensions {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::new(serde_json::Map::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// How the callee's vault shows the caller (from its `connections` bucket).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerProfile {
+    /// Name to show.
+    pub display_name: DisplayName,
+    /// Optional avatar.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub avatar_url: Option<AvatarUrl>,
+}
+
+/// Deserializes a struct only from a JSON object. serde's derive also accepts an array of the
+/// field values in order, which the schemas refuse; this closes that door while keeping the field
+/// path of nested errors.
+pub fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+    struct ObjectVisitor<T>(std::marker::PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for ObjectVisitor<T> {
+        type Value = T;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+        }
+    }
+
+    d.deserialize_map(ObjectVisitor(std::marker::PhantomData))
+}
+
+/// Deserializes an optional field that, when present, must hold a value: JSON `null` is refused,
+/// as the schemas (which never allow `null`) refuse it. Use with `#[serde(default)]`.
+pub fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_mirrors_the_pattern() {
+        for ok in ["AAAA", "AAA=", "AA==", "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA="] {
+            assert!(is_padded_base64(ok), "{ok}");
+        }
+        for bad in ["AAA", "A===", "AA=A", "=AAA", "AA-_", "AAAA AAA="] {
+            assert!(!is_padded_base64(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations_are_bounded() {
+        assert!(DurationSeconds::new(31_536_000).is_ok());
+        assert!(DurationSeconds::new(31_536_001).is_err());
+        assert_eq!(DurationSeconds::saturating(u64::MAX).get(), DurationSeconds::MAX);
+        let d: DurationSeconds = serde_json::from_str("5.0").unwrap();
+        assert_eq!(d.get(), 5);
+        assert!(serde_json::from_str::<DurationSeconds>("5.5").is_err());
+        assert!(serde_json::from_str::<DurationSeconds>("-1").is_err());
+    }
+
+    #[test]
+    fn display_names_refuse_control_characters() {
+        assert!(DisplayName::new("Ada Lovelace").is_ok());
+        assert!(DisplayName::new("Ada\u{7}").is_err());
+        assert!(DisplayName::new("").is_err());
+        assert!(DisplayName::new("é".repeat(100)).is_ok());
+        assert!(DisplayName::new("é".repeat(101)).is_err());
+    }
+}

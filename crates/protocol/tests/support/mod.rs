@@ -1,0 +1,117 @@
+//! Loads the schema files and the registry, resolves `$ref`s, builds `jsonschema` validators.
+#![allow(dead_code, unreachable_pub)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use jsonschema::{Registry, Validator};
+use serde_json::{Value, json};
+
+pub const BASE: &str = "https://schemas.callvault.org/modules/calling/v1/";
+
+pub struct Schemas {
+    pub files: BTreeMap<String, Value>,
+    pub registry_file: Value,
+    registry: Registry<'static>,
+}
+
+pub fn schema_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../protocol/schemas/modules/calling/v1")
+}
+
+impl Schemas {
+    pub fn load() -> Self {
+        let mut files = BTreeMap::new();
+        let mut registry_file = Value::Null;
+        for entry in std::fs::read_dir(schema_dir()).expect("schema dir") {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+            let value: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+                .unwrap_or_else(|e| panic!("{name} is not JSON: {e}"));
+            if name == "_registry.json" {
+                registry_file = value;
+            } else {
+                files.insert(name, value);
+            }
+        }
+        let mut builder = Registry::new();
+        for (name, value) in &files {
+            builder = builder.add(format!("{BASE}{name}"), value.clone()).expect("add resource");
+        }
+        let registry = builder.prepare().expect("schemas form a valid registry");
+        Self { files, registry_file, registry }
+    }
+
+    /// A validator for `uri` (a file name, optionally with `#pointer`).
+    pub fn validator(&self, uri: &str) -> Validator {
+        jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft202012)
+            .should_validate_formats(true)
+            .with_registry(&self.registry)
+            .build(&json!({ "$ref": format!("{BASE}{uri}") }))
+            .unwrap_or_else(|e| panic!("validator for {uri}: {e}"))
+    }
+
+    /// Follows `$ref`s from `node` (found in `file`); returns the target, its file and a name for
+    /// it (the `$defs` key or the file stem).
+    pub fn resolve<'a>(&'a self, file: &str, node: &'a Value) -> (String, &'a Value, Option<String>) {
+        let mut file = file.to_owned();
+        let mut node = node;
+        let mut name = None;
+        while let Some(r) = node.get("$ref").and_then(Value::as_str) {
+            let (target_file, pointer) = r.split_once('#').unwrap_or((r, ""));
+            if !target_file.is_empty() {
+                file = target_file.to_owned();
+            }
+            let doc = self.files.get(&file).unwrap_or_else(|| panic!("$ref to unknown file {file}"));
+            node = doc.pointer(pointer).unwrap_or_else(|| panic!("$ref {r} points nowhere"));
+            name = Some(
+                pointer
+                    .rsplit('/')
+                    .next()
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| file.trim_end_matches(".json").to_owned()),
+            );
+        }
+        (file, node, name)
+    }
+
+    /// Registry entries as (id, file, rust_type, subjects).
+    pub fn entries(&self) -> Vec<(String, String, Option<String>, Vec<String>)> {
+        self.registry_file["schemas"]
+            .as_array()
+            .expect("registry has schemas")
+            .iter()
+            .map(|e| {
+                (
+                    e["id"].as_str().unwrap().to_owned(),
+                    e["file"].as_str().unwrap().to_owned(),
+                    e["rust_type"].as_str().map(str::to_owned),
+                    e["subjects"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_owned()).collect(),
+                )
+            })
+            .collect()
+    }
+}
+
+pub const GUID: &str = "0123456789abcdef0123456789abcdef01234567";
+pub const UUID: &str = "6f9619ff-8b86-4d01-b42d-00cf4fc964ff";
+pub const TIMESTAMP: &str = "2026-11-22T10:00:00Z";
+pub const PUBLIC_KEY: &str = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=";
+
+/// A valid value for a named string definition or property.
+pub fn valid_string(name: &str) -> String {
+    match name {
+        "guid" | "peer_guid" | "from_guid" => GUID.to_owned(),
+        "uuid" => UUID.to_owned(),
+        "timestamp" => TIMESTAMP.to_owned(),
+        "public_key" => PUBLIC_KEY.to_owned(),
+        "signal_payload" => "c2VhbGVkLXBheWxvYWQ=".to_owned(),
+        "display_name" => "Ada Lovelace".to_owned(),
+        "avatar_url" => "https://example.org/ada.png".to_owned(),
+        "message" => "no call with that id".to_owned(),
+        other => panic!("no valid example string for {other}: add one"),
+    }
+}
