@@ -348,6 +348,14 @@ fn is_ecma_whitespace(c: char) -> bool {
     )
 }
 
+impl ErrorText {
+    /// Any text, cut to the maximum length; empty text becomes `"error"`.
+    pub fn truncated(s: &str) -> Self {
+        let t: String = s.chars().take(Self::MAX_CHARS).collect();
+        if t.is_empty() { Self("error".to_owned()) } else { Self(t) }
+    }
+}
+
 impl fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "PublicKey({})", self.0)

@@ -1,0 +1,32 @@
+//! Timeouts and limits of the lifecycle.
+
+use std::time::Duration;
+
+/// Timeouts and limits. [`Default`] gives the seed's values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallConfig {
+    /// How long an unanswered call rings before it is missed (seed: 60 s).
+    pub ring_timeout: Duration,
+    /// How long a caller that cancelled (or timed out) waits for the callee's verdict before it
+    /// settles the record on its own. Must exceed two message delays.
+    pub verdict_grace: Duration,
+    /// How far a peer's clock may be off: a `call.incoming` whose timestamp is older than
+    /// `ring_timeout + max_clock_skew`, or newer than `now + max_clock_skew`, is refused as stale.
+    pub max_clock_skew: Duration,
+    /// Peer signals held while our outgoing call waits for the accept that they overtook.
+    pub signal_buffer: usize,
+    /// message_ids remembered per call to drop duplicates.
+    pub replay_window: usize,
+}
+
+impl Default for CallConfig {
+    fn default() -> Self {
+        Self {
+            ring_timeout: Duration::from_secs(60),
+            verdict_grace: Duration::from_secs(30),
+            max_clock_skew: Duration::from_secs(30),
+            signal_buffer: 32,
+            replay_window: 64,
+        }
+    }
+}
