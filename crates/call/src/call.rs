@@ -163,9 +163,13 @@ impl Call {
         if !self.is_unanswered() {
             return None;
         }
+        let ring_deadline = self.record.created_at.saturating_add(cfg.ring_timeout);
         Some(match &self.pending {
-            Some(p) => p.since.saturating_add(cfg.verdict_grace),
-            None => self.record.created_at.saturating_add(cfg.ring_timeout),
+            // The callee may still be ringing (e.g. our cancel overtook our own call.incoming, or
+            // the call we lost glare to ended before the peer saw ours): its verdict can come as
+            // late as its own ring timeout, so wait at least that long plus the grace.
+            Some(p) => p.since.max(ring_deadline).saturating_add(cfg.verdict_grace),
+            None => ring_deadline,
         })
     }
 

@@ -7,8 +7,9 @@ use std::time::Duration;
 pub struct CallConfig {
     /// How long an unanswered call rings before it is missed (seed: 60 s).
     pub ring_timeout: Duration,
-    /// How long a caller that cancelled (or timed out) waits for the callee's verdict before it
-    /// settles the record on its own. Must exceed two message delays.
+    /// How long a caller that gave up (cancelled, timed out, lost glare) waits for the callee's
+    /// verdict before it settles the record on its own, counted from the later of the request and
+    /// the ring timeout. Must exceed two message delays.
     pub verdict_grace: Duration,
     /// How far a peer's clock may be off: a `call.incoming` whose timestamp is older than
     /// `ring_timeout + max_clock_skew`, or newer than `now + max_clock_skew`, is refused as stale.

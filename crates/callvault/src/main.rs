@@ -13,7 +13,7 @@ struct Cli {
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
-    /// List the protocol schemas this build speaks (id and subjects).
+    /// List the protocol schemas this build speaks (schema id and Rust type).
     Schemas,
 }
 
