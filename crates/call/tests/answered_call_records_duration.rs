@@ -1,14 +1,6 @@
 //! A call that is answered, carries signals both ways and is hung up ends `ended` on both sides,
 //! with a duration, the right end_reason and key_exchange_complete.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects
-)]
-
 mod common;
 
 use callvault_call::Disposition;

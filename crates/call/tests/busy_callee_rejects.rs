@@ -1,14 +1,6 @@
 //! One active call at a time: a call that arrives during another is rejected `busy`, and the
 //! busy user cannot start or accept another call.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects
-)]
-
 mod common;
 
 use callvault_call::CallError;

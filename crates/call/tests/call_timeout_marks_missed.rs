@@ -1,13 +1,5 @@
 //! An unanswered call is missed on both sides when the ring timeout passes, and both apps hear of it.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects
-)]
-
 mod common;
 
 use std::time::Duration;

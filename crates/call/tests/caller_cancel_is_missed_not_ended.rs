@@ -1,14 +1,6 @@
 //! A caller who hangs up before an answer leaves a missed call on both sides, never an ended call
 //! with a duration, including when the cancel crosses the callee's accept on the wire.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects
-)]
-
 mod common;
 
 use callvault_call::Disposition;

@@ -1,13 +1,7 @@
 //! Every message delivered twice (or replayed later) has no second effect, and a `call.incoming`
 //! replayed long after is refused as stale.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::arithmetic_side_effects)]
 
 mod common;
 

@@ -1,13 +1,7 @@
 //! When both users call each other at once, the call with the lower call_id survives on both
 //! sides and the other ends `rejected`/`glare` on both sides, whatever the delivery order.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::arithmetic_side_effects)]
 
 mod common;
 

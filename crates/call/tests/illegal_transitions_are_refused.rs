@@ -1,13 +1,7 @@
 //! Requests and messages that make no sense in a call's state are refused with a typed error
 //! and change nothing: no record, no message, only an error notification for app requests.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::arithmetic_side_effects)]
 
 mod common;
 

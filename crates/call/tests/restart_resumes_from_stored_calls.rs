@@ -1,13 +1,7 @@
 //! A vault that restarts from what it stored carries on: a ringing call still times out, an
 //! active call can still be ended, and no message id is reused.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::arithmetic_side_effects)]
 
 mod common;
 

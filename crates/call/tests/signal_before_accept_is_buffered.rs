@@ -1,14 +1,6 @@
 //! Signals from the peer that overtake its accept are held and handed to the app right after
 //! `call.accepted`; signals from the app before the call is active are refused.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects
-)]
-
 mod common;
 
 use callvault_call::{CallConfig, CallError, Disposition, Event};

@@ -1,14 +1,6 @@
 //! For every string definition with a pattern or bounds, random strings (mostly near-valid) are
 //! judged by the JSON Schema and by the Rust type; both must give the same verdict.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects
-)]
-
 mod support;
 
 use callvault_protocol::fields::{AvatarUrl, DisplayName, PublicKey, SignalPayload};

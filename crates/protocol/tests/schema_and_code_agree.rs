@@ -3,13 +3,7 @@
 //! schema's properties, and for every constraint in every schema a document violating it is
 //! refused by both the `jsonschema` validator and the Rust parser (and valid ones accepted by both).
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::arithmetic_side_effects)]
 
 mod support;
 
