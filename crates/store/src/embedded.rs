@@ -1,0 +1,501 @@
+//! [`EmbeddedStore`]: buckets in one redb file, with JetStream KV's semantics.
+//!
+//! Layout: table `buckets` (name -> configuration), table `seq` (bucket -> last revision), and one
+//! table `kv/<bucket>` per bucket mapping each key to its kept revisions (oldest first). Every
+//! write is one redb transaction committed with fsync before the call returns, so an acknowledged
+//! write survives a crash. Expired values are hidden at once and removed from disk when their key
+//! is next written or by the sweeper (every minute, and [`EmbeddedStore::sweep_expired`]).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use callvault_bus::subject::{check_pattern, matches};
+use futures_util::StreamExt;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::broadcast;
+
+use crate::{BucketConfig, Entry, Kv, KvError, Operation, Store, Watch, check_key, check_value};
+
+const BUCKETS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("buckets");
+const SEQ: TableDefinition<'static, &str, u64> = TableDefinition::new("seq");
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+const WATCH_QUEUE: usize = 4096;
+
+fn backend(e: impl std::fmt::Display) -> KvError {
+    KvError::Backend(e.to_string())
+}
+
+/// A store in one redb file. Clones share it.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Database,
+    watchers: Mutex<HashMap<String, broadcast::Sender<Entry>>>,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EmbeddedStore")
+    }
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store file at `path`, creating parent directories. Inside a tokio
+    /// runtime, starts the expiry sweeper, which stops when the last clone is dropped.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, KvError> {
+        if let Some(parent) = path.as_ref().parent() {
+            std::fs::create_dir_all(parent).map_err(backend)?;
+        }
+        let db = Database::create(path.as_ref()).map_err(backend)?;
+        let txn = db.begin_write().map_err(backend)?;
+        txn.open_table(BUCKETS).map_err(backend)?;
+        txn.open_table(SEQ).map_err(backend)?;
+        txn.commit().map_err(backend)?;
+        let store = Self { inner: Arc::new(Inner { db, watchers: Mutex::new(HashMap::new()) }) };
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(sweeper(Arc::downgrade(&store.inner)));
+        }
+        Ok(store)
+    }
+
+    /// Removes expired values of every bucket from disk; returns how many revisions went.
+    pub fn sweep_expired(&self) -> Result<usize, KvError> {
+        sweep(&self.inner)
+    }
+
+    fn watcher(&self, bucket: &str) -> broadcast::Sender<Entry> {
+        let mut w = self.inner.watchers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        w.entry(bucket.to_owned()).or_insert_with(|| broadcast::channel(WATCH_QUEUE).0).clone()
+    }
+}
+
+async fn sweeper(store: Weak<Inner>) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(inner) = store.upgrade() else { return };
+        match tokio::task::spawn_blocking(move || sweep(&inner)).await {
+            Ok(Ok(n)) if n > 0 => tracing::debug!(removed = n, "expired values swept"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "expiry sweep failed"),
+            _ => {}
+        }
+    }
+}
+
+fn sweep(inner: &Inner) -> Result<usize, KvError> {
+    let configs: Vec<BucketConfig> = {
+        let r = inner.db.begin_read().map_err(backend)?;
+        let t = r.open_table(BUCKETS).map_err(backend)?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(backend)? {
+            let (_, v) = row.map_err(backend)?;
+            out.push(codec::decode_config(v.value())?);
+        }
+        out
+    };
+    let now = SystemTime::now();
+    let mut removed = 0usize;
+    for config in configs.into_iter().filter(|c| c.ttl.is_some()) {
+        let name = table_name(&config.name);
+        let def = TableDefinition::<&str, &[u8]>::new(&name);
+        let txn = inner.db.begin_write().map_err(backend)?;
+        {
+            let mut t = txn.open_table(def).map_err(backend)?;
+            let mut rewrites = Vec::new();
+            for row in t.iter().map_err(backend)? {
+                let (k, v) = row.map_err(backend)?;
+                let mut hist = codec::decode_history(v.value())?;
+                let before = hist.len();
+                prune(&mut hist, &config, now);
+                if hist.len() != before {
+                    removed = removed.saturating_add(before.saturating_sub(hist.len()));
+                    rewrites.push((k.value().to_owned(), hist));
+                }
+            }
+            for (k, hist) in rewrites {
+                if hist.is_empty() {
+                    t.remove(k.as_str()).map_err(backend)?;
+                } else {
+                    t.insert(k.as_str(), codec::encode_history(&hist).as_slice()).map_err(backend)?;
+                }
+            }
+        }
+        txn.commit().map_err(backend)?;
+    }
+    Ok(removed)
+}
+
+fn table_name(bucket: &str) -> String {
+    format!("kv/{bucket}")
+}
+
+/// Drops revisions older than the TTL (each expires `ttl` after it was written, as in JetStream).
+fn prune(hist: &mut Vec<Stored>, config: &BucketConfig, now: SystemTime) {
+    if let Some(ttl) = config.ttl {
+        hist.retain(|e| e.created.checked_add(ttl).is_some_and(|end| end > now));
+    }
+}
+
+/// One kept revision as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stored {
+    revision: u64,
+    operation: Operation,
+    created: SystemTime,
+    value: Bytes,
+}
+
+impl Stored {
+    fn entry(&self, key: &str) -> Entry {
+        Entry {
+            key: key.to_owned(),
+            value: self.value.clone(),
+            revision: self.revision,
+            operation: self.operation,
+            created: self.created,
+        }
+    }
+}
+
+impl Store for EmbeddedStore {
+    type Kv = EmbeddedKv;
+
+    async fn bucket(&self, config: &BucketConfig) -> Result<EmbeddedKv, KvError> {
+        config.validate()?;
+        let inner = self.inner.clone();
+        let c = config.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = inner.db.begin_write().map_err(backend)?;
+            {
+                let mut b = txn.open_table(BUCKETS).map_err(backend)?;
+                b.insert(c.name.as_str(), codec::encode_config(&c).as_slice()).map_err(backend)?;
+                let name = table_name(&c.name);
+                txn.open_table(TableDefinition::<&str, &[u8]>::new(&name)).map_err(backend)?;
+            }
+            txn.commit().map_err(backend)
+        })
+        .await
+        .map_err(backend)??;
+        Ok(EmbeddedKv {
+            inner: self.inner.clone(),
+            table: Arc::from(table_name(&config.name)),
+            config: config.clone(),
+            changes: self.watcher(&config.name),
+        })
+    }
+}
+
+/// One bucket of an [`EmbeddedStore`].
+#[derive(Clone)]
+pub struct EmbeddedKv {
+    inner: Arc<Inner>,
+    table: Arc<str>,
+    config: BucketConfig,
+    changes: broadcast::Sender<Entry>,
+}
+
+impl std::fmt::Debug for EmbeddedKv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedKv").field("bucket", &self.config.name).finish()
+    }
+}
+
+/// What a write requires of the key's latest revision.
+#[derive(Clone, Copy)]
+enum Expect {
+    Anything,
+    NoLiveValue,
+    Revision(u64),
+}
+
+impl EmbeddedKv {
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&EmbeddedKv) -> Result<T, KvError> + Send + 'static,
+    ) -> Result<T, KvError> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || f(&me)).await.map_err(backend)?
+    }
+
+    fn history_now(&self, key: &str) -> Result<Vec<Stored>, KvError> {
+        let r = self.inner.db.begin_read().map_err(backend)?;
+        let t = r.open_table(TableDefinition::<&str, &[u8]>::new(&self.table)).map_err(backend)?;
+        let mut hist = match t.get(key).map_err(backend)? {
+            Some(v) => codec::decode_history(v.value())?,
+            None => Vec::new(),
+        };
+        prune(&mut hist, &self.config, SystemTime::now());
+        Ok(hist)
+    }
+
+    fn write(&self, key: &str, operation: Operation, value: Bytes, expect: Expect) -> Result<Entry, KvError> {
+        let txn = self.inner.db.begin_write().map_err(backend)?;
+        let stored = {
+            let mut t = txn.open_table(TableDefinition::<&str, &[u8]>::new(&self.table)).map_err(backend)?;
+            let mut seq = txn.open_table(SEQ).map_err(backend)?;
+            let mut hist = match t.get(key).map_err(backend)? {
+                Some(v) => codec::decode_history(v.value())?,
+                None => Vec::new(),
+            };
+            let now = SystemTime::now();
+            prune(&mut hist, &self.config, now);
+            let latest = hist.last();
+            match expect {
+                Expect::Anything => {}
+                Expect::NoLiveValue if latest.is_some_and(|e| e.operation == Operation::Put) => {
+                    return Err(KvError::AlreadyExists);
+                }
+                Expect::NoLiveValue => {}
+                Expect::Revision(r) => {
+                    let current = latest.map(|e| e.revision);
+                    if current.unwrap_or(0) != r {
+                        return Err(KvError::WrongRevision { expected: r, current });
+                    }
+                }
+            }
+            let last = seq.get(self.config.name.as_str()).map_err(backend)?.map_or(0, |g| g.value());
+            let revision = last.checked_add(1).ok_or_else(|| KvError::Backend("revision overflow".into()))?;
+            seq.insert(self.config.name.as_str(), revision).map_err(backend)?;
+            let stored = Stored { revision, operation, created: now, value };
+            hist.push(stored.clone());
+            let keep = usize::from(self.config.history);
+            if hist.len() > keep {
+                hist.drain(..hist.len().saturating_sub(keep));
+            }
+            t.insert(key, codec::encode_history(&hist).as_slice()).map_err(backend)?;
+            stored
+        };
+        txn.commit().map_err(backend)?;
+        let entry = stored.entry(key);
+        // Nobody watching is fine.
+        let _ = self.changes.send(entry.clone());
+        Ok(entry)
+    }
+
+    async fn write_async(&self, key: &str, operation: Operation, value: Bytes, expect: Expect) -> Result<u64, KvError> {
+        check_key(key)?;
+        check_value(value.len(), &self.config)?;
+        let key = key.to_owned();
+        self.blocking(move |kv| kv.write(&key, operation, value, expect).map(|e| e.revision)).await
+    }
+}
+
+impl Kv for EmbeddedKv {
+    fn config(&self) -> &BucketConfig {
+        &self.config
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Entry>, KvError> {
+        check_key(key)?;
+        let key = key.to_owned();
+        self.blocking(move |kv| {
+            let hist = kv.history_now(&key)?;
+            Ok(hist.last().filter(|e| e.operation == Operation::Put).map(|e| e.entry(&key)))
+        })
+        .await
+    }
+
+    async fn put(&self, key: &str, value: Bytes) -> Result<u64, KvError> {
+        self.write_async(key, Operation::Put, value, Expect::Anything).await
+    }
+
+    async fn create(&self, key: &str, value: Bytes) -> Result<u64, KvError> {
+        self.write_async(key, Operation::Put, value, Expect::NoLiveValue).await
+    }
+
+    async fn update(&self, key: &str, value: Bytes, revision: u64) -> Result<u64, KvError> {
+        self.write_async(key, Operation::Put, value, Expect::Revision(revision)).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), KvError> {
+        self.write_async(key, Operation::Delete, Bytes::new(), Expect::Anything).await.map(|_| ())
+    }
+
+    async fn keys(&self) -> Result<Vec<String>, KvError> {
+        self.blocking(|kv| {
+            let r = kv.inner.db.begin_read().map_err(backend)?;
+            let t = r.open_table(TableDefinition::<&str, &[u8]>::new(&kv.table)).map_err(backend)?;
+            let now = SystemTime::now();
+            let mut keys = Vec::new();
+            for row in t.iter().map_err(backend)? {
+                let (k, v) = row.map_err(backend)?;
+                let mut hist = codec::decode_history(v.value())?;
+                prune(&mut hist, &kv.config, now);
+                if hist.last().is_some_and(|e| e.operation == Operation::Put) {
+                    keys.push(k.value().to_owned());
+                }
+            }
+            Ok(keys)
+        })
+        .await
+    }
+
+    async fn history(&self, key: &str) -> Result<Vec<Entry>, KvError> {
+        check_key(key)?;
+        let key = key.to_owned();
+        self.blocking(move |kv| Ok(kv.history_now(&key)?.iter().map(|e| e.entry(&key)).collect())).await
+    }
+
+    async fn watch(&self, pattern: &str) -> Result<Watch, KvError> {
+        check_pattern(pattern).map_err(|_| KvError::InvalidKey("invalid watch pattern"))?;
+        let pattern = pattern.to_owned();
+        let rx = tokio_stream_shim(self.changes.subscribe());
+        Ok(Watch::new(rx.filter_map(move |item| {
+            let keep = match &item {
+                Ok(e) => matches(&pattern, &e.key),
+                Err(_) => true,
+            };
+            std::future::ready(keep.then_some(item))
+        })))
+    }
+}
+
+/// A broadcast receiver as a stream; a lagging receiver yields `WatchLagged` and goes on.
+fn tokio_stream_shim(rx: broadcast::Receiver<Entry>) -> impl futures_util::Stream<Item = Result<Entry, KvError>> {
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        match rx.recv().await {
+            Ok(e) => Some((Ok(e), rx)),
+            Err(broadcast::error::RecvError::Lagged(n)) => Some((Err(KvError::WatchLagged(n)), rx)),
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    })
+}
+
+/// Byte layouts of stored values, versioned, decoded with bounds checks.
+mod codec {
+    use super::*;
+
+    const HISTORY_V1: u8 = 1;
+    const CONFIG_V1: u8 = 1;
+
+    fn millis(t: SystemTime) -> u64 {
+        t.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub(super) fn encode_history(hist: &[Stored]) -> Vec<u8> {
+        let mut out = vec![HISTORY_V1];
+        out.extend_from_slice(&u32::try_from(hist.len()).unwrap_or(u32::MAX).to_be_bytes());
+        for e in hist {
+            out.extend_from_slice(&e.revision.to_be_bytes());
+            out.push(match e.operation {
+                Operation::Put => 0,
+                Operation::Delete => 1,
+            });
+            out.extend_from_slice(&millis(e.created).to_be_bytes());
+            out.extend_from_slice(&u32::try_from(e.value.len()).unwrap_or(u32::MAX).to_be_bytes());
+            out.extend_from_slice(&e.value);
+        }
+        out
+    }
+
+    struct Reader<'a>(&'a [u8]);
+
+    impl<'a> Reader<'a> {
+        fn take(&mut self, n: usize) -> Result<&'a [u8], KvError> {
+            if self.0.len() < n {
+                return Err(KvError::Corrupt("truncated record".into()));
+            }
+            let (head, rest) = self.0.split_at(n);
+            self.0 = rest;
+            Ok(head)
+        }
+        fn u8(&mut self) -> Result<u8, KvError> {
+            Ok(self.take(1)?.first().copied().unwrap_or_default())
+        }
+        fn u32(&mut self) -> Result<u32, KvError> {
+            let b = self.take(4)?;
+            Ok(u32::from_be_bytes(b.try_into().map_err(|_| KvError::Corrupt("u32".into()))?))
+        }
+        fn u64(&mut self) -> Result<u64, KvError> {
+            let b = self.take(8)?;
+            Ok(u64::from_be_bytes(b.try_into().map_err(|_| KvError::Corrupt("u64".into()))?))
+        }
+    }
+
+    pub(super) fn decode_history(bytes: &[u8]) -> Result<Vec<Stored>, KvError> {
+        let mut r = Reader(bytes);
+        if r.u8()? != HISTORY_V1 {
+            return Err(KvError::Corrupt("unknown history version".into()));
+        }
+        let n = r.u32()?;
+        let mut out = Vec::with_capacity(usize::try_from(n).unwrap_or(0).min(64));
+        for _ in 0..n {
+            let revision = r.u64()?;
+            let operation = match r.u8()? {
+                0 => Operation::Put,
+                1 => Operation::Delete,
+                _ => return Err(KvError::Corrupt("unknown operation".into())),
+            };
+            let created = UNIX_EPOCH.checked_add(Duration::from_millis(r.u64()?)).unwrap_or(UNIX_EPOCH);
+            let len = usize::try_from(r.u32()?).map_err(|_| KvError::Corrupt("length".into()))?;
+            let value = Bytes::copy_from_slice(r.take(len)?);
+            out.push(Stored { revision, operation, created, value });
+        }
+        if !r.0.is_empty() {
+            return Err(KvError::Corrupt("trailing bytes".into()));
+        }
+        Ok(out)
+    }
+
+    pub(super) fn encode_config(c: &BucketConfig) -> Vec<u8> {
+        let mut out = vec![CONFIG_V1, c.history];
+        out.extend_from_slice(&u64::try_from(c.max_value_size).unwrap_or(u64::MAX).to_be_bytes());
+        out.extend_from_slice(&c.ttl.map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)).to_be_bytes());
+        out.extend_from_slice(c.name.as_bytes());
+        out
+    }
+
+    pub(super) fn decode_config(bytes: &[u8]) -> Result<BucketConfig, KvError> {
+        let mut r = Reader(bytes);
+        if r.u8()? != CONFIG_V1 {
+            return Err(KvError::Corrupt("unknown config version".into()));
+        }
+        let history = r.u8()?;
+        let max_value_size = usize::try_from(r.u64()?).map_err(|_| KvError::Corrupt("size".into()))?;
+        let ttl = match r.u64()? {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
+        };
+        let name = String::from_utf8(r.0.to_vec()).map_err(|_| KvError::Corrupt("bucket name".into()))?;
+        Ok(BucketConfig { name, history, max_value_size, ttl })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn history_round_trips_and_corruption_is_detected() {
+            let h = vec![
+                Stored {
+                    revision: 7,
+                    operation: Operation::Put,
+                    created: UNIX_EPOCH + Duration::from_millis(5),
+                    value: Bytes::from_static(b"abc"),
+                },
+                Stored { revision: 9, operation: Operation::Delete, created: UNIX_EPOCH, value: Bytes::new() },
+            ];
+            let bytes = encode_history(&h);
+            assert_eq!(decode_history(&bytes).unwrap(), h);
+            for cut in 0..bytes.len() {
+                assert!(decode_history(&bytes[..cut]).is_err(), "truncated at {cut}");
+            }
+            let mut extra = bytes.clone();
+            extra.push(0);
+            assert!(decode_history(&extra).is_err());
+        }
+
+        #[test]
+        fn config_round_trips() {
+            let c = BucketConfig::seed("calls").unwrap();
+            assert_eq!(decode_config(&encode_config(&c)).unwrap(), c);
+        }
+    }
+}
