@@ -143,7 +143,9 @@ pub trait Bus: Send + Sync + 'static {
         timeout: Duration,
     ) -> impl Future<Output = Result<Message, BusError>> + Send;
 
-    /// Waits until everything published so far has reached the bus.
+    /// Waits until the bus has processed everything this client sent so far (publishes and
+    /// subscriptions): after it returns, a message published by anyone reaches this client's
+    /// subscriptions.
     fn flush(&self) -> impl Future<Output = Result<(), BusError>> + Send;
 
     /// The largest payload the bus accepts.

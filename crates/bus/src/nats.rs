@@ -17,6 +17,9 @@ use tokio::sync::broadcast;
 use crate::subject::{check_pattern, check_subject};
 use crate::{Bus, BusError, Message, Refusal, Subscription, check_group, check_payload};
 
+/// How long [`Bus::flush`] waits for the server's echo.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How to reach the NATS server.
 #[derive(Debug, Clone, Default)]
 pub struct NatsOptions {
@@ -26,6 +29,9 @@ pub struct NatsOptions {
     pub user: Option<(String, String)>,
     /// Connection name shown by the server's monitoring.
     pub name: Option<String>,
+    /// Prefix of this client's reply inboxes (default `_INBOX`). The client must be allowed to
+    /// publish and subscribe to `<prefix>.>`: [`Bus::flush`] echoes through it.
+    pub inbox_prefix: Option<String>,
 }
 
 /// A bus over NATS. Clones share the connection.
@@ -55,6 +61,9 @@ impl NatsBus {
         }
         if let Some(name) = opts.name {
             o = o.name(name);
+        }
+        if let Some(prefix) = opts.inbox_prefix {
+            o = o.custom_inbox_prefix(prefix);
         }
         let client = o.connect(opts.url.as_str()).await.map_err(|e| BusError::Unavailable(e.to_string()))?;
         Ok(Self { client, refusals })
@@ -145,8 +154,20 @@ impl Bus for NatsBus {
         }
     }
 
+    /// A round trip through the server: publishes to a fresh inbox of this client and waits for
+    /// the echo. The server handles one connection's commands in order, so when the echo arrives
+    /// every earlier publish and subscription of this client has been processed (async-nats's own
+    /// `flush` only empties the socket buffer).
     async fn flush(&self) -> Result<(), BusError> {
-        self.client.flush().await.map_err(|e| BusError::Unavailable(e.to_string()))
+        let unavailable = |e: &dyn std::fmt::Display| BusError::Unavailable(e.to_string());
+        let inbox = self.client.new_inbox();
+        let mut echo = self.client.subscribe(inbox.clone()).await.map_err(|e| unavailable(&e))?;
+        self.client.publish(inbox, Bytes::new()).await.map_err(|e| unavailable(&e))?;
+        self.client.flush().await.map_err(|e| unavailable(&e))?;
+        match tokio::time::timeout(FLUSH_TIMEOUT, echo.next()).await {
+            Ok(Some(_)) => Ok(()),
+            _ => Err(BusError::Unavailable("no echo from the server within the flush timeout".into())),
+        }
     }
 
     fn max_payload(&self) -> usize {

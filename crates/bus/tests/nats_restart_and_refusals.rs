@@ -12,7 +12,7 @@ use callvault_testkit::{NatsServer, NatsUser, Permissions};
 
 async fn connect(url: String, user: Option<(&str, &str)>) -> NatsBus {
     let user = user.map(|(u, p)| (u.to_owned(), p.to_owned()));
-    NatsBus::connect(NatsOptions { url, user, name: None }).await.expect("connect")
+    NatsBus::connect(NatsOptions { url, user, ..NatsOptions::default() }).await.expect("connect")
 }
 
 #[tokio::test]
@@ -52,7 +52,7 @@ async fn clients_reconnect_and_subscriptions_come_back_after_a_server_restart() 
 #[tokio::test]
 async fn a_publish_refused_by_permissions_is_observable_and_not_delivered() {
     let limited = Permissions {
-        publish_allow: vec!["OwnerSpace.alice.>".into()],
+        publish_allow: vec!["OwnerSpace.alice.>".into(), "_INBOX.>".into()],
         subscribe_allow: vec!["OwnerSpace.alice.>".into(), "_INBOX.>".into()],
     };
     let server = NatsServer::start_with_users(&[
