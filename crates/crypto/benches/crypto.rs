@@ -1,0 +1,2 @@
+//! Crypto benchmarks (being written).
+fn main() {}
