@@ -104,10 +104,8 @@ proptest! {
     #[test]
     fn delegation_parse_and_verify(bytes in mutated(F.delegation.as_bytes().to_vec())) {
         let Ok(s) = String::from_utf8(bytes) else { return Ok(()) };
-        if let Ok(d) = Delegation::from_json(&s) {
-            if let Ok(v) = d.verify() {
-                prop_assert_eq!(v.vault, F.bob.public());
-            }
+        if let Ok(v) = Delegation::from_json(&s).and_then(|d| d.verify()) {
+            prop_assert_eq!(v.vault, F.bob.public());
         }
     }
 
