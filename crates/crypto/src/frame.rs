@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use sframe::CipherSuite;
-use sframe::frame::{EncryptedFrame, MediaFrame, MonotonicCounter};
+use sframe::frame::{EncryptedFrame, EncryptedFrameView, MediaFrame, MediaFrameView, MonotonicCounter};
 use sframe::key::{DecryptionKey, EncryptionKey};
 
 /// The cipher suite callvault uses.
@@ -89,7 +89,17 @@ impl FrameEncryptor {
 
     /// Encrypts one encoded frame: SFrame header, ciphertext and tag.
     pub fn encrypt(&mut self, frame: &[u8]) -> Result<Vec<u8>, FrameError> {
-        self.encrypt_with_metadata(frame, &[])
+        let mut out = Vec::with_capacity(frame.len().saturating_add(32));
+        self.encrypt_into(frame, &mut out)?;
+        Ok(out)
+    }
+
+    /// Encrypts one frame into `out` (replacing its contents), with no copy in between: the media
+    /// path reuses one buffer per sender.
+    pub fn encrypt_into(&mut self, frame: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError> {
+        let media = MediaFrameView::try_new(&mut self.counter, frame).map_err(|_| FrameError::CounterExhausted)?;
+        media.encrypt_into(&self.key, out).map_err(|_| FrameError::KeyDerivation)?;
+        Ok(())
     }
 
     /// Encrypts one frame, authenticating (not encrypting) `metadata` with it.
@@ -111,6 +121,8 @@ struct HeldKey {
 pub struct FrameDecryptor {
     keys: HashMap<u64, HeldKey>,
     grace: Duration,
+    /// The earliest retirement deadline, so frames do not scan the keys when none is due.
+    next_retirement: Option<Duration>,
 }
 
 impl std::fmt::Debug for FrameDecryptor {
@@ -130,7 +142,7 @@ impl Default for FrameDecryptor {
 impl FrameDecryptor {
     /// A decryptor whose replaced keys keep working for `grace`.
     pub fn new(grace: Duration) -> Self {
-        Self { keys: HashMap::new(), grace }
+        Self { keys: HashMap::new(), grace, next_retirement: None }
     }
 
     /// Adds the key for `key_id`. Keys that shared its sender (`same_sender`) begin to retire:
@@ -150,6 +162,7 @@ impl FrameDecryptor {
             }
         }
         self.keys.insert(key_id, HeldKey { key, added: now, retire_at: None });
+        self.next_retirement = self.keys.values().filter_map(|h| h.retire_at).min();
         while self.keys.len() > MAX_KEYS {
             let oldest = self.keys.iter().min_by_key(|(_, h)| (h.retire_at.is_none(), h.added)).map(|(id, _)| *id);
             match oldest {
@@ -174,7 +187,29 @@ impl FrameDecryptor {
 
     /// Decrypts one frame at `now`.
     pub fn decrypt(&mut self, now: Duration, frame: &[u8]) -> Result<Vec<u8>, FrameError> {
-        self.decrypt_with_metadata(now, frame, &[])
+        let mut out = Vec::with_capacity(frame.len());
+        self.decrypt_into(now, frame, &mut out)?;
+        Ok(out)
+    }
+
+    /// Decrypts one frame into `out` (replacing its contents), with no copy in between.
+    pub fn decrypt_into(&mut self, now: Duration, frame: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError> {
+        self.retire(now);
+        if frame.len() > MAX_FRAME {
+            return Err(FrameError::Malformed);
+        }
+        let encrypted = EncryptedFrameView::try_new(frame).map_err(|_| FrameError::Malformed)?;
+        let key_id = encrypted.header().key_id();
+        let held = self.keys.get(&key_id).ok_or(FrameError::UnknownKeyId { key_id })?;
+        encrypted.decrypt_into(&held.key, out).map_err(|_| FrameError::Authentication)?;
+        Ok(())
+    }
+
+    fn retire(&mut self, now: Duration) {
+        if self.next_retirement.is_some_and(|t| now >= t) {
+            self.keys.retain(|_, h| h.retire_at.is_none_or(|t| now < t));
+            self.next_retirement = self.keys.values().filter_map(|h| h.retire_at).min();
+        }
     }
 
     /// Decrypts one frame whose sender authenticated `metadata` with it.
