@@ -101,6 +101,20 @@ fn frames() {
             aead.decrypt_in_place(&Nonce::from([0u8; 12]), b"hdr", &mut buf).unwrap();
             black_box(&buf);
         });
+        // The sframe crate's own path (it keys AES for every frame), for comparison.
+        let crate_key =
+            sframe::key::EncryptionKey::derive_from(callvault_crypto::frame::SUITE, 0u64, [1u8; 32]).unwrap();
+        let mut crate_counter = sframe::frame::MonotonicCounter::default();
+        let crate_enc = per_op(n, || {
+            let m = sframe::frame::MediaFrameView::try_new(&mut crate_counter, &payload).unwrap();
+            m.encrypt_into(&crate_key, &mut out).unwrap();
+            black_box(&out);
+        });
+        println!(
+            "sframe {size:>6} B   sframe crate encrypt {:>7.1} MiB/s (ratio to raw {:.2})",
+            mib_s(size, crate_enc),
+            raw_enc.as_secs_f64() / crate_enc.as_secs_f64()
+        );
         println!(
             "sframe {size:>6} B   encrypt {:>7.1} MiB/s (raw AES-GCM {:>7.1}, ratio {:.2})   decrypt {:>7.1} MiB/s (raw {:>7.1}, ratio {:.2})",
             mib_s(size, sf_enc),

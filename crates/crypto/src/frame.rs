@@ -9,9 +9,13 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use aes_gcm::aead::{AeadInOut, KeyInit};
+use aes_gcm::{Aes128Gcm, Nonce, Tag};
+use hkdf::Hkdf;
 use sframe::CipherSuite;
-use sframe::frame::{EncryptedFrame, EncryptedFrameView, MediaFrame, MediaFrameView, MonotonicCounter};
-use sframe::key::{DecryptionKey, EncryptionKey};
+use sframe::header::SframeHeader;
+use sha2::Sha256;
+use zeroize::Zeroizing;
 
 /// The cipher suite callvault uses.
 pub const SUITE: CipherSuite = CipherSuite::AesGcm128Sha256;
@@ -21,6 +25,8 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(2);
 pub const MAX_KEYS: usize = 16;
 /// Largest encrypted frame accepted.
 pub const MAX_FRAME: usize = 1024 * 1024;
+const TAG_LEN: usize = 16;
+const NONCE_LEN: usize = 12;
 
 /// Why a frame was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,11 +51,46 @@ pub enum FrameError {
     CounterExhausted,
 }
 
+/// One SFrame key: the AEAD keyed once (the `sframe` crate re-keys AES for every frame, which
+/// costs ~150 ns per frame; see docs/BENCHMARKS.md) and the salt, derived per RFC 9605 §4.4.2:
+/// `sframe_secret = HKDF-Extract("", base_key)`, then `HKDF-Expand` with
+/// `"SFrame 1.0 Secret key " ‖ KID ‖ cipher suite` (16 bytes) and
+/// `"SFrame 1.0 Secret salt " ‖ KID ‖ cipher suite` (12 bytes), KID as u64 and the suite as u16,
+/// big-endian. The frame format (header) is the `sframe` crate's; tests check both directions
+/// against that crate and the RFC vectors.
+struct FrameKey {
+    aead: Aes128Gcm,
+    salt: [u8; NONCE_LEN],
+}
+
+impl FrameKey {
+    fn derive(base_key: &[u8], key_id: u64) -> Result<Self, FrameError> {
+        let hk = Hkdf::<Sha256>::new(Some(b""), base_key);
+        let suite = (SUITE as u16).to_be_bytes();
+        let label = |prefix: &[u8]| [prefix, &key_id.to_be_bytes(), &suite].concat();
+        let mut key = Zeroizing::new([0u8; 16]);
+        let mut salt = [0u8; NONCE_LEN];
+        hk.expand(&label(b"SFrame 1.0 Secret key "), key.as_mut()).map_err(|_| FrameError::KeyDerivation)?;
+        hk.expand(&label(b"SFrame 1.0 Secret salt "), &mut salt).map_err(|_| FrameError::KeyDerivation)?;
+        let aead = Aes128Gcm::new_from_slice(key.as_ref()).map_err(|_| FrameError::KeyDerivation)?;
+        Ok(Self { aead, salt })
+    }
+
+    /// The nonce of frame `counter`: the salt XOR the counter, right-aligned.
+    fn nonce(&self, counter: u64) -> Nonce<aes_gcm::aes::cipher::consts::U12> {
+        let mut n = self.salt;
+        for (b, c) in n.iter_mut().skip(NONCE_LEN - 8).zip(counter.to_be_bytes()) {
+            *b ^= c;
+        }
+        Nonce::from(n)
+    }
+}
+
 /// Encrypts one sender's frames.
 pub struct FrameEncryptor {
-    key: EncryptionKey,
+    key: FrameKey,
     key_id: u64,
-    counter: MonotonicCounter,
+    counter: u64,
 }
 
 impl std::fmt::Debug for FrameEncryptor {
@@ -61,18 +102,14 @@ impl std::fmt::Debug for FrameEncryptor {
 impl FrameEncryptor {
     /// An encryptor for `key_id` from `base_key`.
     pub fn new(base_key: &[u8], key_id: u64) -> Result<Self, FrameError> {
-        Ok(Self {
-            key: EncryptionKey::derive_from(SUITE, key_id, base_key).map_err(|_| FrameError::KeyDerivation)?,
-            key_id,
-            counter: MonotonicCounter::default(),
-        })
+        Ok(Self { key: FrameKey::derive(base_key, key_id)?, key_id, counter: 0 })
     }
 
     /// An encryptor whose frame counter starts at `counter` (test vectors; a key must never reuse
     /// a counter, so only a fresh key may start anywhere but 0).
     pub fn with_counter(base_key: &[u8], key_id: u64, counter: u64) -> Result<Self, FrameError> {
         let mut e = Self::new(base_key, key_id)?;
-        e.counter = MonotonicCounter::with_start_value(counter, u64::MAX);
+        e.counter = counter;
         Ok(e)
     }
 
@@ -94,25 +131,43 @@ impl FrameEncryptor {
         Ok(out)
     }
 
-    /// Encrypts one frame into `out` (replacing its contents), with no copy in between: the media
-    /// path reuses one buffer per sender.
+    /// Encrypts one frame into `out` (replacing its contents): the media path reuses one buffer
+    /// per sender.
     pub fn encrypt_into(&mut self, frame: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError> {
-        let media = MediaFrameView::try_new(&mut self.counter, frame).map_err(|_| FrameError::CounterExhausted)?;
-        media.encrypt_into(&self.key, out).map_err(|_| FrameError::KeyDerivation)?;
-        Ok(())
+        self.seal(frame, &[], out)
     }
 
     /// Encrypts one frame, authenticating (not encrypting) `metadata` with it.
     pub fn encrypt_with_metadata(&mut self, frame: &[u8], metadata: &[u8]) -> Result<Vec<u8>, FrameError> {
-        let media = MediaFrame::try_with_meta_data(&mut self.counter, frame, metadata)
-            .map_err(|_| FrameError::CounterExhausted)?;
-        let encrypted = media.encrypt(&self.key).map_err(|_| FrameError::KeyDerivation)?;
-        Ok(encrypted.sframe_cipher_text().to_vec())
+        let mut out = Vec::with_capacity(frame.len().saturating_add(32));
+        self.seal(frame, metadata, &mut out)?;
+        Ok(out)
+    }
+
+    fn seal(&mut self, frame: &[u8], metadata: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError> {
+        let counter = self.counter;
+        self.counter = counter.checked_add(1).ok_or(FrameError::CounterExhausted)?;
+        let header = SframeHeader::new(self.key_id, counter);
+        let hlen = header.len();
+        out.clear();
+        out.resize(hlen, 0);
+        header.serialize(out.as_mut_slice()).map_err(|_| FrameError::Malformed)?;
+        out.extend_from_slice(frame);
+        let (head, body) = out.split_at_mut(hlen);
+        let nonce = self.key.nonce(counter);
+        let tag = if metadata.is_empty() {
+            self.key.aead.encrypt_inout_detached(&nonce, head, body.into())
+        } else {
+            self.key.aead.encrypt_inout_detached(&nonce, &[&*head, metadata].concat(), body.into())
+        }
+        .map_err(|_| FrameError::Malformed)?;
+        out.extend_from_slice(&tag);
+        Ok(())
     }
 }
 
 struct HeldKey {
-    key: DecryptionKey,
+    key: FrameKey,
     added: Duration,
     retire_at: Option<Duration>,
 }
@@ -154,7 +209,7 @@ impl FrameDecryptor {
         key_id: u64,
         same_sender: impl Fn(u64) -> bool,
     ) -> Result<(), FrameError> {
-        let key = DecryptionKey::derive_from(SUITE, key_id, base_key).map_err(|_| FrameError::KeyDerivation)?;
+        let key = FrameKey::derive(base_key, key_id)?;
         let retire_at = now.saturating_add(self.grace);
         for (id, held) in &mut self.keys {
             if *id != key_id && same_sender(*id) && held.retire_at.is_none() {
@@ -192,16 +247,36 @@ impl FrameDecryptor {
         Ok(out)
     }
 
-    /// Decrypts one frame into `out` (replacing its contents), with no copy in between.
+    /// Decrypts one frame into `out` (replacing its contents).
     pub fn decrypt_into(&mut self, now: Duration, frame: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError> {
+        self.open(now, frame, &[], out)
+    }
+
+    fn open(&mut self, now: Duration, frame: &[u8], metadata: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError> {
         self.retire(now);
         if frame.len() > MAX_FRAME {
             return Err(FrameError::Malformed);
         }
-        let encrypted = EncryptedFrameView::try_new(frame).map_err(|_| FrameError::Malformed)?;
-        let key_id = encrypted.header().key_id();
+        let header = SframeHeader::deserialize(frame).map_err(|_| FrameError::Malformed)?;
+        let hlen = header.len();
+        let body_end = frame.len().checked_sub(TAG_LEN).filter(|&e| e >= hlen).ok_or(FrameError::Malformed)?;
+        let key_id = header.key_id();
         let held = self.keys.get(&key_id).ok_or(FrameError::UnknownKeyId { key_id })?;
-        encrypted.decrypt_into(&held.key, out).map_err(|_| FrameError::Authentication)?;
+        let (head, rest) = frame.split_at(hlen);
+        let (body, tag) = rest.split_at(body_end.saturating_sub(hlen));
+        let tag = Tag::<aes_gcm::aes::cipher::consts::U16>::try_from(tag).map_err(|_| FrameError::Malformed)?;
+        out.clear();
+        out.extend_from_slice(body);
+        let nonce = held.key.nonce(header.counter());
+        let result = if metadata.is_empty() {
+            held.key.aead.decrypt_inout_detached(&nonce, head, out.as_mut_slice().into(), &tag)
+        } else {
+            held.key.aead.decrypt_inout_detached(&nonce, &[head, metadata].concat(), out.as_mut_slice().into(), &tag)
+        };
+        if result.is_err() {
+            out.clear();
+            return Err(FrameError::Authentication);
+        }
         Ok(())
     }
 
@@ -219,14 +294,8 @@ impl FrameDecryptor {
         frame: &[u8],
         metadata: &[u8],
     ) -> Result<Vec<u8>, FrameError> {
-        self.keys.retain(|_, h| h.retire_at.is_none_or(|t| now < t));
-        if frame.len() > MAX_FRAME {
-            return Err(FrameError::Malformed);
-        }
-        let encrypted = EncryptedFrame::try_with_meta_data(frame, metadata).map_err(|_| FrameError::Malformed)?;
-        let key_id = encrypted.header().key_id();
-        let held = self.keys.get(&key_id).ok_or(FrameError::UnknownKeyId { key_id })?;
-        let media = encrypted.decrypt(&held.key).map_err(|_| FrameError::Authentication)?;
-        Ok(media.payload().to_vec())
+        let mut out = Vec::with_capacity(frame.len());
+        self.open(now, frame, metadata, &mut out)?;
+        Ok(out)
     }
 }

@@ -85,3 +85,38 @@ fn ratcheting_keeps_both_sides_in_step_and_changes_the_keys() {
     assert_eq!(ka.send_key_id(), 2);
     assert_eq!(kb.send_key_id(), 3);
 }
+
+#[test]
+fn keys_exchanged_inside_sealed_key_exchange_signals() {
+    use callvault_crypto::SecretIdentity;
+    use callvault_crypto::seal::{self, SealError};
+    use callvault_protocol::fields::SignalType;
+
+    let (alice, bob) = (SecretIdentity::generate(), SecretIdentity::generate());
+    let (caller, callee) = (alice.public().guid(), bob.public().guid());
+    let call = CallId::from_bytes([11; 16]);
+    let (a, b) = (EphemeralKey::generate(), EphemeralKey::generate());
+    // Each side seals its ephemeral public key to the other's identity; vaults relay it blind.
+    let a_msg = seal::seal_signal(&alice, &bob.public(), &call, SignalType::KeyExchange, &a.public()).unwrap();
+    let b_msg = seal::seal_signal(&bob, &alice.public(), &call, SignalType::KeyExchange, &b.public()).unwrap();
+    let a_pub_at_bob: [u8; 32] = seal::open_signal(&bob, &alice.public(), &call, SignalType::KeyExchange, &a_msg)
+        .unwrap()
+        .as_slice()
+        .try_into()
+        .unwrap();
+    let b_pub_at_alice: [u8; 32] = seal::open_signal(&alice, &bob.public(), &call, SignalType::KeyExchange, &b_msg)
+        .unwrap()
+        .as_slice()
+        .try_into()
+        .unwrap();
+    let ka = a.agree(Role::Caller, &call, &caller, &callee, &b_pub_at_alice).unwrap();
+    let kb = b.agree(Role::Callee, &call, &caller, &callee, &a_pub_at_bob).unwrap();
+    assert_eq!(ka.sas(), kb.sas());
+    assert_eq!(ka.send_base_key(), kb.recv_base_key());
+    // The same key_exchange replayed into another call is refused before any key is derived.
+    let other = CallId::from_bytes([12; 16]);
+    assert_eq!(
+        seal::open_signal(&bob, &alice.public(), &other, SignalType::KeyExchange, &a_msg).unwrap_err(),
+        SealError::WrongCall
+    );
+}
