@@ -51,11 +51,21 @@ impl NatsServer {
 
     /// Starts a server whose clients must log in as one of `users`.
     pub fn start_with_users(users: &[NatsUser]) -> Self {
+        Self::start_with(|s| s.write_config(users, None))
+    }
+
+    /// Starts a server with `authorization` (a nats-server `authorization { ... }` block, as
+    /// callvault generates it) in its configuration.
+    pub fn start_with_authorization(authorization: &str) -> Self {
+        Self::start_with(|s| s.write_config(&[], Some(authorization)))
+    }
+
+    fn start_with(configure: impl FnOnce(&Self)) -> Self {
         let binary = find_binary("nats-server", "CALLVAULT_NATS_SERVER", INSTALL);
         check_version(&binary);
         let dir = tempfile::tempdir().expect("temp dir");
         let mut server = Self { binary, dir, port: free_port(), http_port: free_port(), child: None };
-        server.write_config(users);
+        configure(&server);
         server.spawn();
         server
     }
@@ -94,7 +104,7 @@ impl NatsServer {
         self.dir.path().join("nats.conf")
     }
 
-    fn write_config(&self, users: &[NatsUser]) {
+    fn write_config(&self, users: &[NatsUser], authorization: Option<&str>) {
         let store = self.dir.path().join("jetstream");
         let mut c = String::new();
         let _ = writeln!(c, "listen: \"127.0.0.1:{}\"", self.port);
@@ -102,7 +112,10 @@ impl NatsServer {
         let _ = writeln!(c, "jetstream {{ store_dir: {:?} }}", store.display().to_string());
         // The vault's handlers bucket holds modules of up to 10 MiB (seed); NATS's default is 1 MiB.
         let _ = writeln!(c, "max_payload: {MAX_PAYLOAD}");
-        if !users.is_empty() {
+        if let Some(block) = authorization {
+            c.push_str(block);
+            c.push('\n');
+        } else if !users.is_empty() {
             c.push_str("authorization {\n  users = [\n");
             for u in users {
                 let _ = write!(c, "    {{ user: {:?}, password: {:?}", u.user, u.password);

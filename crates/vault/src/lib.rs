@@ -1,0 +1,8 @@
+//! The vault of one user (see ARCHITECTURE.md): provisions its buckets, runs the call handlers,
+//! seals vault-to-vault messages, and keeps the user's connections.
+//!
+//! This crate grows with the vault issue; today it holds [`permissions`], the nats-server
+//! authorization that confines each vault and the gateway to their own subjects.
+#![forbid(unsafe_code)]
+
+pub mod permissions;
