@@ -39,6 +39,7 @@
 //! See `docs/PROTOCOL.md` for the diagram, the glare rule and the busy policy.
 #![forbid(unsafe_code)]
 
+pub mod abi;
 mod call;
 mod config;
 mod error;

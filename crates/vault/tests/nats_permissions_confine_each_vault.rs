@@ -2,7 +2,7 @@
 //! user's MessageSpace or OwnerSpace, nor publish to another user's forVault or forApp; what the
 //! seed allows does work.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::arithmetic_side_effects)]
 
 use std::time::Duration;
 

@@ -1,0 +1,94 @@
+//! Handler modules in the vault's `handlers` bucket.
+//!
+//! Keys are `call.<handler>` (`call.initiate`, ... `call.timeout`), values the WASM module bytes.
+//! On start the vault writes the built-in module under every key the bucket lacks
+//! ([`install_builtins`]) and loads every key into the runtime ([`load_all`]).
+//!
+//! **Installing a newer version without a restart**: write the new module bytes to the handler's
+//! key (e.g. `call.initiate`) in the vault's `handlers` bucket. [`watch_and_reload`] sees the
+//! change, compiles the module and swaps it in; events already running finish on the old module,
+//! the next one runs the new. A module that does not compile or lacks the ABI's exports is
+//! refused with a log line and the previous module stays in place. Deleting the key falls back to
+//! the built-in module.
+
+use bytes::Bytes;
+use callvault_call::abi::HandlerName;
+use callvault_store::{Kv, KvError, Operation};
+
+use crate::runtime::{BUILTIN_MODULE, HandlerError, HandlerRuntime};
+
+/// The bucket key of a handler's module.
+pub fn key(name: HandlerName) -> String {
+    format!("call.{}", name.as_str())
+}
+
+fn name_of(key: &str) -> Option<HandlerName> {
+    HandlerName::ALL.into_iter().find(|n| self::key(*n) == key)
+}
+
+/// Why modules could not be installed or loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ModulesError {
+    /// The bucket failed.
+    #[error("handlers bucket: {0}")]
+    Store(#[from] KvError),
+    /// A stored module was refused.
+    #[error("handler {name}: {error}")]
+    Module {
+        /// Which handler.
+        name: &'static str,
+        /// Why.
+        error: HandlerError,
+    },
+}
+
+/// Writes the built-in module under every handler key the bucket lacks; returns how many.
+pub async fn install_builtins(bucket: &impl Kv) -> Result<usize, ModulesError> {
+    let mut installed = 0usize;
+    for name in HandlerName::ALL {
+        match bucket.create(&key(name), Bytes::from_static(BUILTIN_MODULE)).await {
+            Ok(_) => installed = installed.saturating_add(1),
+            Err(KvError::AlreadyExists) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(installed)
+}
+
+/// Loads every handler's module from the bucket into the runtime.
+pub async fn load_all(bucket: &impl Kv, runtime: &HandlerRuntime) -> Result<(), ModulesError> {
+    for name in HandlerName::ALL {
+        let bytes = match bucket.get(&key(name)).await? {
+            Some(e) => e.value,
+            None => Bytes::from_static(BUILTIN_MODULE),
+        };
+        runtime.install(name, &bytes).map_err(|error| ModulesError::Module { name: name.as_str(), error })?;
+    }
+    Ok(())
+}
+
+/// Applies every later change of the bucket to the runtime until the bucket's watch ends.
+pub async fn watch_and_reload(bucket: impl Kv, runtime: std::sync::Arc<HandlerRuntime>) -> Result<(), ModulesError> {
+    let mut changes = bucket.watch("call.*").await?;
+    while let Some(change) = changes.next().await {
+        let entry = match change {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, "handlers watch");
+                continue;
+            }
+        };
+        let Some(name) = name_of(&entry.key) else { continue };
+        let bytes: &[u8] = match entry.operation {
+            Operation::Put => &entry.value,
+            Operation::Delete => BUILTIN_MODULE,
+        };
+        match runtime.install(name, bytes) {
+            Ok(()) => tracing::info!(handler = name.as_str(), revision = entry.revision, "handler module installed"),
+            Err(e) => {
+                tracing::warn!(handler = name.as_str(), error = %e, "handler module refused; the previous one stays")
+            }
+        }
+    }
+    Ok(())
+}

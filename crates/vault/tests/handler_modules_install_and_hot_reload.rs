@@ -1,0 +1,80 @@
+//! Handler modules live in the `handlers` bucket: the built-ins are installed where missing, and a
+//! newer module written to a handler's key takes over without a restart; a bad one is refused and
+//! the previous one stays; deleting the key falls back to the built-in.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::arithmetic_side_effects)]
+
+mod common_inputs;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use callvault_call::abi::{HandlerName, Outcome};
+use callvault_store::{BucketConfig, EmbeddedStore, Kv, Store};
+use callvault_vault::modules;
+use callvault_vault::runtime::{BUILTIN_MODULE, HandlerLimits, HandlerRuntime};
+use common_inputs::*;
+
+fn ignoring_module() -> Vec<u8> {
+    let answer = r#"{"outcome":"ignored","outputs":[]}"#;
+    wat::parse_str(format!(
+        r#"(module (memory (export "memory") 1)
+             (data (i32.const 1024) "{}")
+             (func (export "cv_input") (param i32) (result i32) (i32.const 4096))
+             (func (export "cv_output") (result i32) (i32.const 1024))
+             (func (export "cv_handle_initiate") (param i32) (result i32) (i32.const {})))"#,
+        answer.replace('"', "\\\""),
+        answer.len()
+    ))
+    .unwrap()
+}
+
+async fn eventually(rt: &HandlerRuntime, expected: Outcome) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if rt.invoke(HandlerName::Initiate, &initiate_input(1, 2, true, at(0))).unwrap().outcome == expected {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the runtime never switched to a module answering {expected:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn builtins_are_installed_and_a_new_version_takes_over_without_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path().join("vault.redb")).unwrap();
+    let bucket = store.bucket(&BucketConfig::seed("handlers").unwrap()).await.unwrap();
+
+    assert_eq!(modules::install_builtins(&bucket).await.unwrap(), 7);
+    assert_eq!(modules::install_builtins(&bucket).await.unwrap(), 0, "a second start installs nothing");
+    let keys = bucket.keys().await.unwrap();
+    assert_eq!(keys.len(), 7);
+    assert_eq!(bucket.get("call.timeout").await.unwrap().unwrap().value, Bytes::from_static(BUILTIN_MODULE));
+
+    let rt = Arc::new(HandlerRuntime::new(HandlerLimits::default()));
+    modules::load_all(&bucket, &rt).await.unwrap();
+    assert_eq!(rt.invoke(HandlerName::Initiate, &initiate_input(1, 2, true, at(0))).unwrap().outcome, Outcome::Applied);
+
+    let watcher = tokio::spawn(modules::watch_and_reload(bucket.clone(), rt.clone()));
+    // Give the watch its subscription before writing (the embedded watch starts synchronously,
+    // but the task may not have run yet): write until the change is seen.
+    bucket.put("call.initiate", Bytes::from(ignoring_module())).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while rt.invoke(HandlerName::Initiate, &initiate_input(1, 2, true, at(0))).unwrap().outcome != Outcome::Ignored {
+        assert!(Instant::now() < deadline, "the new module was not picked up");
+        bucket.put("call.initiate", Bytes::from(ignoring_module())).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // A broken module is refused; the last good one keeps running.
+    bucket.put("call.initiate", Bytes::from_static(b"\0asm broken")).await.unwrap();
+    bucket.put("call.timeout", Bytes::from_static(BUILTIN_MODULE)).await.unwrap(); // a marker change after it
+    eventually(&rt, Outcome::Ignored).await;
+
+    // Deleting the key falls back to the built-in module.
+    bucket.delete("call.initiate").await.unwrap();
+    eventually(&rt, Outcome::Applied).await;
+    watcher.abort();
+}
