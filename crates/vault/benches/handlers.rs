@@ -1,7 +1,14 @@
 //! The cost of one handler invocation in wasmi (fresh instance, fuel metering, JSON in and out),
 //! next to the same handler run natively: `cargo bench -p callvault-vault --bench handlers`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, clippy::arithmetic_side_effects, clippy::indexing_slicing, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    missing_docs
+)]
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -27,7 +34,10 @@ fn input() -> HandlerInput {
                 "peer_guid": peer.to_string(), "call_type": "audio"
             }),
         }),
-        connection: Some(ConnectionInfo { guid: peer, profile: PeerProfile { display_name: DisplayName::new("Bob").unwrap(), avatar_url: None } }),
+        connection: Some(ConnectionInfo {
+            guid: peer,
+            profile: PeerProfile { display_name: DisplayName::new("Bob").unwrap(), avatar_url: None },
+        }),
         calls: Vec::new(),
     }
 }
