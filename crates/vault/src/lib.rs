@@ -6,6 +6,8 @@
 //! which runs the WASM call handlers under wasmi with fuel and memory limits.
 #![forbid(unsafe_code)]
 
+pub mod connections;
+pub mod manager;
 pub mod modules;
 pub mod permissions;
 pub mod runtime;

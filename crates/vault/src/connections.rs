@@ -1,0 +1,120 @@
+//! A vault's connections (`connections` bucket, key = the peer's guid): who may call, and how to
+//! recognise and reach their vault.
+//!
+//! An entry holds the peer's guid, identity key, vault key with the delegation that authorizes it,
+//! display name, and where their vault is reached. Calls are accepted only from `Active` entries
+//! whose delegation verifies; revoking an entry stops calls both ways.
+
+use bytes::Bytes;
+use callvault_call::abi::ConnectionInfo;
+use callvault_crypto::{Delegation, PublicIdentity};
+use callvault_protocol::Guid;
+use callvault_protocol::fields::{DisplayName, PeerProfile};
+use callvault_store::{Kv, KvError};
+use serde::{Deserialize, Serialize};
+
+/// Whether calls are allowed with this connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionState {
+    /// Calls allowed.
+    Active,
+    /// Revoked by this user: calls refused both ways.
+    Revoked,
+}
+
+/// One connection as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Connection {
+    /// The peer's guid.
+    pub guid: Guid,
+    /// The peer's identity key (hex).
+    pub user_key: String,
+    /// The peer's vault key (hex).
+    pub vault_key: String,
+    /// The peer's delegation of that vault key (Nostr event JSON).
+    pub delegation: String,
+    /// How to show the peer.
+    pub display_name: DisplayName,
+    /// Where the peer's vault is reached (a bus URL, or `local` for the same deployment).
+    pub reach: String,
+    /// Active or revoked.
+    pub state: ConnectionState,
+}
+
+/// Why a connection is unusable or could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    /// The bucket failed.
+    #[error("connections bucket: {0}")]
+    Store(#[from] KvError),
+    /// A stored entry does not parse (never expected: entries are written by the vault).
+    #[error("corrupt connection entry")]
+    Corrupt,
+    /// The delegation does not verify, or names other keys or another guid.
+    #[error("the connection's delegation does not hold")]
+    BadDelegation,
+}
+
+impl Connection {
+    /// Builds an entry from a peer's delegation (which names their identity, guid and vault key).
+    pub fn from_delegation(
+        delegation: &Delegation,
+        display_name: DisplayName,
+        reach: &str,
+    ) -> Result<Self, ConnectionError> {
+        let v = delegation.verify().map_err(|_| ConnectionError::BadDelegation)?;
+        Ok(Self {
+            guid: v.guid,
+            user_key: v.user.to_hex(),
+            vault_key: v.vault.to_hex(),
+            delegation: delegation.to_json(),
+            display_name,
+            reach: reach.to_owned(),
+            state: ConnectionState::Active,
+        })
+    }
+
+    /// The peer's vault key, checked against the delegation.
+    pub fn vault_key(&self) -> Result<PublicIdentity, ConnectionError> {
+        let v = Delegation::from_json(&self.delegation)
+            .and_then(|d| d.verify())
+            .map_err(|_| ConnectionError::BadDelegation)?;
+        if v.guid != self.guid || v.vault.to_hex() != self.vault_key || v.user.to_hex() != self.user_key {
+            return Err(ConnectionError::BadDelegation);
+        }
+        Ok(v.vault)
+    }
+
+    /// What a handler needs to know.
+    pub fn info(&self) -> ConnectionInfo {
+        ConnectionInfo {
+            guid: self.guid.clone(),
+            profile: PeerProfile { display_name: self.display_name.clone(), avatar_url: None },
+        }
+    }
+}
+
+/// Reads the entry of `guid`, if any.
+pub async fn get(bucket: &impl Kv, guid: &Guid) -> Result<Option<Connection>, ConnectionError> {
+    match bucket.get(guid.as_str()).await? {
+        Some(e) => serde_json::from_slice(&e.value).map(Some).map_err(|_| ConnectionError::Corrupt),
+        None => Ok(None),
+    }
+}
+
+/// Writes an entry.
+pub async fn put(bucket: &impl Kv, c: &Connection) -> Result<(), ConnectionError> {
+    let bytes = serde_json::to_vec(c).map_err(|_| ConnectionError::Corrupt)?;
+    bucket.put(c.guid.as_str(), Bytes::from(bytes)).await?;
+    Ok(())
+}
+
+/// Marks an entry revoked; calls with that peer are refused from then on.
+pub async fn revoke(bucket: &impl Kv, guid: &Guid) -> Result<bool, ConnectionError> {
+    let Some(mut c) = get(bucket, guid).await? else { return Ok(false) };
+    c.state = ConnectionState::Revoked;
+    put(bucket, &c).await?;
+    Ok(true)
+}

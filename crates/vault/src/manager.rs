@@ -1,0 +1,457 @@
+//! The vault manager: one user's vault on a bus and a store.
+//!
+//! It provisions the seed's buckets, installs and loads the handler modules, subscribes to
+//! `OwnerSpace.{guid}.forVault.call.*` (the app's requests) and `MessageSpace.{guid}.call.*` (gift
+//! wraps from peer vaults), and handles one event at a time:
+//!
+//! 1. load the context: the peer's connection (only `Active` ones count), the call the event names,
+//!    every unanswered or active call (from `handler-state`);
+//! 2. run the handler (WASM, under limits);
+//! 3. perform its outputs in order: store (`calls` record + `handler-state` state), seal as a gift
+//!    wrap to the peer's vault key and publish to its `MessageSpace`, notify the app, reschedule.
+//!
+//! A gift wrap is accepted only when it unwraps for this vault's key, is fresh, and was sealed by
+//! the vault key of the connection named by the message's `from_guid`; anything else is dropped,
+//! counted and logged without guids. The timeout handler runs every `sweep_every` (seed: 30 s) and
+//! at the instants the handlers ask for. After a restart the first sweep acts on whatever the
+//! stored calls say (ringing calls time out, active calls can still be ended).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use callvault_bus::Bus;
+use callvault_call::Call;
+use callvault_call::abi::{ConnectionInfo, Event, HandlerInput, HandlerName, Outcome, OutputItem, WireMessage};
+use callvault_crypto::{VaultKey, giftwrap};
+use callvault_protocol::calling::{CallErrorNotification, tags};
+use callvault_protocol::fields::{ErrorCode, ErrorText};
+use callvault_protocol::subject::{self, PeerKind, RequestKind};
+use callvault_protocol::{CallId, Guid, MAX_MESSAGE_BYTES, MessageId, Timestamp};
+use callvault_store::{BucketConfig, BucketNaming, Kv, KvError, Store};
+use tokio::sync::Mutex;
+
+use crate::connections::{self, ConnectionState};
+use crate::modules;
+use crate::runtime::{HandlerError, HandlerLimits, HandlerRuntime};
+
+/// How a vault behaves.
+#[derive(Debug, Clone)]
+pub struct VaultOptions {
+    /// Ring timeout (seed: 60 s).
+    pub ring_timeout: Duration,
+    /// How often the timeout sweep runs (seed: 30 s).
+    pub sweep_every: Duration,
+    /// Bucket names: own store (`Local`) or a shared server (`Shared`).
+    pub naming: BucketNaming,
+    /// Handler budgets.
+    pub limits: HandlerLimits,
+}
+
+impl Default for VaultOptions {
+    fn default() -> Self {
+        Self {
+            ring_timeout: Duration::from_secs(60),
+            sweep_every: Duration::from_secs(30),
+            naming: BucketNaming::Local,
+            limits: HandlerLimits::default(),
+        }
+    }
+}
+
+/// Why a vault could not start or handle an event.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    /// A bucket failed.
+    #[error("store: {0}")]
+    Store(#[from] KvError),
+    /// The bus failed.
+    #[error("bus: {0}")]
+    Bus(#[from] callvault_bus::BusError),
+    /// A handler failed.
+    #[error("handler: {0}")]
+    Handler(#[from] HandlerError),
+    /// Handler modules could not be installed.
+    #[error("modules: {0}")]
+    Modules(#[from] modules::ModulesError),
+    /// A connection entry is unusable.
+    #[error("connections: {0}")]
+    Connection(#[from] connections::ConnectionError),
+}
+
+/// What the vault dropped or refused, by reason.
+#[derive(Debug, Default)]
+pub struct VaultStats {
+    /// Gift wraps that did not unwrap (bad signature, not for us, stale, malformed, too large).
+    pub bad_wraps: AtomicU64,
+    /// Wraps sealed by a vault key that is not an active connection's, or naming another sender.
+    pub unknown_senders: AtomicU64,
+    /// Events the handlers refused.
+    pub refused: AtomicU64,
+    /// Repeats of handled messages.
+    pub duplicates: AtomicU64,
+    /// Handler failures (trap, limits).
+    pub handler_failures: AtomicU64,
+    /// Events handled.
+    pub handled: AtomicU64,
+}
+
+/// The vault's buckets.
+#[derive(Debug, Clone)]
+pub struct Buckets<K> {
+    /// `calls`: records, key `call_id`.
+    pub calls: K,
+    /// `handler-state`: call machine state, key `call.<call_id>`.
+    pub state: K,
+    /// `connections`: key = peer guid.
+    pub connections: K,
+    /// `handlers`: modules.
+    pub handlers: K,
+}
+
+/// One user's vault.
+pub struct Vault<B: Bus + Clone, K: Kv + Clone> {
+    guid: Guid,
+    key: Arc<VaultKey>,
+    bus: B,
+    buckets: Buckets<K>,
+    runtime: Arc<HandlerRuntime>,
+    options: VaultOptions,
+    stats: Arc<VaultStats>,
+    next_wake: Mutex<Option<Timestamp>>,
+    one_at_a_time: Mutex<()>,
+}
+
+fn now() -> Timestamp {
+    let ms =
+        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    Timestamp::from_unix_millis(ms)
+}
+
+/// 16 bytes from a process-wide counter and the clock: unique ids for the vault's own error
+/// notifications (not secrets).
+fn rand_bytes() -> [u8; 16] {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let t = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&n.to_be_bytes());
+    b[8..].copy_from_slice(&t.to_be_bytes());
+    b
+}
+
+fn state_key(id: &CallId) -> String {
+    format!("call.{id}")
+}
+
+impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
+    /// Provisions the seed's buckets in `store`, installs the built-in handlers where missing, and
+    /// loads them.
+    pub async fn open<S: Store<Kv = K>>(
+        store: &S,
+        bus: B,
+        guid: Guid,
+        key: VaultKey,
+        options: VaultOptions,
+    ) -> Result<Self, VaultError> {
+        let mut opened = Vec::new();
+        for config in BucketConfig::seed_all(&options.naming) {
+            opened.push(store.bucket(&config).await?);
+        }
+        let bucket = |base: &str| -> Result<K, VaultError> {
+            let name = options.naming.name(base);
+            let found = opened.iter().find(|k| k.config().name == name).cloned();
+            found.ok_or(VaultError::Store(KvError::InvalidConfig(name)))
+        };
+        let buckets = Buckets {
+            calls: bucket("calls")?,
+            state: bucket("handler-state")?,
+            connections: bucket("connections")?,
+            handlers: bucket("handlers")?,
+        };
+        modules::install_builtins(&buckets.handlers).await?;
+        let runtime = Arc::new(HandlerRuntime::new(options.limits));
+        modules::load_all(&buckets.handlers, &runtime).await?;
+        Ok(Self {
+            guid,
+            key: Arc::new(key),
+            bus,
+            buckets,
+            runtime,
+            options,
+            stats: Arc::new(VaultStats::default()),
+            next_wake: Mutex::new(None),
+            one_at_a_time: Mutex::new(()),
+        })
+    }
+
+    /// The user's guid.
+    pub fn guid(&self) -> &Guid {
+        &self.guid
+    }
+
+    /// The vault's buckets.
+    pub fn buckets(&self) -> &Buckets<K> {
+        &self.buckets
+    }
+
+    /// Counters of what was dropped and refused.
+    pub fn stats(&self) -> Arc<VaultStats> {
+        self.stats.clone()
+    }
+
+    /// The handler runtime (its modules follow the `handlers` bucket while [`Vault::run`] runs).
+    pub fn runtime(&self) -> Arc<HandlerRuntime> {
+        self.runtime.clone()
+    }
+
+    /// Serves until the subscriptions end: requests, peer messages, sweeps, module updates.
+    pub async fn run(self: Arc<Self>) -> Result<(), VaultError> {
+        let mut requests = self.bus.subscribe(&subject::for_vault_calls(&self.guid)).await?;
+        let mut peers = self.bus.subscribe(&subject::message_space_calls(&self.guid)).await?;
+        self.bus.flush().await?;
+        let reload = tokio::spawn(modules::watch_and_reload(self.buckets.handlers.clone(), self.runtime.clone()));
+        // Recover: act on stored calls at once (missed deadlines fire now).
+        self.sweep().await;
+        loop {
+            let wake = self.sleep_for().await;
+            tokio::select! {
+                m = requests.next() => match m {
+                    Some(m) => self.on_request(&m.subject, &m.payload).await,
+                    None => break,
+                },
+                m = peers.next() => match m {
+                    Some(m) => self.on_peer(&m.subject, &m.payload).await,
+                    None => break,
+                },
+                () = tokio::time::sleep(wake) => self.sweep().await,
+            }
+        }
+        reload.abort();
+        Ok(())
+    }
+
+    async fn sleep_for(&self) -> Duration {
+        let next = *self.next_wake.lock().await;
+        let until_wake = next.map(|t| t.saturating_since(now()));
+        until_wake.map_or(self.options.sweep_every, |d| d.min(self.options.sweep_every))
+    }
+
+    async fn on_request(&self, subj: &str, payload: &[u8]) {
+        let Some(kind) =
+            subj.rsplit('.').next().and_then(|t| RequestKind::ALL.iter().copied().find(|k| k.token() == t))
+        else {
+            return;
+        };
+        if let Err(e) = self.handle_request(kind, payload).await {
+            tracing::warn!(error = %e, "request failed");
+        }
+    }
+
+    async fn on_peer(&self, subj: &str, payload: &[u8]) {
+        let Some(kind) = subj.rsplit('.').next().and_then(|t| PeerKind::ALL.iter().copied().find(|k| k.token() == t))
+        else {
+            return;
+        };
+        if let Err(e) = self.handle_peer(kind, payload).await {
+            tracing::warn!(error = %e, "peer message failed");
+        }
+    }
+
+    /// Handles one app request (what arrives on `forVault.call.<kind>`).
+    pub async fn handle_request(&self, kind: RequestKind, payload: &[u8]) -> Result<Outcome, VaultError> {
+        let _one = self.one_at_a_time.lock().await;
+        let json: serde_json::Value =
+            match (payload.len() <= MAX_MESSAGE_BYTES).then(|| serde_json::from_slice(payload).ok()).flatten() {
+                Some(v) => v,
+                None => serde_json::Value::Null,
+            };
+        let named = json.get("call_id").and_then(|v| v.as_str()).and_then(|s| CallId::parse(s).ok());
+        let calls = self.load_calls(named.as_ref()).await?;
+        let peer = match json.get("peer_guid").and_then(|v| v.as_str()).and_then(|s| Guid::parse(s).ok()) {
+            Some(g) => Some(g),
+            None => named.as_ref().and_then(|id| calls.iter().find(|c| c.id() == id)).map(|c| c.peer().clone()),
+        };
+        let connection = self.active_connection(peer.as_ref()).await?;
+        let in_reply_to = json.get("message_id").and_then(|v| v.as_str()).and_then(|s| MessageId::parse(s).ok());
+        let event = Event::App(WireMessage { kind: kind.token().to_owned(), json });
+        let (outcome, notified) = self.run_handler(HandlerName::for_request(kind), event, connection, calls).await?;
+        if let (Outcome::Refused { code, .. }, false) = (&outcome, notified) {
+            // A request too broken for the handler to answer still gets an answer.
+            self.notify_error(*code, in_reply_to, named).await?;
+        }
+        Ok(outcome)
+    }
+
+    async fn notify_error(
+        &self,
+        code: ErrorCode,
+        in_reply_to: Option<MessageId>,
+        call_id: Option<CallId>,
+    ) -> Result<(), VaultError> {
+        let nil = MessageId::from_bytes([0; 16]);
+        let n = CallErrorNotification {
+            kind: tags::Error,
+            message_id: MessageId::from_bytes(rand_bytes()),
+            timestamp: now(),
+            in_reply_to: in_reply_to.unwrap_or(nil),
+            code,
+            message: ErrorText::truncated("the request was refused"),
+            call_id,
+            ext: None,
+        };
+        let json = serde_json::to_vec(&n).unwrap_or_default();
+        self.bus.publish(&format!("OwnerSpace.{}.forApp.call.error", self.guid), Bytes::from(json)).await?;
+        Ok(())
+    }
+
+    /// Handles one gift wrap from a peer vault (what arrives on `MessageSpace.{guid}.call.<kind>`).
+    pub async fn handle_peer(&self, kind: PeerKind, wrap: &[u8]) -> Result<Outcome, VaultError> {
+        let _one = self.one_at_a_time.lock().await;
+        let t = now();
+        let secs = u64::try_from(t.unix_millis() / 1000).unwrap_or(0);
+        let unwrapped = match giftwrap::unwrap(&self.key, wrap, secs) {
+            Ok(u) => u,
+            Err(e) => {
+                self.stats.bad_wraps.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(reason = %e, "gift wrap dropped");
+                return Ok(Outcome::Ignored);
+            }
+        };
+        let json: serde_json::Value = serde_json::from_str(&unwrapped.content).unwrap_or(serde_json::Value::Null);
+        let from = json.get("from_guid").and_then(|v| v.as_str()).and_then(|s| Guid::parse(s).ok());
+        let conn = match from.as_ref() {
+            Some(g) => connections::get(&self.buckets.connections, g).await?,
+            None => None,
+        };
+        let sealed_by_connection = conn
+            .as_ref()
+            .filter(|c| c.state == ConnectionState::Active)
+            .and_then(|c| c.vault_key().ok())
+            .is_some_and(|vk| vk == unwrapped.sender);
+        if !sealed_by_connection {
+            self.stats.unknown_senders.fetch_add(1, Ordering::Relaxed);
+            tracing::info!("gift wrap from a vault that is not an active connection dropped");
+            return Ok(Outcome::Ignored);
+        }
+        let named = json.get("call_id").and_then(|v| v.as_str()).and_then(|s| CallId::parse(s).ok());
+        let calls = self.load_calls(named.as_ref()).await?;
+        let event = Event::Peer(WireMessage { kind: kind.token().to_owned(), json });
+        Ok(self.run_handler(HandlerName::for_peer(kind), event, conn.map(|c| c.info()), calls).await?.0)
+    }
+
+    /// Runs the timeout handler over the stored calls now.
+    pub async fn sweep(&self) {
+        let _one = self.one_at_a_time.lock().await;
+        let result = async {
+            let calls = self.load_calls(None).await?;
+            self.run_handler(HandlerName::Timeout, Event::Tick, None, calls).await.map(|(o, _)| o)
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "timeout sweep failed");
+        }
+    }
+
+    async fn active_connection(&self, peer: Option<&Guid>) -> Result<Option<ConnectionInfo>, VaultError> {
+        let Some(g) = peer else { return Ok(None) };
+        Ok(connections::get(&self.buckets.connections, g)
+            .await?
+            .filter(|c| c.state == ConnectionState::Active && c.vault_key().is_ok())
+            .map(|c| c.info()))
+    }
+
+    /// The named call and every call not yet settled.
+    async fn load_calls(&self, named: Option<&CallId>) -> Result<Vec<Call>, VaultError> {
+        let mut out: Vec<Call> = Vec::new();
+        for key in self.buckets.state.keys().await? {
+            let Some(e) = self.buckets.state.get(&key).await? else { continue };
+            let Ok(call) = serde_json::from_slice::<Call>(&e.value) else {
+                tracing::warn!("unreadable call state skipped");
+                continue;
+            };
+            let settled = call.record().status.is_terminal();
+            if !settled || named.is_some_and(|id| id == call.id()) {
+                out.push(call);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs a handler and performs its outputs; returns its outcome and whether it notified the app.
+    async fn run_handler(
+        &self,
+        name: HandlerName,
+        event: Event,
+        connection: Option<ConnectionInfo>,
+        calls: Vec<Call>,
+    ) -> Result<(Outcome, bool), VaultError> {
+        let t = now();
+        let input = HandlerInput {
+            handler: name,
+            local: self.guid.clone(),
+            now: t,
+            ring_timeout_secs: self.options.ring_timeout.as_secs(),
+            event,
+            connection,
+            calls,
+        };
+        let output = match self.runtime.invoke(name, &input) {
+            Ok(o) => o,
+            Err(e) => {
+                self.stats.handler_failures.fetch_add(1, Ordering::Relaxed);
+                return Err(e.into());
+            }
+        };
+        match &output.outcome {
+            Outcome::Refused { code, .. } => {
+                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(handler = name.as_str(), code = %code, "event refused");
+            }
+            Outcome::Duplicate => {
+                self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+        self.stats.handled.fetch_add(1, Ordering::Relaxed);
+        let notified = output.outputs.iter().any(|o| matches!(o, OutputItem::Notify(_)));
+        for item in output.outputs {
+            self.perform(item, t).await?;
+        }
+        Ok((output.outcome, notified))
+    }
+
+    async fn perform(&self, item: OutputItem, t: Timestamp) -> Result<(), VaultError> {
+        match item {
+            OutputItem::Store(call) => {
+                let record = serde_json::to_vec(call.record()).unwrap_or_default();
+                self.buckets.calls.put(call.id().as_str(), Bytes::from(record)).await?;
+                let state = serde_json::to_vec(&*call).unwrap_or_default();
+                self.buckets.state.put(&state_key(call.id()), Bytes::from(state)).await?;
+            }
+            OutputItem::Send { to, message } => {
+                let Some(conn) = connections::get(&self.buckets.connections, &to).await? else {
+                    tracing::info!("message for a peer that is no connection not sent");
+                    return Ok(());
+                };
+                let vault_key = conn.vault_key()?;
+                let secs = u64::try_from(t.unix_millis() / 1000).unwrap_or(0);
+                match giftwrap::wrap(&self.key, &vault_key, &message.json.to_string(), secs) {
+                    Ok(wrap) => {
+                        self.bus.publish(&format!("MessageSpace.{to}.call.{}", message.kind), Bytes::from(wrap)).await?
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not seal a message"),
+                }
+            }
+            OutputItem::Notify(n) => {
+                let subject = format!("OwnerSpace.{}.forApp.call.{}", self.guid, n.kind);
+                self.bus.publish(&subject, Bytes::from(n.json.to_string())).await?;
+            }
+            OutputItem::WakeAt(at) => {
+                *self.next_wake.lock().await = Some(at);
+            }
+        }
+        Ok(())
+    }
+}
