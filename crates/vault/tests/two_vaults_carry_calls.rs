@@ -1,5 +1,6 @@
 //! Two users' vaults carry calls through their whole lifecycle over a bus, with state only in
-//! their own buckets: on the embedded default (in-process bus, one redb file per vault).
+//! their own buckets: on the embedded default (in-process bus, one redb file per vault) and on a
+//! real nats-server (NATS bus, JetStream KV buckets named with each vault's guid).
 
 #![allow(
     clippy::unwrap_used,
@@ -14,39 +15,102 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use callvault_bus::{Bus, MemoryBus, Subscription};
+use callvault_bus::{Bus, MemoryBus, NatsBus, NatsOptions, Subscription};
 use callvault_crypto::{Delegation, SecretIdentity};
 use callvault_protocol::Guid;
 use callvault_protocol::fields::DisplayName;
-use callvault_store::{EmbeddedKv, EmbeddedStore, Kv};
+use callvault_store::{BucketNaming, EmbeddedStore, Kv, NatsStore, Store};
+use callvault_testkit::NatsServer;
 use callvault_vault::connections::{self, Connection};
 use callvault_vault::manager::{Vault, VaultOptions};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-struct User {
+struct User<B: Bus + Clone, K: Kv + Clone> {
     guid: Guid,
-    vault: Arc<Vault<MemoryBus, EmbeddedKv>>,
+    vault: Arc<Vault<B, K>>,
     delegation: Delegation,
     app: Subscription,
-    _dir: tempfile::TempDir,
 }
 
-async fn user(bus: &MemoryBus, name: &str, options: VaultOptions) -> User {
+/// Where vaults live: their bus connection, their store, and the apps' (gateway's) bus.
+trait Backend {
+    type Bus: Bus + Clone;
+    type Store: Store;
+    async fn bus(&self) -> Self::Bus;
+    async fn store(&self, guid: &Guid) -> (Self::Store, BucketNaming);
+}
+
+struct Embedded {
+    bus: MemoryBus,
+    dir: tempfile::TempDir,
+}
+
+impl Backend for Embedded {
+    type Bus = MemoryBus;
+    type Store = EmbeddedStore;
+    async fn bus(&self) -> MemoryBus {
+        self.bus.clone()
+    }
+    async fn store(&self, guid: &Guid) -> (EmbeddedStore, BucketNaming) {
+        (EmbeddedStore::open(self.dir.path().join(format!("{guid}.redb"))).unwrap(), BucketNaming::Local)
+    }
+}
+
+struct Nats {
+    server: NatsServer,
+}
+
+impl Backend for Nats {
+    type Bus = NatsBus;
+    type Store = NatsStore;
+    async fn bus(&self) -> NatsBus {
+        NatsBus::connect(NatsOptions { url: self.server.url(), ..NatsOptions::default() }).await.unwrap()
+    }
+    async fn store(&self, guid: &Guid) -> (NatsStore, BucketNaming) {
+        (NatsStore::new(self.bus().await.client().clone()), BucketNaming::Shared { guid: guid.to_string() })
+    }
+}
+
+fn embedded() -> Embedded {
+    Embedded { bus: MemoryBus::new(), dir: tempfile::tempdir().unwrap() }
+}
+
+fn nats() -> Nats {
+    Nats { server: NatsServer::start() }
+}
+
+async fn user<W: Backend>(w: &W, app_bus: &W::Bus, options: VaultOptions) -> User<W::Bus, <W::Store as Store>::Kv> {
     let identity = SecretIdentity::generate();
     let vault_key = SecretIdentity::generate();
     let guid = identity.public().guid();
     let delegation = Delegation::sign(&identity, &vault_key.public(), 1_790_000_000).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = EmbeddedStore::open(dir.path().join(format!("{name}.redb"))).unwrap();
-    let vault = Arc::new(Vault::open(&store, bus.clone(), guid.clone(), vault_key, options).await.unwrap());
-    let app = bus.subscribe(&format!("OwnerSpace.{guid}.forApp.call.*")).await.unwrap();
-    tokio::spawn(vault.clone().run());
-    User { guid, vault, delegation, app, _dir: dir }
+    let (store, naming) = w.store(&guid).await;
+    let options = VaultOptions { naming, ..options };
+    let vault = Arc::new(Vault::open(&store, w.bus().await, guid.clone(), vault_key, options).await.unwrap());
+    let app = app_bus.subscribe(&format!("OwnerSpace.{guid}.forApp.call.*")).await.unwrap();
+    app_bus.flush().await.unwrap();
+    let running = vault.clone();
+    tokio::spawn(async move { running.run().await });
+    // The vault subscribes when it starts; wait until a probe request reaches it.
+    let probe = json!({"type": "call.end", "message_id": id(999_999), "call_id": id(999_999), "timestamp": now()});
+    let mut app_probe = app_bus.subscribe(&format!("OwnerSpace.{guid}.forApp.call.error")).await.unwrap();
+    app_bus.flush().await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        app_bus.publish(&format!("OwnerSpace.{guid}.forVault.call.end"), Bytes::from(probe.to_string())).await.unwrap();
+        if app_probe.next_within(Duration::from_millis(200)).await.is_some() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the vault never started serving");
+    }
+    let mut u = User { guid, vault, delegation, app };
+    while u.app.next_within(Duration::from_millis(50)).await.is_some() {} // drain the probes' errors
+    u
 }
 
-async fn connect(a: &User, b: &User) {
+async fn connect<B: Bus + Clone, K: Kv + Clone>(a: &User<B, K>, b: &User<B, K>) {
     for (me, peer, name) in [(a, b, "Bob"), (b, a, "Alice")] {
         let c = Connection::from_delegation(&peer.delegation, DisplayName::new(name).unwrap(), "local").unwrap();
         connections::put(&me.vault.buckets().connections, &c).await.unwrap();
@@ -62,12 +126,12 @@ fn now() -> String {
     callvault_protocol::Timestamp::from_unix_millis(i64::try_from(ms).unwrap()).to_string()
 }
 
-async fn request(bus: &MemoryBus, u: &User, kind: &str, body: Value) {
+async fn request<B: Bus + Clone, K: Kv + Clone>(bus: &B, u: &User<B, K>, kind: &str, body: Value) {
     bus.publish(&format!("OwnerSpace.{}.forVault.call.{kind}", u.guid), Bytes::from(body.to_string())).await.unwrap();
 }
 
 /// The next notification of `kind` the user's app receives (others are skipped).
-async fn expect(u: &mut User, kind: &str) -> Value {
+async fn expect<B: Bus + Clone, K: Kv + Clone>(u: &mut User<B, K>, kind: &str) -> Value {
     loop {
         let m = u.app.next_within(WAIT).await.unwrap_or_else(|| panic!("no {kind} notification"));
         if m.subject.ends_with(&format!(".{kind}")) {
@@ -76,13 +140,13 @@ async fn expect(u: &mut User, kind: &str) -> Value {
     }
 }
 
-async fn record(u: &User, call: &str) -> Value {
+async fn record<B: Bus + Clone, K: Kv + Clone>(u: &User<B, K>, call: &str) -> Value {
     let e = u.vault.buckets().calls.get(call).await.unwrap().expect("a record");
     serde_json::from_slice(&e.value).unwrap()
 }
 
 /// Waits until `u`'s record of `call` has `status`.
-async fn status_becomes(u: &User, call: &str, status: &str) -> Value {
+async fn status_becomes<B: Bus + Clone, K: Kv + Clone>(u: &User<B, K>, call: &str, status: &str) -> Value {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         if let Some(e) = u.vault.buckets().calls.get(call).await.unwrap() {
@@ -104,11 +168,9 @@ fn simple(kind: &str, call: &str, n: u32) -> Value {
     json!({"type": format!("call.{kind}"), "message_id": id(n), "call_id": call, "timestamp": now()})
 }
 
-#[tokio::test]
-async fn answered_call_with_signals_and_hang_up() {
-    let bus = MemoryBus::new();
-    let (mut a, mut b) =
-        (user(&bus, "alice", VaultOptions::default()).await, user(&bus, "bob", VaultOptions::default()).await);
+async fn answered_call_with_signals_and_hang_up<W: Backend>(w: W) {
+    let bus = w.bus().await;
+    let (mut a, mut b) = (user(&w, &bus, VaultOptions::default()).await, user(&w, &bus, VaultOptions::default()).await);
     connect(&a, &b).await;
     let call = id(100);
 
@@ -156,15 +218,14 @@ async fn answered_call_with_signals_and_hang_up() {
     assert_eq!(a.vault.stats().bad_wraps.load(Ordering::Relaxed), 0);
 }
 
-#[tokio::test]
-async fn rejected_missed_and_refused_calls() {
-    let bus = MemoryBus::new();
+async fn rejected_missed_and_refused_calls<W: Backend>(w: W) {
+    let bus = w.bus().await;
     let fast = VaultOptions {
         ring_timeout: Duration::from_secs(2),
         sweep_every: Duration::from_millis(200),
         ..VaultOptions::default()
     };
-    let (mut a, mut b) = (user(&bus, "alice", fast.clone()).await, user(&bus, "bob", fast).await);
+    let (mut a, mut b) = (user(&w, &bus, fast.clone()).await, user(&w, &bus, fast).await);
     connect(&a, &b).await;
 
     // Rejected.
@@ -213,4 +274,59 @@ async fn rejected_missed_and_refused_calls() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(b.vault.buckets().calls.get(&id(205)).await.unwrap().is_none());
+}
+
+async fn glare_one_call_survives<W: Backend>(w: W) {
+    let bus = w.bus().await;
+    let (mut a, mut b) = (user(&w, &bus, VaultOptions::default()).await, user(&w, &bus, VaultOptions::default()).await);
+    connect(&a, &b).await;
+    // Both call each other at once; the lower call_id survives on both sides.
+    let (low, high) = (id(301), id(302));
+    request(&bus, &a, "initiate", initiate(&low, &b.guid, 1)).await;
+    request(&bus, &b, "initiate", initiate(&high, &a.guid, 2)).await;
+    for u in [&a, &b] {
+        let r = status_becomes(u, &high, "rejected").await;
+        assert_eq!(r["end_reason"], "glare");
+        status_becomes(u, &low, "ringing").await;
+    }
+    // Bob, whose call lost, rings with Alice's and can answer it.
+    let incoming = expect(&mut b, "incoming").await;
+    assert_eq!(incoming["call_id"], low.as_str());
+    let mut accept = simple("accept", &low, 3);
+    accept["public_key"] = json!("q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=");
+    accept["key_id"] = json!(id(4));
+    request(&bus, &b, "accept", accept).await;
+    expect(&mut a, "accepted").await;
+    status_becomes(&a, &low, "active").await;
+    status_becomes(&b, &low, "active").await;
+}
+
+#[tokio::test]
+async fn embedded_answered_call() {
+    answered_call_with_signals_and_hang_up(embedded()).await;
+}
+
+#[tokio::test]
+async fn embedded_rejected_missed_refused() {
+    rejected_missed_and_refused_calls(embedded()).await;
+}
+
+#[tokio::test]
+async fn embedded_glare() {
+    glare_one_call_survives(embedded()).await;
+}
+
+#[tokio::test]
+async fn nats_answered_call() {
+    answered_call_with_signals_and_hang_up(nats()).await;
+}
+
+#[tokio::test]
+async fn nats_rejected_missed_refused() {
+    rejected_missed_and_refused_calls(nats()).await;
+}
+
+#[tokio::test]
+async fn nats_glare() {
+    glare_one_call_survives(nats()).await;
 }
