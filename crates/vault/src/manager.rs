@@ -129,6 +129,15 @@ fn now() -> Timestamp {
     Timestamp::from_unix_millis(ms)
 }
 
+/// Aborts a task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// 16 bytes from a process-wide counter and the clock: unique ids for the vault's own error
 /// notifications (not secrets).
 fn rand_bytes() -> [u8; 16] {
@@ -211,7 +220,9 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         let mut requests = self.bus.subscribe(&subject::for_vault_calls(&self.guid)).await?;
         let mut peers = self.bus.subscribe(&subject::message_space_calls(&self.guid)).await?;
         self.bus.flush().await?;
-        let reload = tokio::spawn(modules::watch_and_reload(self.buckets.handlers.clone(), self.runtime.clone()));
+        // Stops with this task, however it ends (an abort included), and releases the bucket.
+        let _reload =
+            AbortOnDrop(tokio::spawn(modules::watch_and_reload(self.buckets.handlers.clone(), self.runtime.clone())));
         // Recover: act on stored calls at once (missed deadlines fire now).
         self.sweep().await;
         loop {
@@ -228,7 +239,6 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
                 () = tokio::time::sleep(wake) => self.sweep().await,
             }
         }
-        reload.abort();
         Ok(())
     }
 

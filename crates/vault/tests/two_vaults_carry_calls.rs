@@ -32,6 +32,9 @@ struct User<B: Bus + Clone, K: Kv + Clone> {
     vault: Arc<Vault<B, K>>,
     delegation: Delegation,
     app: Subscription,
+    task: tokio::task::JoinHandle<Result<(), callvault_vault::manager::VaultError>>,
+    identity: Arc<SecretIdentity>,
+    vault_key_nsec: String,
 }
 
 /// Where vaults live: their bus connection, their store, and the apps' (gateway's) bus.
@@ -54,7 +57,16 @@ impl Backend for Embedded {
         self.bus.clone()
     }
     async fn store(&self, guid: &Guid) -> (EmbeddedStore, BucketNaming) {
-        (EmbeddedStore::open(self.dir.path().join(format!("{guid}.redb"))).unwrap(), BucketNaming::Local)
+        // After a restart the previous vault's tasks may still be releasing the file.
+        let path = self.dir.path().join(format!("{guid}.redb"));
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match EmbeddedStore::open(&path) {
+                Ok(s) => return (s, BucketNaming::Local),
+                Err(e) => assert!(tokio::time::Instant::now() < deadline, "cannot reopen the store: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 
@@ -82,17 +94,30 @@ fn nats() -> Nats {
 }
 
 async fn user<W: Backend>(w: &W, app_bus: &W::Bus, options: VaultOptions) -> User<W::Bus, <W::Store as Store>::Kv> {
-    let identity = SecretIdentity::generate();
+    let identity = Arc::new(SecretIdentity::generate());
     let vault_key = SecretIdentity::generate();
-    let guid = identity.public().guid();
     let delegation = Delegation::sign(&identity, &vault_key.public(), 1_790_000_000).unwrap();
+    start(w, app_bus, options, identity, vault_key, delegation).await
+}
+
+/// Opens and runs the vault of `identity` on its store (again, after a restart).
+async fn start<W: Backend>(
+    w: &W,
+    app_bus: &W::Bus,
+    options: VaultOptions,
+    identity: Arc<SecretIdentity>,
+    vault_key: SecretIdentity,
+    delegation: Delegation,
+) -> User<W::Bus, <W::Store as Store>::Kv> {
+    let guid = identity.public().guid();
+    let vault_key_nsec = vault_key.to_nsec().to_string();
     let (store, naming) = w.store(&guid).await;
     let options = VaultOptions { naming, ..options };
     let vault = Arc::new(Vault::open(&store, w.bus().await, guid.clone(), vault_key, options).await.unwrap());
     let app = app_bus.subscribe(&format!("OwnerSpace.{guid}.forApp.call.*")).await.unwrap();
     app_bus.flush().await.unwrap();
     let running = vault.clone();
-    tokio::spawn(async move { running.run().await });
+    let task = tokio::spawn(async move { running.run().await });
     // The vault subscribes when it starts; wait until a probe request reaches it.
     let probe = json!({"type": "call.end", "message_id": id(999_999), "call_id": id(999_999), "timestamp": now()});
     let mut app_probe = app_bus.subscribe(&format!("OwnerSpace.{guid}.forApp.call.error")).await.unwrap();
@@ -105,7 +130,7 @@ async fn user<W: Backend>(w: &W, app_bus: &W::Bus, options: VaultOptions) -> Use
         }
         assert!(tokio::time::Instant::now() < deadline, "the vault never started serving");
     }
-    let mut u = User { guid, vault, delegation, app };
+    let mut u = User { guid, vault, delegation, app, task, identity, vault_key_nsec };
     while u.app.next_within(Duration::from_millis(50)).await.is_some() {} // drain the probes' errors
     u
 }
@@ -329,4 +354,108 @@ async fn nats_rejected_missed_refused() {
 #[tokio::test]
 async fn nats_glare() {
     glare_one_call_survives(nats()).await;
+}
+
+async fn answered<B: Bus + Clone, K: Kv + Clone>(bus: &B, a: &mut User<B, K>, b: &mut User<B, K>, call: &str, n: u32) {
+    request(bus, a, "initiate", initiate(call, &b.guid, n)).await;
+    expect(b, "incoming").await;
+    let mut accept = simple("accept", call, n + 1);
+    accept["public_key"] = json!("q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=");
+    accept["key_id"] = json!(id(n + 2));
+    request(bus, b, "accept", accept).await;
+    expect(a, "accepted").await;
+    status_becomes(a, call, "active").await;
+    status_becomes(b, call, "active").await;
+}
+
+/// Kills a vault's task without any shutdown and starts it again on the same store.
+async fn restart_vault<W: Backend>(
+    w: &W,
+    bus: &W::Bus,
+    u: User<W::Bus, <W::Store as Store>::Kv>,
+    options: VaultOptions,
+) -> User<W::Bus, <W::Store as Store>::Kv> {
+    let User { task, vault, identity, vault_key_nsec, delegation, app, .. } = u;
+    task.abort();
+    let _ = task.await;
+    drop((vault, app));
+    let key = SecretIdentity::parse(&vault_key_nsec).unwrap();
+    start(w, bus, options, identity, key, delegation).await
+}
+
+async fn vault_killed_mid_call_finds_and_ends_it<W: Backend>(w: W) {
+    let bus = w.bus().await;
+    let fast = VaultOptions {
+        ring_timeout: Duration::from_secs(2),
+        sweep_every: Duration::from_millis(200),
+        ..VaultOptions::default()
+    };
+    let (a, mut b) = (user(&w, &bus, fast.clone()).await, user(&w, &bus, fast.clone()).await);
+    connect(&a, &b).await;
+    // A call ringing when the vault dies still times out, on both sides, after the restart.
+    let ringing = id(402);
+    request(&bus, &b, "initiate", initiate(&ringing, &a.guid, 10)).await;
+    status_becomes(&a, &ringing, "ringing").await;
+    let mut a = restart_vault(&w, &bus, a, fast.clone()).await;
+    status_becomes(&a, &ringing, "missed").await;
+    status_becomes(&b, &ringing, "missed").await;
+
+    // An active call is still there after a restart and can be ended from the restarted vault.
+    let active = id(401);
+    answered(&bus, &mut a, &mut b, &active, 1).await;
+    let a = restart_vault(&w, &bus, a, fast).await;
+    assert_eq!(record(&a, &active).await["status"], "active");
+    request(&bus, &a, "end", simple("end", &active, 20)).await;
+    expect(&mut b, "ended").await;
+    status_becomes(&a, &active, "ended").await;
+    status_becomes(&b, &active, "ended").await;
+}
+
+#[tokio::test]
+async fn embedded_vault_restart_mid_call() {
+    vault_killed_mid_call_finds_and_ends_it(embedded()).await;
+}
+
+#[tokio::test]
+async fn nats_vault_restart_mid_call() {
+    vault_killed_mid_call_finds_and_ends_it(nats()).await;
+}
+
+#[tokio::test]
+async fn nats_server_restart_mid_call_the_call_completes() {
+    let mut w = nats();
+    let bus = w.bus().await;
+    let (mut a, mut b) = (user(&w, &bus, VaultOptions::default()).await, user(&w, &bus, VaultOptions::default()).await);
+    connect(&a, &b).await;
+    let earlier = id(500);
+    answered(&bus, &mut a, &mut b, &earlier, 1).await;
+    request(&bus, &a, "end", simple("end", &earlier, 4)).await;
+    status_becomes(&b, &earlier, "ended").await;
+    let call = id(501);
+    answered(&bus, &mut a, &mut b, &call, 10).await;
+
+    w.server.restart();
+
+    // The app retries its hang-up (same message_id) until its vault has it: duplicates are dropped.
+    let end = simple("end", &call, 20);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let _ = bus.publish(&format!("OwnerSpace.{}.forVault.call.end", a.guid), Bytes::from(end.to_string())).await;
+        if let Some(e) = a.vault.buckets().calls.get(&call).await.ok().flatten() {
+            if serde_json::from_slice::<Value>(&e.value).unwrap()["status"] == "ended" {
+                break;
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the call did not complete after the restart");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    status_becomes(&b, &call, "ended").await;
+    // Nothing lost, nothing doubled: both calls, once each, on both sides.
+    for u in [&a, &b] {
+        let keys = u.vault.buckets().calls.keys().await.unwrap();
+        assert_eq!(keys.iter().filter(|k| **k == earlier || **k == call).count(), 2, "{keys:?}");
+        assert_eq!(record(u, &earlier).await["status"], "ended");
+        let history = u.vault.buckets().calls.history(&call).await.unwrap();
+        assert_eq!(history.len(), 1, "calls keeps one revision per key");
+    }
 }
