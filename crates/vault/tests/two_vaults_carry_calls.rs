@@ -441,10 +441,10 @@ async fn nats_server_restart_mid_call_the_call_completes() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let _ = bus.publish(&format!("OwnerSpace.{}.forVault.call.end", a.guid), Bytes::from(end.to_string())).await;
-        if let Some(e) = a.vault.buckets().calls.get(&call).await.ok().flatten() {
-            if serde_json::from_slice::<Value>(&e.value).unwrap()["status"] == "ended" {
-                break;
-            }
+        if let Some(e) = a.vault.buckets().calls.get(&call).await.ok().flatten()
+            && serde_json::from_slice::<Value>(&e.value).unwrap()["status"] == "ended"
+        {
+            break;
         }
         assert!(tokio::time::Instant::now() < deadline, "the call did not complete after the restart");
         tokio::time::sleep(Duration::from_millis(200)).await;
