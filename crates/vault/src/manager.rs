@@ -121,6 +121,9 @@ pub struct Vault<B: Bus + Clone, K: Kv + Clone> {
     stats: Arc<VaultStats>,
     next_wake: Mutex<Option<Timestamp>>,
     one_at_a_time: Mutex<()>,
+    /// Calls not yet settled (loaded at open, kept up to date on every store), so an event reads
+    /// only the calls it may touch instead of listing the bucket.
+    unsettled: Mutex<std::collections::BTreeSet<CallId>>,
 }
 
 fn now() -> Timestamp {
@@ -182,6 +185,15 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         modules::install_builtins(&buckets.handlers).await?;
         let runtime = Arc::new(HandlerRuntime::new(options.limits));
         modules::load_all(&buckets.handlers, &runtime).await?;
+        let mut unsettled = std::collections::BTreeSet::new();
+        for key in buckets.state.keys().await? {
+            if let Some(call) =
+                buckets.state.get(&key).await?.and_then(|e| serde_json::from_slice::<Call>(&e.value).ok())
+                && !call.record().status.is_terminal()
+            {
+                unsettled.insert(call.id().clone());
+            }
+        }
         Ok(Self {
             guid,
             key: Arc::new(key),
@@ -192,6 +204,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             stats: Arc::new(VaultStats::default()),
             next_wake: Mutex::new(None),
             one_at_a_time: Mutex::new(()),
+            unsettled: Mutex::new(unsettled),
         })
     }
 
@@ -374,16 +387,16 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
 
     /// The named call and every call not yet settled.
     async fn load_calls(&self, named: Option<&CallId>) -> Result<Vec<Call>, VaultError> {
-        let mut out: Vec<Call> = Vec::new();
-        for key in self.buckets.state.keys().await? {
-            let Some(e) = self.buckets.state.get(&key).await? else { continue };
-            let Ok(call) = serde_json::from_slice::<Call>(&e.value) else {
-                tracing::warn!("unreadable call state skipped");
-                continue;
-            };
-            let settled = call.record().status.is_terminal();
-            if !settled || named.is_some_and(|id| id == call.id()) {
-                out.push(call);
+        let mut ids = self.unsettled.lock().await.clone();
+        if let Some(id) = named {
+            ids.insert(id.clone());
+        }
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(e) = self.buckets.state.get(&state_key(&id)).await? else { continue };
+            match serde_json::from_slice::<Call>(&e.value) {
+                Ok(call) => out.push(call),
+                Err(_) => tracing::warn!("unreadable call state skipped"),
             }
         }
         Ok(out)
@@ -439,6 +452,12 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
                 self.buckets.calls.put(call.id().as_str(), Bytes::from(record)).await?;
                 let state = serde_json::to_vec(&*call).unwrap_or_default();
                 self.buckets.state.put(&state_key(call.id()), Bytes::from(state)).await?;
+                let mut unsettled = self.unsettled.lock().await;
+                if call.record().status.is_terminal() {
+                    unsettled.remove(call.id());
+                } else {
+                    unsettled.insert(call.id().clone());
+                }
             }
             OutputItem::Send { to, message } => {
                 let Some(conn) = connections::get(&self.buckets.connections, &to).await? else {
