@@ -1,0 +1,196 @@
+//! Call setup: from `call.initiate` published on A's `forVault` to `call.incoming` on B's
+//! `forApp`, through both vaults (WASM handlers, gift wraps, stores); p50/p99 one at a time, and
+//! sustained setups per second with 8 caller/callee pairs in parallel; on the embedded default and
+//! on NATS. `cargo bench -p callvault-vault --bench call_setup`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    missing_docs
+)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use callvault_bus::{Bus, MemoryBus, NatsBus, NatsOptions, Subscription};
+use callvault_crypto::{Delegation, SecretIdentity};
+use callvault_protocol::fields::DisplayName;
+use callvault_protocol::{Guid, Timestamp};
+use callvault_store::{BucketNaming, EmbeddedStore, NatsStore, Store};
+use callvault_testkit::NatsServer;
+use callvault_vault::connections::{self, Connection};
+use callvault_vault::manager::{Vault, VaultOptions};
+
+struct Party {
+    guid: Guid,
+    delegation: Delegation,
+    app: Subscription,
+}
+
+async fn party<B: Bus + Clone, S: Store>(
+    bus: &B,
+    app_bus: &B,
+    store: S,
+    naming: BucketNaming,
+    guid: Guid,
+    key: SecretIdentity,
+    delegation: Delegation,
+) -> (Party, Arc<Vault<B, S::Kv>>) {
+    let vault = Arc::new(
+        Vault::open(&store, bus.clone(), guid.clone(), key, VaultOptions { naming, ..VaultOptions::default() })
+            .await
+            .unwrap(),
+    );
+    let app = app_bus.subscribe(&format!("OwnerSpace.{guid}.forApp.call.*")).await.unwrap();
+    app_bus.flush().await.unwrap();
+    tokio::spawn(vault.clone().run());
+    (Party { guid, delegation, app }, vault)
+}
+
+fn ids() -> (SecretIdentity, SecretIdentity, Guid, Delegation) {
+    let user = SecretIdentity::generate();
+    let key = SecretIdentity::generate();
+    let d = Delegation::sign(&user, &key.public(), 1_790_000_000).unwrap();
+    (user.clone_for_bench(), key, user.public().guid(), d)
+}
+
+trait CloneForBench {
+    fn clone_for_bench(&self) -> Self;
+}
+
+impl CloneForBench for SecretIdentity {
+    fn clone_for_bench(&self) -> Self {
+        SecretIdentity::parse(&self.to_nsec()).unwrap()
+    }
+}
+
+fn now() -> String {
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    Timestamp::from_unix_millis(i64::try_from(ms).unwrap()).to_string()
+}
+
+fn uuid(n: u64) -> String {
+    format!("00000000-0000-4000-8000-{n:012}")
+}
+
+/// One setup: initiate, wait for B's incoming, then cancel and wait for B's ended (so the pair is
+/// free again). Returns the initiate -> incoming latency.
+async fn setup<B: Bus>(app_bus: &B, a: &Guid, b: &mut Party, n: u64) -> Duration {
+    let call = uuid(n);
+    let init = serde_json::json!({"type": "call.initiate", "message_id": uuid(n + 1), "call_id": call, "timestamp": now(), "peer_guid": b.guid.to_string(), "call_type": "audio"});
+    let t = Instant::now();
+    app_bus
+        .publish(&format!("OwnerSpace.{a}.forVault.call.initiate"), Bytes::from(init.to_string()))
+        .await
+        .unwrap();
+    loop {
+        let m = b.app.next_within(Duration::from_secs(10)).await.expect("incoming");
+        if m.subject.ends_with(".incoming") {
+            break;
+        }
+    }
+    let latency = t.elapsed();
+    let end = serde_json::json!({"type": "call.end", "message_id": uuid(n + 2), "call_id": call, "timestamp": now()});
+    app_bus.publish(&format!("OwnerSpace.{a}.forVault.call.end"), Bytes::from(end.to_string())).await.unwrap();
+    loop {
+        let m = b.app.next_within(Duration::from_secs(10)).await.expect("ended");
+        if m.subject.ends_with(".ended") {
+            break;
+        }
+    }
+    latency
+}
+
+async fn run<B: Bus + Clone, S: Store>(
+    name: &str,
+    bus_for: impl Fn() -> B,
+    store_for: impl Fn(&Guid) -> (S, BucketNaming),
+    app_bus: &B,
+) {
+    // Pairs of users, connected.
+    let mut pairs = Vec::new();
+    let mut keep = Vec::new();
+    for _ in 0..8 {
+        let (_ua, ka, ga, da) = ids();
+        let (_ub, kb, gb, db) = ids();
+        let (sa, na) = store_for(&ga);
+        let (sb, nb) = store_for(&gb);
+        let (a, va) = party(&bus_for(), app_bus, sa, na, ga, ka, da).await;
+        let (b, vb) = party(&bus_for(), app_bus, sb, nb, gb, kb, db).await;
+        for (me, peer) in [(&va, &b), (&vb, &a)] {
+            let c = Connection::from_delegation(&peer.delegation, DisplayName::new("Peer").unwrap(), "local").unwrap();
+            connections::put(&me.buckets().connections, &c).await.unwrap();
+        }
+        keep.push((va, vb));
+        pairs.push((a, b));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Latency, one setup at a time.
+    let (a0, b0) = &mut pairs[0];
+    for i in 0..20 {
+        setup(app_bus, &a0.guid, b0, 10_000 + i * 10).await;
+    }
+    let mut samples: Vec<Duration> = Vec::new();
+    for i in 0..300 {
+        samples.push(setup(app_bus, &a0.guid, b0, 100_000 + i * 10).await);
+    }
+    samples.sort();
+    let (p50, p99) = (samples[samples.len() / 2], samples[samples.len() * 99 / 100]);
+    // Throughput: 8 pairs in parallel.
+    let per_pair = 60u64;
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for (k, (a, mut b)) in pairs.into_iter().enumerate() {
+        let app_bus = app_bus.clone();
+        let a = a.guid;
+        tasks.push(tokio::spawn(async move {
+            for i in 0..per_pair {
+                setup(&app_bus, &a, &mut b, 1_000_000 * (k as u64 + 1) + i * 10).await;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let setups = per_pair * 8;
+    println!(
+        "{name:<9} setup latency p50 {p50:>9.2?}  p99 {p99:>9.2?}   sustained {:>6.0} setups/s (8 pairs; each setup also cancels the call)",
+        setups as f64 / t.elapsed().as_secs_f64()
+    );
+    drop(keep);
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let mem = MemoryBus::new();
+    run(
+        "embedded",
+        || mem.clone(),
+        |g| (EmbeddedStore::open(dir.path().join(format!("{g}.redb"))).unwrap(), BucketNaming::Local),
+        &mem,
+    )
+    .await;
+
+    let server = NatsServer::start();
+    let connect =
+        || async { NatsBus::connect(NatsOptions { url: server.url(), ..NatsOptions::default() }).await.unwrap() };
+    let app_bus = connect().await;
+    let mut buses = Vec::new();
+    for _ in 0..32 {
+        buses.push(connect().await);
+    }
+    let next = std::sync::Mutex::new(buses.into_iter());
+    let store_client = connect().await;
+    run(
+        "nats",
+        || next.lock().unwrap().next().unwrap(),
+        |g| (NatsStore::new(store_client.client().clone()), BucketNaming::Shared { guid: g.to_string() }),
+        &app_bus,
+    )
+    .await;
+}
