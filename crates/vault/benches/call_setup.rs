@@ -83,10 +83,7 @@ async fn setup<B: Bus>(app_bus: &B, a: &Guid, b: &mut Party, n: u64) -> Duration
     let call = uuid(n);
     let init = serde_json::json!({"type": "call.initiate", "message_id": uuid(n + 1), "call_id": call, "timestamp": now(), "peer_guid": b.guid.to_string(), "call_type": "audio"});
     let t = Instant::now();
-    app_bus
-        .publish(&format!("OwnerSpace.{a}.forVault.call.initiate"), Bytes::from(init.to_string()))
-        .await
-        .unwrap();
+    app_bus.publish(&format!("OwnerSpace.{a}.forVault.call.initiate"), Bytes::from(init.to_string())).await.unwrap();
     loop {
         let m = b.app.next_within(Duration::from_secs(10)).await.expect("incoming");
         if m.subject.ends_with(".incoming") {

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod connections;
+pub mod invite;
 pub mod manager;
 pub mod modules;
 pub mod permissions;

@@ -33,6 +33,7 @@ use callvault_store::{BucketConfig, BucketNaming, Kv, KvError, Store};
 use tokio::sync::Mutex;
 
 use crate::connections::{self, ConnectionState};
+use crate::invite::{self, InviteAccepted, InviteError, InviteToken, PendingInvite};
 use crate::modules;
 use crate::runtime::{HandlerError, HandlerLimits, HandlerRuntime};
 
@@ -78,6 +79,9 @@ pub enum VaultError {
     /// A connection entry is unusable.
     #[error("connections: {0}")]
     Connection(#[from] connections::ConnectionError),
+    /// An invite was refused.
+    #[error("invite: {0}")]
+    Invite(#[from] InviteError),
 }
 
 /// What the vault dropped or refused, by reason.
@@ -151,6 +155,10 @@ fn rand_bytes() -> [u8; 16] {
     b[..8].copy_from_slice(&n.to_be_bytes());
     b[8..].copy_from_slice(&t.to_be_bytes());
     b
+}
+
+fn unix_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 fn state_key(id: &CallId) -> String {
@@ -232,6 +240,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
     pub async fn run(self: Arc<Self>) -> Result<(), VaultError> {
         let mut requests = self.bus.subscribe(&subject::for_vault_calls(&self.guid)).await?;
         let mut peers = self.bus.subscribe(&subject::message_space_calls(&self.guid)).await?;
+        let mut invites = self.bus.subscribe(&format!("MessageSpace.{}.connection.accept", self.guid)).await?;
         self.bus.flush().await?;
         // Stops with this task, however it ends (an abort included), and releases the bucket.
         let _reload =
@@ -247,6 +256,14 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
                 },
                 m = peers.next() => match m {
                     Some(m) => self.on_peer(&m.subject, &m.payload).await,
+                    None => break,
+                },
+                m = invites.next() => match m {
+                    Some(m) => {
+                        if let Err(e) = self.handle_invite_accepted(&m.payload).await {
+                            tracing::info!(error = %e, "invite acceptance refused");
+                        }
+                    }
                     None => break,
                 },
                 () = tokio::time::sleep(wake) => self.sweep().await,
@@ -362,6 +379,72 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         let calls = self.load_calls(named.as_ref()).await?;
         let event = Event::Peer(WireMessage { kind: kind.token().to_owned(), json });
         Ok(self.run_handler(HandlerName::for_peer(kind), event, conn.map(|c| c.info()), calls).await?.0)
+    }
+
+    /// Records an invite this vault's user made, so that its acceptance is taken (once, before
+    /// it expires).
+    pub async fn record_invite(&self, token: &InviteToken) -> Result<(), VaultError> {
+        let v = token.verify(unix_secs())?;
+        if v.connection.guid != self.guid || v.vault_key != self.key.public() {
+            return Err(InviteError::BadSignature.into());
+        }
+        let pending = serde_json::to_vec(&PendingInvite { expires_at: v.expires_at }).unwrap_or_default();
+        self.buckets.connections.create(&invite::pending_key(&v.nonce), Bytes::from(pending)).await?;
+        Ok(())
+    }
+
+    /// Accepts someone's invite: stores the inviter as a connection and sends `mine` (this user's
+    /// own token) to the inviter's vault, sealed to the vault key the invite names.
+    pub async fn accept_invite(&self, theirs: &InviteToken, mine: &InviteToken) -> Result<Guid, VaultError> {
+        let t = unix_secs();
+        let v = theirs.verify(t)?;
+        connections::put(&self.buckets.connections, &v.connection).await?;
+        let msg = InviteAccepted {
+            kind: "connection.accept".into(),
+            nonce: v.nonce,
+            token: mine.as_str().to_owned(),
+            from_guid: self.guid.clone(),
+        };
+        let json = serde_json::to_string(&msg).map_err(|_| InviteError::Malformed)?;
+        let wrap = giftwrap::wrap(&self.key, &v.vault_key, &json, t).map_err(|_| InviteError::Signing)?;
+        self.bus.publish(&format!("MessageSpace.{}.connection.accept", v.connection.guid), Bytes::from(wrap)).await?;
+        Ok(v.connection.guid)
+    }
+
+    /// Takes an invitee's acceptance of one of this vault's pending invites.
+    pub async fn handle_invite_accepted(&self, wrap: &[u8]) -> Result<Guid, VaultError> {
+        let _one = self.one_at_a_time.lock().await;
+        let t = unix_secs();
+        let unwrapped = match giftwrap::unwrap(&self.key, wrap, t) {
+            Ok(u) => u,
+            Err(e) => {
+                self.stats.bad_wraps.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(reason = %e, "invite acceptance dropped");
+                return Err(InviteError::Malformed.into());
+            }
+        };
+        let msg: InviteAccepted = serde_json::from_str(&unwrapped.content).map_err(|_| InviteError::Malformed)?;
+        let key = invite::pending_key(&msg.nonce);
+        let pending: PendingInvite = match self.buckets.connections.get(&key).await? {
+            Some(e) => serde_json::from_slice(&e.value).map_err(|_| InviteError::Malformed)?,
+            None => return Err(InviteError::NotPending.into()),
+        };
+        if t > pending.expires_at {
+            return Err(InviteError::Expired.into());
+        }
+        let theirs = InviteToken::parse(&msg.token)?.verify(t)?;
+        if theirs.connection.guid != msg.from_guid || theirs.vault_key != unwrapped.sender {
+            self.stats.unknown_senders.fetch_add(1, Ordering::Relaxed);
+            return Err(InviteError::BadSignature.into());
+        }
+        // Once: the nonce is gone before the connection is stored.
+        self.buckets.connections.delete(&key).await?;
+        connections::put(&self.buckets.connections, &theirs.connection).await?;
+        let note = serde_json::json!({"type": "connection.accepted", "peer_guid": theirs.connection.guid.to_string(), "display_name": theirs.connection.display_name.as_str()});
+        self.bus
+            .publish(&format!("OwnerSpace.{}.forApp.connection.accepted", self.guid), Bytes::from(note.to_string()))
+            .await?;
+        Ok(theirs.connection.guid)
     }
 
     /// Runs the timeout handler over the stored calls now.

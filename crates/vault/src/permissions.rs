@@ -10,7 +10,9 @@
 //!
 //! | who | publish | subscribe |
 //! | --- | --- | --- |
-//! | vault of `g` | `OwnerSpace.g.forApp.>`, `MessageSpace.*.call.>`, `MessageSpace.g.forOwner.>`, `MessageSpace.g.ownerProfile`, `_INBOX_g.>` | `OwnerSpace.g.forVault.>`, `OwnerSpace.g.control`, `OwnerSpace.g.eventTypes`, `MessageSpace.g.call.>`, `MessageSpace.g.forOwner.>`, `_INBOX_g.>` |
+//! | vault of `g` | `OwnerSpace.g.forApp.>`, `MessageSpace.*.call.>`, `MessageSpace.*.connection.accept`, `MessageSpace.g.forOwner.>`, `MessageSpace.g.ownerProfile`, `_INBOX_g.>` | `OwnerSpace.g.forVault.>`, `OwnerSpace.g.control`, `OwnerSpace.g.eventTypes`, `MessageSpace.g.call.>`, `MessageSpace.g.connection.accept`, `MessageSpace.g.forOwner.>`, `_INBOX_g.>` |
+//!
+//! `connection.accept` (beyond the seed) carries an invite's acceptance to the inviter's vault.
 //! | gateway | `OwnerSpace.*.forVault.>`, `_INBOX_gateway.>` | `OwnerSpace.*.forApp.>`, `OwnerSpace.*.eventTypes`, `_INBOX_gateway.>` |
 //!
 //! A vault may publish into any user's `MessageSpace.*.call` (that is how calls reach peers):
@@ -48,6 +50,7 @@ impl NatsUser {
             publish: vec![
                 format!("OwnerSpace.{guid}.forApp.>"),
                 "MessageSpace.*.call.>".to_owned(),
+                "MessageSpace.*.connection.accept".to_owned(),
                 format!("MessageSpace.{guid}.forOwner.>"),
                 format!("MessageSpace.{guid}.ownerProfile"),
                 format!("{inbox}.>"),
@@ -57,6 +60,7 @@ impl NatsUser {
                 format!("OwnerSpace.{guid}.control"),
                 format!("OwnerSpace.{guid}.eventTypes"),
                 format!("MessageSpace.{guid}.call.>"),
+                format!("MessageSpace.{guid}.connection.accept"),
                 format!("MessageSpace.{guid}.forOwner.>"),
                 format!("{inbox}.>"),
             ],

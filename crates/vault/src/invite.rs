@@ -1,0 +1,177 @@
+//! Invites: how two users become connections.
+//!
+//! 1. The inviter's app makes an [`InviteToken`] (signed by the inviter's identity key: guid, vault
+//!    key with its delegation, display name, where the vault is reached, a one-time nonce, an
+//!    expiry) and the inviter's vault records the pending nonce (`connections` bucket, key
+//!    `invite.<nonce>`).
+//! 2. The invitee's vault accepts the token: it verifies signature, delegation and expiry, stores
+//!    the inviter as a connection, and sends the invitee's own token back to the inviter's vault,
+//!    gift-wrapped to the vault key the token names, on `MessageSpace.{inviter}.connection.accept`,
+//!    with the nonce.
+//! 3. The inviter's vault accepts that message only for a pending, unexpired nonce (once), checks
+//!    the returned token and that the seal is its vault key, stores the invitee as a connection
+//!    and tells its app (`OwnerSpace.{guid}.forApp.connection.accepted`).
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use callvault_crypto::{Delegation, PublicIdentity, SecretIdentity};
+use callvault_protocol::Guid;
+use callvault_protocol::fields::DisplayName;
+use nostr::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::connections::Connection;
+
+const TOKEN_PREFIX: &str = "cvinv1_";
+/// Nostr kind of an invite token event.
+pub const INVITE_KIND: u16 = 9_471;
+/// Largest token accepted.
+pub const MAX_TOKEN: usize = 16 * 1024;
+
+/// What an invite says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InviteBody {
+    /// The delegation of the inviter's vault key (event JSON).
+    pub delegation: String,
+    /// How the inviter wants to be shown.
+    pub display_name: DisplayName,
+    /// Where the inviter's vault is reached.
+    pub reach: String,
+    /// One-time nonce (hex, 32 characters).
+    pub nonce: String,
+    /// Unix seconds after which the invite is void.
+    pub expires_at: u64,
+}
+
+/// Why an invite was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InviteError {
+    /// Not a token, or a malformed one.
+    #[error("malformed invite token")]
+    Malformed,
+    /// The signature or the delegation does not verify, or they disagree.
+    #[error("invite signature or delegation does not verify")]
+    BadSignature,
+    /// Past its expiry.
+    #[error("invite expired")]
+    Expired,
+    /// Not a pending invite of this vault (unknown, already used).
+    #[error("no such pending invite")]
+    NotPending,
+    /// Signing failed.
+    #[error("signing failed")]
+    Signing,
+}
+
+/// A signed invite, shared out of band (a link, a QR code).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InviteToken(String);
+
+/// A verified invite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedInvite {
+    /// The inviter as a connection entry.
+    pub connection: Connection,
+    /// The inviter's vault key.
+    pub vault_key: PublicIdentity,
+    /// The one-time nonce.
+    pub nonce: String,
+    /// Expiry (Unix seconds).
+    pub expires_at: u64,
+}
+
+impl InviteToken {
+    /// The inviter's app signs an invite for its vault key (with `delegation`), valid `ttl_secs`.
+    pub fn create(
+        user: &SecretIdentity,
+        delegation: &Delegation,
+        display_name: DisplayName,
+        reach: &str,
+        nonce: [u8; 16],
+        now: u64,
+        ttl_secs: u64,
+    ) -> Result<Self, InviteError> {
+        let body = InviteBody {
+            delegation: delegation.to_json(),
+            display_name,
+            reach: reach.to_owned(),
+            nonce: nonce.iter().map(|b| format!("{b:02x}")).collect(),
+            expires_at: now.saturating_add(ttl_secs),
+        };
+        let content = serde_json::to_string(&body).map_err(|_| InviteError::Malformed)?;
+        let keys = Keys::parse(&user.to_nsec()).map_err(|_| InviteError::Signing)?;
+        let event = EventBuilder::new(Kind::Custom(INVITE_KIND), content)
+            .custom_created_at(Timestamp::from_secs(now))
+            .finalize(&keys)
+            .map_err(|_| InviteError::Signing)?;
+        Ok(Self(format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(event.as_json()))))
+    }
+
+    /// Wraps a token string received out of band.
+    pub fn parse(s: &str) -> Result<Self, InviteError> {
+        if s.len() > MAX_TOKEN || !s.starts_with(TOKEN_PREFIX) {
+            return Err(InviteError::Malformed);
+        }
+        Ok(Self(s.trim().to_owned()))
+    }
+
+    /// The token as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Checks signature, delegation (same user, guid) and expiry at `now`.
+    pub fn verify(&self, now: u64) -> Result<VerifiedInvite, InviteError> {
+        let raw = self.0.strip_prefix(TOKEN_PREFIX).ok_or(InviteError::Malformed)?;
+        let json = URL_SAFE_NO_PAD.decode(raw).map_err(|_| InviteError::Malformed)?;
+        let event = Event::from_json(&json).map_err(|_| InviteError::Malformed)?;
+        event.verify().map_err(|_| InviteError::BadSignature)?;
+        if event.kind != Kind::Custom(INVITE_KIND) {
+            return Err(InviteError::Malformed);
+        }
+        let body: InviteBody = serde_json::from_str(&event.content).map_err(|_| InviteError::Malformed)?;
+        if body.nonce.len() != 32 || !body.nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(InviteError::Malformed);
+        }
+        let delegation = Delegation::from_json(&body.delegation).map_err(|_| InviteError::Malformed)?;
+        let v = delegation.verify().map_err(|_| InviteError::BadSignature)?;
+        if v.user.to_hex() != event.pubkey.to_hex() {
+            return Err(InviteError::BadSignature);
+        }
+        if now > body.expires_at {
+            return Err(InviteError::Expired);
+        }
+        let connection = Connection::from_delegation(&delegation, body.display_name.clone(), &body.reach)
+            .map_err(|_| InviteError::BadSignature)?;
+        Ok(VerifiedInvite { vault_key: v.vault, nonce: body.nonce, expires_at: body.expires_at, connection })
+    }
+}
+
+/// The message an invitee's vault sends back (inside a gift wrap).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InviteAccepted {
+    /// `connection.accept`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The nonce of the invite being accepted.
+    pub nonce: String,
+    /// The invitee's own signed token (its keys and name).
+    pub token: String,
+    /// The invitee's guid.
+    pub from_guid: Guid,
+}
+
+/// A pending invite as the inviter's vault keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PendingInvite {
+    /// Unix seconds after which it is void.
+    pub expires_at: u64,
+}
+
+/// The `connections` key of a pending invite.
+pub fn pending_key(nonce: &str) -> String {
+    format!("invite.{nonce}")
+}
