@@ -18,7 +18,7 @@
 
 use callvault_protocol::calling::{AppNotification, AppRequest, CallErrorNotification, PeerMessage, tags};
 use callvault_protocol::fields::{ErrorCode, ErrorText, PeerProfile};
-use callvault_protocol::subject::{NotificationKind, PeerKind, RequestKind};
+use callvault_protocol::subject::{PeerKind, RequestKind};
 use callvault_protocol::{Guid, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -309,9 +309,4 @@ pub fn run_json_as(name: HandlerName, input: &[u8]) -> Vec<u8> {
         Err(e) => refused(ErrorCode::InvalidMessage, format!("handler input: {e}")),
     };
     serde_json::to_vec(&output).unwrap_or_default()
-}
-
-/// The notification kinds a handler may publish (for hosts that check outputs).
-pub fn notification_kind(token: &str) -> Option<NotificationKind> {
-    kind_of(NotificationKind::ALL, NotificationKind::token, token)
 }

@@ -128,6 +128,42 @@ impl SecretIdentity {
     pub(crate) fn keys(&self) -> &Keys {
         &self.keys
     }
+
+    /// Signs `content` as a Nostr event of `kind` created at `created_at` (Unix seconds); returns
+    /// the event JSON. For statements others verify with [`verify_note`] or any Nostr client.
+    pub fn sign_note(&self, kind: u16, content: &str, created_at: u64) -> Result<String, IdentityError> {
+        EventBuilder::new(Kind::Custom(kind), content)
+            .custom_created_at(Timestamp::from_secs(created_at))
+            .finalize(&self.keys)
+            .map_err(|_| IdentityError::Signing)?
+            .try_as_json()
+            .map_err(|_| IdentityError::Signing)
+    }
+}
+
+/// A verified note: who signed it, what it says, when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedNote {
+    /// The signer.
+    pub signer: PublicIdentity,
+    /// The content.
+    pub content: String,
+    /// Unix seconds.
+    pub created_at: u64,
+}
+
+/// Verifies a note made by [`SecretIdentity::sign_note`]: id, signature and kind.
+pub fn verify_note(json: &[u8], kind: u16) -> Result<VerifiedNote, IdentityError> {
+    let event = Event::from_json(json).map_err(|_| IdentityError::InvalidDelegation("not an event"))?;
+    event.verify().map_err(|_| IdentityError::BadDelegationSignature)?;
+    if event.kind != Kind::Custom(kind) {
+        return Err(IdentityError::InvalidDelegation("unexpected kind"));
+    }
+    Ok(VerifiedNote {
+        signer: PublicIdentity::checked(event.pubkey)?,
+        content: event.content,
+        created_at: event.created_at.as_secs(),
+    })
 }
 
 impl fmt::Debug for SecretIdentity {

@@ -27,5 +27,5 @@ pub mod seal;
 
 pub use identity::{
     Delegation, IdentityError, PublicIdentity, SecretIdentity, UserIdentity, VaultKey, VaultPublicKey,
-    VerifiedDelegation,
+    VerifiedDelegation, VerifiedNote, verify_note,
 };

@@ -51,21 +51,11 @@ async fn party<B: Bus + Clone, S: Store>(
     (Party { guid, delegation, app }, vault)
 }
 
-fn ids() -> (SecretIdentity, SecretIdentity, Guid, Delegation) {
+fn ids() -> (SecretIdentity, Guid, Delegation) {
     let user = SecretIdentity::generate();
     let key = SecretIdentity::generate();
     let d = Delegation::sign(&user, &key.public(), 1_790_000_000).unwrap();
-    (user.clone_for_bench(), key, user.public().guid(), d)
-}
-
-trait CloneForBench {
-    fn clone_for_bench(&self) -> Self;
-}
-
-impl CloneForBench for SecretIdentity {
-    fn clone_for_bench(&self) -> Self {
-        SecretIdentity::parse(&self.to_nsec()).unwrap()
-    }
+    (key, user.public().guid(), d)
 }
 
 fn now() -> String {
@@ -112,8 +102,8 @@ async fn run<B: Bus + Clone, S: Store>(
     let mut pairs = Vec::new();
     let mut keep = Vec::new();
     for _ in 0..8 {
-        let (_ua, ka, ga, da) = ids();
-        let (_ub, kb, gb, db) = ids();
+        let (ka, ga, da) = ids();
+        let (kb, gb, db) = ids();
         let (sa, na) = store_for(&ga);
         let (sb, nb) = store_for(&gb);
         let (a, va) = party(&bus_for(), app_bus, sa, na, ga, ka, da).await;

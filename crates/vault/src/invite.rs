@@ -14,10 +14,9 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use callvault_crypto::{Delegation, PublicIdentity, SecretIdentity};
+use callvault_crypto::{Delegation, PublicIdentity, SecretIdentity, verify_note};
 use callvault_protocol::Guid;
 use callvault_protocol::fields::DisplayName;
-use nostr::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::connections::Connection;
@@ -100,12 +99,8 @@ impl InviteToken {
             expires_at: now.saturating_add(ttl_secs),
         };
         let content = serde_json::to_string(&body).map_err(|_| InviteError::Malformed)?;
-        let keys = Keys::parse(&user.to_nsec()).map_err(|_| InviteError::Signing)?;
-        let event = EventBuilder::new(Kind::Custom(INVITE_KIND), content)
-            .custom_created_at(Timestamp::from_secs(now))
-            .finalize(&keys)
-            .map_err(|_| InviteError::Signing)?;
-        Ok(Self(format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(event.as_json()))))
+        let note = user.sign_note(INVITE_KIND, &content, now).map_err(|_| InviteError::Signing)?;
+        Ok(Self(format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(note))))
     }
 
     /// Wraps a token string received out of band.
@@ -125,18 +120,17 @@ impl InviteToken {
     pub fn verify(&self, now: u64) -> Result<VerifiedInvite, InviteError> {
         let raw = self.0.strip_prefix(TOKEN_PREFIX).ok_or(InviteError::Malformed)?;
         let json = URL_SAFE_NO_PAD.decode(raw).map_err(|_| InviteError::Malformed)?;
-        let event = Event::from_json(&json).map_err(|_| InviteError::Malformed)?;
-        event.verify().map_err(|_| InviteError::BadSignature)?;
-        if event.kind != Kind::Custom(INVITE_KIND) {
-            return Err(InviteError::Malformed);
-        }
-        let body: InviteBody = serde_json::from_str(&event.content).map_err(|_| InviteError::Malformed)?;
+        let note = verify_note(&json, INVITE_KIND).map_err(|e| match e {
+            callvault_crypto::IdentityError::BadDelegationSignature => InviteError::BadSignature,
+            _ => InviteError::Malformed,
+        })?;
+        let body: InviteBody = serde_json::from_str(&note.content).map_err(|_| InviteError::Malformed)?;
         if body.nonce.len() != 32 || !body.nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(InviteError::Malformed);
         }
         let delegation = Delegation::from_json(&body.delegation).map_err(|_| InviteError::Malformed)?;
         let v = delegation.verify().map_err(|_| InviteError::BadSignature)?;
-        if v.user.to_hex() != event.pubkey.to_hex() {
+        if v.user != note.signer {
             return Err(InviteError::BadSignature);
         }
         if now > body.expires_at {

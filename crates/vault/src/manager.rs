@@ -27,7 +27,7 @@ use callvault_call::abi::{ConnectionInfo, Event, HandlerInput, HandlerName, Outc
 use callvault_crypto::{VaultKey, giftwrap};
 use callvault_protocol::calling::{CallErrorNotification, tags};
 use callvault_protocol::fields::{ErrorCode, ErrorText};
-use callvault_protocol::subject::{self, PeerKind, RequestKind};
+use callvault_protocol::subject::{self, PeerKind, RequestKind, Subject};
 use callvault_protocol::{CallId, Guid, MAX_MESSAGE_BYTES, MessageId, Timestamp};
 use callvault_store::{BucketConfig, BucketNaming, Kv, KvError, Store};
 use tokio::sync::Mutex;
@@ -157,8 +157,13 @@ fn rand_bytes() -> [u8; 16] {
     b
 }
 
+/// Unix seconds of a timestamp (gift wraps and invites count in seconds).
+fn secs(t: Timestamp) -> u64 {
+    u64::try_from(t.unix_millis() / 1000).unwrap_or(0)
+}
+
 fn unix_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    secs(now())
 }
 
 fn state_key(id: &CallId) -> String {
@@ -251,11 +256,11 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             let wake = self.sleep_for().await;
             tokio::select! {
                 m = requests.next() => match m {
-                    Some(m) => self.on_request(&m.subject, &m.payload).await,
+                    Some(m) => self.on_message(&m.subject, &m.payload).await,
                     None => break,
                 },
                 m = peers.next() => match m {
-                    Some(m) => self.on_peer(&m.subject, &m.payload).await,
+                    Some(m) => self.on_message(&m.subject, &m.payload).await,
                     None => break,
                 },
                 m = invites.next() => match m {
@@ -278,24 +283,14 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         until_wake.map_or(self.options.sweep_every, |d| d.min(self.options.sweep_every))
     }
 
-    async fn on_request(&self, subj: &str, payload: &[u8]) {
-        let Some(kind) =
-            subj.rsplit('.').next().and_then(|t| RequestKind::ALL.iter().copied().find(|k| k.token() == t))
-        else {
-            return;
+    async fn on_message(&self, subj: &str, payload: &[u8]) {
+        let result = match Subject::parse(subj) {
+            Ok(Subject::ForVault { kind, .. }) => self.handle_request(kind, payload).await,
+            Ok(Subject::MessageSpace { kind, .. }) => self.handle_peer(kind, payload).await,
+            _ => return,
         };
-        if let Err(e) = self.handle_request(kind, payload).await {
-            tracing::warn!(error = %e, "request failed");
-        }
-    }
-
-    async fn on_peer(&self, subj: &str, payload: &[u8]) {
-        let Some(kind) = subj.rsplit('.').next().and_then(|t| PeerKind::ALL.iter().copied().find(|k| k.token() == t))
-        else {
-            return;
-        };
-        if let Err(e) = self.handle_peer(kind, payload).await {
-            tracing::warn!(error = %e, "peer message failed");
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "message failed");
         }
     }
 
@@ -349,9 +344,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
     /// Handles one gift wrap from a peer vault (what arrives on `MessageSpace.{guid}.call.<kind>`).
     pub async fn handle_peer(&self, kind: PeerKind, wrap: &[u8]) -> Result<Outcome, VaultError> {
         let _one = self.one_at_a_time.lock().await;
-        let t = now();
-        let secs = u64::try_from(t.unix_millis() / 1000).unwrap_or(0);
-        let unwrapped = match giftwrap::unwrap(&self.key, wrap, secs) {
+        let unwrapped = match giftwrap::unwrap(&self.key, wrap, unix_secs()) {
             Ok(u) => u,
             Err(e) => {
                 self.stats.bad_wraps.fetch_add(1, Ordering::Relaxed);
@@ -548,8 +541,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
                     return Ok(());
                 };
                 let vault_key = conn.vault_key()?;
-                let secs = u64::try_from(t.unix_millis() / 1000).unwrap_or(0);
-                match giftwrap::wrap(&self.key, &vault_key, &message.json.to_string(), secs) {
+                match giftwrap::wrap(&self.key, &vault_key, &message.json.to_string(), secs(t)) {
                     Ok(wrap) => {
                         self.bus.publish(&format!("MessageSpace.{to}.call.{}", message.kind), Bytes::from(wrap)).await?
                     }
