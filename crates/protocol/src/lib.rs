@@ -11,6 +11,7 @@
 //! - [`ParseError`]: what a refused message was refused for, naming the field.
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod calling;
 pub mod fields;
 pub mod ids;

@@ -6,9 +6,12 @@
 //! which runs the WASM call handlers under wasmi with fuel and memory limits.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod connections;
+pub mod host;
 pub mod invite;
 pub mod manager;
 pub mod modules;
 pub mod permissions;
 pub mod runtime;
+pub mod stats;

@@ -25,17 +25,19 @@ use callvault_bus::Bus;
 use callvault_call::Call;
 use callvault_call::abi::{ConnectionInfo, Event, HandlerInput, HandlerName, Outcome, OutputItem, WireMessage};
 use callvault_crypto::{VaultKey, giftwrap};
-use callvault_protocol::calling::{CallErrorNotification, tags};
-use callvault_protocol::fields::{ErrorCode, ErrorText};
+use callvault_protocol::calling::{CallErrorNotification, CallRecord, tags};
+use callvault_protocol::fields::{CallStatus, ErrorCode, ErrorText};
 use callvault_protocol::subject::{self, PeerKind, RequestKind, Subject};
 use callvault_protocol::{CallId, Guid, MAX_MESSAGE_BYTES, MessageId, Timestamp};
 use callvault_store::{BucketConfig, BucketNaming, Kv, KvError, Store};
 use tokio::sync::Mutex;
 
+use crate::admin::{self, AdminError, AdminRequest, ConnectionSummary};
 use crate::connections::{self, ConnectionState};
 use crate::invite::{self, InviteAccepted, InviteError, InviteToken, PendingInvite};
 use crate::modules;
 use crate::runtime::{HandlerError, HandlerLimits, HandlerRuntime};
+pub use crate::stats::VaultStats;
 
 /// How a vault behaves.
 #[derive(Debug, Clone)]
@@ -84,21 +86,18 @@ pub enum VaultError {
     Invite(#[from] InviteError),
 }
 
-/// What the vault dropped or refused, by reason.
-#[derive(Debug, Default)]
-pub struct VaultStats {
-    /// Gift wraps that did not unwrap (bad signature, not for us, stale, malformed, too large).
-    pub bad_wraps: AtomicU64,
-    /// Wraps sealed by a vault key that is not an active connection's, or naming another sender.
-    pub unknown_senders: AtomicU64,
-    /// Events the handlers refused.
-    pub refused: AtomicU64,
-    /// Repeats of handled messages.
-    pub duplicates: AtomicU64,
-    /// Handler failures (trap, limits).
-    pub handler_failures: AtomicU64,
-    /// Events handled.
-    pub handled: AtomicU64,
+/// Why an admin request got no normal answer.
+enum AdminFailure {
+    /// Refused: the app is told why.
+    Refused(ErrorCode, String),
+    /// The vault failed.
+    Vault(VaultError),
+}
+
+impl From<AdminError> for AdminFailure {
+    fn from(e: AdminError) -> Self {
+        Self::Refused(ErrorCode::InvalidMessage, e.to_string())
+    }
 }
 
 /// The vault's buckets.
@@ -127,7 +126,9 @@ pub struct Vault<B: Bus + Clone, K: Kv + Clone> {
     one_at_a_time: Mutex<()>,
     /// Calls not yet settled (loaded at open, kept up to date on every store), so an event reads
     /// only the calls it may touch instead of listing the bucket.
-    unsettled: Mutex<std::collections::BTreeSet<CallId>>,
+    unsettled: Mutex<std::collections::BTreeMap<CallId, CallStatus>>,
+    /// Set once the subscriptions are live and the recovery sweep ran.
+    serving: tokio::sync::watch::Sender<bool>,
 }
 
 fn now() -> Timestamp {
@@ -198,13 +199,17 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         modules::install_builtins(&buckets.handlers).await?;
         let runtime = Arc::new(HandlerRuntime::new(options.limits));
         modules::load_all(&buckets.handlers, &runtime).await?;
-        let mut unsettled = std::collections::BTreeSet::new();
+        let mut unsettled = std::collections::BTreeMap::new();
+        let stats = Arc::new(VaultStats::default());
         for key in buckets.state.keys().await? {
             if let Some(call) =
                 buckets.state.get(&key).await?.and_then(|e| serde_json::from_slice::<Call>(&e.value).ok())
                 && !call.record().status.is_terminal()
             {
-                unsettled.insert(call.id().clone());
+                if call.record().status == CallStatus::Active {
+                    stats.active_calls.fetch_add(1, Ordering::Relaxed);
+                }
+                unsettled.insert(call.id().clone(), call.record().status);
             }
         }
         Ok(Self {
@@ -214,10 +219,11 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             buckets,
             runtime,
             options,
-            stats: Arc::new(VaultStats::default()),
+            stats,
             next_wake: Mutex::new(None),
             one_at_a_time: Mutex::new(()),
             unsettled: Mutex::new(unsettled),
+            serving: tokio::sync::watch::channel(false).0,
         })
     }
 
@@ -243,18 +249,31 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
 
     /// Serves until the subscriptions end: requests, peer messages, sweeps, module updates.
     pub async fn run(self: Arc<Self>) -> Result<(), VaultError> {
+        self.run_until(std::future::pending()).await
+    }
+
+    /// Serves until the subscriptions end or `stop` completes. `stop` is looked at only between
+    /// events: an event being handled is finished (stored, sent, notified) first.
+    pub async fn run_until(self: Arc<Self>, stop: impl Future<Output = ()> + Send) -> Result<(), VaultError> {
         let mut requests = self.bus.subscribe(&subject::for_vault_calls(&self.guid)).await?;
         let mut peers = self.bus.subscribe(&subject::message_space_calls(&self.guid)).await?;
         let mut invites = self.bus.subscribe(&format!("MessageSpace.{}.connection.accept", self.guid)).await?;
+        let mut own_connections =
+            self.bus.subscribe(&format!("OwnerSpace.{}.forVault.connection.*", self.guid)).await?;
+        let mut own_history = self.bus.subscribe(&format!("OwnerSpace.{}.forVault.history.*", self.guid)).await?;
         self.bus.flush().await?;
         // Stops with this task, however it ends (an abort included), and releases the bucket.
         let _reload =
             AbortOnDrop(tokio::spawn(modules::watch_and_reload(self.buckets.handlers.clone(), self.runtime.clone())));
         // Recover: act on stored calls at once (missed deadlines fire now).
         self.sweep().await;
+        self.serving.send_replace(true);
+        let mut stop = std::pin::pin!(stop);
         loop {
             let wake = self.sleep_for().await;
             tokio::select! {
+                biased;
+                () = &mut stop => break,
                 m = requests.next() => match m {
                     Some(m) => self.on_message(&m.subject, &m.payload).await,
                     None => break,
@@ -271,10 +290,138 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
                     }
                     None => break,
                 },
+                m = own_connections.next() => match m {
+                    Some(m) => self.on_admin(&m.subject, &m.payload).await,
+                    None => break,
+                },
+                m = own_history.next() => match m {
+                    Some(m) => self.on_admin(&m.subject, &m.payload).await,
+                    None => break,
+                },
                 () = tokio::time::sleep(wake) => self.sweep().await,
             }
         }
         Ok(())
+    }
+
+    /// Waits until [`Vault::run_until`] listens on every subject.
+    pub async fn wait_serving(&self) {
+        let mut rx = self.serving.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
+    async fn on_admin(&self, subj: &str, payload: &[u8]) {
+        let prefix = format!("OwnerSpace.{}.forVault.", self.guid);
+        let Some(verb_path) = subj.strip_prefix(&prefix) else { return };
+        if let Err(e) = self.handle_admin(verb_path, payload).await {
+            tracing::warn!(error = %e, "admin request failed");
+        }
+    }
+
+    /// Handles one of the user's own requests about connections and history (see [`admin`]) and
+    /// publishes the answer to the app.
+    pub async fn handle_admin(&self, verb_path: &str, payload: &[u8]) -> Result<(), VaultError> {
+        let json: serde_json::Value = (payload.len() <= MAX_MESSAGE_BYTES)
+            .then(|| serde_json::from_slice(payload).ok())
+            .flatten()
+            .unwrap_or(serde_json::Value::Null);
+        let in_reply_to = json.get("message_id").and_then(|v| v.as_str()).and_then(|s| MessageId::parse(s).ok());
+        let area = admin::area_of(verb_path);
+        let answer = match AdminRequest::parse(verb_path, &json) {
+            Ok(request) => self.admin_answer(request).await,
+            Err(e) => Err(AdminFailure::Refused(ErrorCode::InvalidMessage, e.to_string())),
+        };
+        let (subject_tail, mut body) = match answer {
+            Ok((reply, body)) => (reply, body),
+            Err(AdminFailure::Refused(code, message)) => {
+                self.stats.admin_refused.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(request = verb_path.chars().take(40).collect::<String>(), code = %code, "admin request refused");
+                let body = serde_json::json!({"code": code, "message": ErrorText::truncated(&message)});
+                (format!("{area}.error"), body)
+            }
+            Err(AdminFailure::Vault(e)) => return Err(e),
+        };
+        if let Some(obj) = body.as_object_mut() {
+            obj.insert("type".into(), subject_tail.clone().into());
+            obj.insert("message_id".into(), MessageId::from_bytes(rand_bytes()).to_string().into());
+            obj.insert("timestamp".into(), now().to_string().into());
+            if let Some(id) = in_reply_to {
+                obj.insert("in_reply_to".into(), id.to_string().into());
+            }
+        }
+        let subject = format!("OwnerSpace.{}.forApp.{subject_tail}", self.guid);
+        self.bus.publish(&subject, Bytes::from(body.to_string())).await?;
+        Ok(())
+    }
+
+    async fn admin_answer(&self, request: AdminRequest) -> Result<(String, serde_json::Value), AdminFailure> {
+        let refused = |e: VaultError| match e {
+            VaultError::Invite(i) => AdminFailure::Refused(ErrorCode::InvalidMessage, i.to_string()),
+            other => AdminFailure::Vault(other),
+        };
+        match request {
+            AdminRequest::Invite { token } => {
+                let token = InviteToken::parse(&token).map_err(|e| refused(e.into()))?;
+                self.record_invite(&token).await.map_err(refused)?;
+                Ok(("connection.invited".into(), serde_json::json!({})))
+            }
+            AdminRequest::Connect { token, mine } => {
+                let theirs = InviteToken::parse(&token).map_err(|e| refused(e.into()))?;
+                let mine = InviteToken::parse(&mine).map_err(|e| refused(e.into()))?;
+                let own = mine.verify(unix_secs()).map_err(|e| refused(e.into()))?;
+                if own.connection.guid != self.guid || own.vault_key != self.key.public() {
+                    return Err(AdminFailure::Refused(
+                        ErrorCode::InvalidMessage,
+                        "`mine` is not this user's invite".into(),
+                    ));
+                }
+                let inviter = theirs.verify(unix_secs()).map_err(|e| refused(e.into()))?;
+                if inviter.connection.guid == self.guid {
+                    return Err(AdminFailure::Refused(ErrorCode::SelfCall, "an invite of one's own".into()));
+                }
+                let peer = self.accept_invite(&theirs, &mine).await.map_err(refused)?;
+                let name = connections::get(&self.buckets.connections, &peer)
+                    .await
+                    .map_err(|e| AdminFailure::Vault(e.into()))?
+                    .map(|c| c.display_name.as_str().to_owned())
+                    .unwrap_or_default();
+                Ok(("connection.connected".into(), serde_json::json!({"peer_guid": peer, "display_name": name})))
+            }
+            AdminRequest::ListConnections => {
+                let mut list = Vec::new();
+                let keys = self.buckets.connections.keys().await.map_err(|e| AdminFailure::Vault(e.into()))?;
+                for key in keys.iter().filter(|k| Guid::parse(k).is_ok()) {
+                    let Ok(guid) = Guid::parse(key) else { continue };
+                    if let Some(c) = connections::get(&self.buckets.connections, &guid)
+                        .await
+                        .map_err(|e| AdminFailure::Vault(e.into()))?
+                    {
+                        list.push(ConnectionSummary { guid: c.guid, display_name: c.display_name, state: c.state });
+                    }
+                }
+                Ok(("connection.list".into(), serde_json::json!({"connections": list})))
+            }
+            AdminRequest::Revoke { peer } => {
+                let found = connections::revoke(&self.buckets.connections, &peer)
+                    .await
+                    .map_err(|e| AdminFailure::Vault(e.into()))?;
+                if !found {
+                    return Err(AdminFailure::Refused(ErrorCode::NotConnected, "no such connection".into()));
+                }
+                Ok(("connection.revoked".into(), serde_json::json!({"peer_guid": peer})))
+            }
+            AdminRequest::History { limit } => {
+                let mut records = Vec::new();
+                for key in self.buckets.calls.keys().await.map_err(|e| AdminFailure::Vault(e.into()))? {
+                    let entry = self.buckets.calls.get(&key).await.map_err(|e| AdminFailure::Vault(e.into()))?;
+                    if let Some(r) = entry.and_then(|e| serde_json::from_slice::<CallRecord>(&e.value).ok()) {
+                        records.push(r);
+                    }
+                }
+                let calls = admin::newest_first(records, limit);
+                Ok(("history.list".into(), serde_json::json!({"calls": calls})))
+            }
+        }
     }
 
     async fn sleep_for(&self) -> Duration {
@@ -463,7 +610,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
 
     /// The named call and every call not yet settled.
     async fn load_calls(&self, named: Option<&CallId>) -> Result<Vec<Call>, VaultError> {
-        let mut ids = self.unsettled.lock().await.clone();
+        let mut ids: std::collections::BTreeSet<CallId> = self.unsettled.lock().await.keys().cloned().collect();
         if let Some(id) = named {
             ids.insert(id.clone());
         }
@@ -487,6 +634,8 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         calls: Vec<Call>,
     ) -> Result<(Outcome, bool), VaultError> {
         let t = now();
+        let mut prior: std::collections::BTreeMap<CallId, CallStatus> =
+            calls.iter().map(|c| (c.id().clone(), c.record().status)).collect();
         let input = HandlerInput {
             handler: name,
             local: self.guid.clone(),
@@ -496,7 +645,10 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             connection,
             calls,
         };
-        let output = match self.runtime.invoke(name, &input) {
+        let started = std::time::Instant::now();
+        let invoked = self.runtime.invoke(name, &input);
+        self.stats.handler_latency.observe(started.elapsed());
+        let output = match invoked {
             Ok(o) => o,
             Err(e) => {
                 self.stats.handler_failures.fetch_add(1, Ordering::Relaxed);
@@ -516,12 +668,17 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         self.stats.handled.fetch_add(1, Ordering::Relaxed);
         let notified = output.outputs.iter().any(|o| matches!(o, OutputItem::Notify(_)));
         for item in output.outputs {
-            self.perform(item, t).await?;
+            self.perform(item, t, &mut prior).await?;
         }
         Ok((output.outcome, notified))
     }
 
-    async fn perform(&self, item: OutputItem, t: Timestamp) -> Result<(), VaultError> {
+    async fn perform(
+        &self,
+        item: OutputItem,
+        t: Timestamp,
+        prior: &mut std::collections::BTreeMap<CallId, CallStatus>,
+    ) -> Result<(), VaultError> {
         match item {
             OutputItem::Store(call) => {
                 let record = serde_json::to_vec(call.record()).unwrap_or_default();
@@ -529,11 +686,13 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
                 let state = serde_json::to_vec(&*call).unwrap_or_default();
                 self.buckets.state.put(&state_key(call.id()), Bytes::from(state)).await?;
                 let mut unsettled = self.unsettled.lock().await;
-                if call.record().status.is_terminal() {
+                let status = call.record().status;
+                if status.is_terminal() {
                     unsettled.remove(call.id());
                 } else {
-                    unsettled.insert(call.id().clone());
+                    unsettled.insert(call.id().clone(), status);
                 }
+                self.stats.transition(call.record().direction, prior.insert(call.id().clone(), status), status);
             }
             OutputItem::Send { to, message } => {
                 let Some(conn) = connections::get(&self.buckets.connections, &to).await? else {

@@ -1,0 +1,345 @@
+//! The user commands: `id`, `invite`, `connect`, `connections`, `call`, `answer`, `reject`,
+//! `hangup`, `history`. Each connects to the server as the user's app, does one thing, and prints
+//! it for humans (or as one JSON object with `--json`).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use callvault_client::{Client, ClientError};
+use callvault_crypto::SecretIdentity;
+use callvault_crypto::keyfile::{self, KdfParams, KeyKind};
+use callvault_protocol::calling::CallRecord;
+use callvault_protocol::fields::{CallStatus, CallType, Direction};
+use callvault_protocol::{CallId, Guid};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// Where the user's identity lives and which server to use.
+#[derive(Debug, Clone)]
+pub(crate) struct Home {
+    /// The directory.
+    pub(crate) dir: PathBuf,
+    /// The server's app URL.
+    pub(crate) server: String,
+    /// Print JSON.
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Profile {
+    display_name: String,
+}
+
+fn out(line: &str) {
+    let mut o = std::io::stdout().lock();
+    let _ = writeln!(o, "{line}");
+}
+
+impl Home {
+    fn identity_path(&self) -> PathBuf {
+        self.dir.join("identity")
+    }
+
+    fn print(&self, human: &str, value: serde_json::Value) {
+        if self.json { out(&value.to_string()) } else { out(human) }
+    }
+
+    /// The stored identity.
+    pub(crate) fn identity(&self) -> anyhow::Result<Arc<SecretIdentity>> {
+        let path = self.identity_path();
+        let text = std::fs::read_to_string(&path).map_err(|_| {
+            anyhow!("no identity in {}: run `callvault id new --name <NAME>` first", self.dir.display())
+        })?;
+        Ok(Arc::new(
+            SecretIdentity::parse(text.trim()).map_err(|_| anyhow!("{} is not an identity key", path.display()))?,
+        ))
+    }
+
+    fn display_name(&self) -> String {
+        std::fs::read(self.dir.join("profile.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Profile>(&b).ok())
+            .map_or_else(|| "callvault user".to_owned(), |p| p.display_name)
+    }
+
+    fn store_identity(&self, id: &SecretIdentity, name: &str, force: bool) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.dir).with_context(|| format!("cannot create {}", self.dir.display()))?;
+        let path = self.identity_path();
+        if path.exists() && !force {
+            bail!("{} already holds an identity (use --force to replace it)", path.display());
+        }
+        write_private(&path, id.to_nsec().as_bytes())?;
+        let profile = serde_json::to_vec(&Profile { display_name: name.to_owned() })?;
+        std::fs::write(self.dir.join("profile.json"), profile)?;
+        Ok(())
+    }
+
+    async fn client(&self) -> anyhow::Result<Client> {
+        let id = self.identity()?;
+        Ok(Client::connect(&self.server, id, &self.display_name()).await?)
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    o.mode(0o600);
+    let mut f = o.open(path).with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(bytes)?;
+    Ok(())
+}
+
+fn passphrase() -> anyhow::Result<String> {
+    std::env::var("CALLVAULT_PASSPHRASE")
+        .ok()
+        .filter(|p| p.len() >= 8)
+        .ok_or_else(|| anyhow!("set CALLVAULT_PASSPHRASE (8 characters or more) to protect the exported key"))
+}
+
+/// `id new`.
+pub(crate) fn id_new(home: &Home, name: &str, force: bool) -> anyhow::Result<()> {
+    let id = SecretIdentity::generate();
+    home.store_identity(&id, name, force)?;
+    let guid = id.public().guid();
+    home.print(
+        &format!("new identity {guid}\n  name: {name}\n  npub: {}", id.public().npub()),
+        json!({"guid": guid, "npub": id.public().npub(), "display_name": name}),
+    );
+    Ok(())
+}
+
+/// `id show`.
+pub(crate) fn id_show(home: &Home) -> anyhow::Result<()> {
+    let id = home.identity()?;
+    let guid = id.public().guid();
+    let name = home.display_name();
+    home.print(
+        &format!("{guid}\n  name: {name}\n  npub: {}", id.public().npub()),
+        json!({"guid": guid, "npub": id.public().npub(), "display_name": name}),
+    );
+    Ok(())
+}
+
+/// `id export FILE`: the identity sealed under `CALLVAULT_PASSPHRASE`.
+pub(crate) fn id_export(home: &Home, file: &Path) -> anyhow::Result<()> {
+    let id = home.identity()?;
+    let sealed = keyfile::seal_key(&id, KeyKind::User, &passphrase()?, KdfParams::RECOMMENDED)
+        .map_err(|e| anyhow!("cannot seal the key: {e}"))?;
+    write_private(file, &sealed)?;
+    home.print(&format!("identity exported to {}", file.display()), json!({"exported": file}));
+    Ok(())
+}
+
+/// `id import FILE`.
+pub(crate) fn id_import(home: &Home, file: &Path, name: &str, force: bool) -> anyhow::Result<()> {
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let id = keyfile::open_key(&bytes, KeyKind::User, &passphrase()?)
+        .map_err(|e| anyhow!("cannot open {}: {e}", file.display()))?;
+    home.store_identity(&id, name, force)?;
+    let guid = id.public().guid();
+    home.print(&format!("identity {guid} imported"), json!({"guid": guid}));
+    Ok(())
+}
+
+/// `invite`.
+pub(crate) async fn invite(home: &Home, ttl: u64) -> anyhow::Result<()> {
+    let mut c = home.client().await?;
+    let token = c.invite(ttl).await?;
+    home.print(token.as_str(), json!({"token": token.as_str(), "expires_in_secs": ttl}));
+    c.close().await;
+    Ok(())
+}
+
+/// `connect TOKEN`.
+pub(crate) async fn connect(home: &Home, token: &str) -> anyhow::Result<()> {
+    let mut c = home.client().await?;
+    let (guid, name) = c.accept_invite(token).await?;
+    home.print(&format!("connected to {name} ({guid})"), json!({"peer_guid": guid, "display_name": name}));
+    c.close().await;
+    Ok(())
+}
+
+/// `connections`.
+pub(crate) async fn connections(home: &Home) -> anyhow::Result<()> {
+    let mut c = home.client().await?;
+    let list = c.connections().await?;
+    if home.json {
+        out(&json!({"connections": list}).to_string());
+    } else if list.is_empty() {
+        out("no connections yet: share `callvault invite` or run `callvault connect <token>`");
+    } else {
+        for x in &list {
+            out(&format!("{}  {}  {:?}", x.guid, x.display_name.as_str(), x.state));
+        }
+    }
+    c.close().await;
+    Ok(())
+}
+
+/// Finds a connection by guid or display name.
+async fn resolve_peer(c: &mut Client, peer: &str) -> anyhow::Result<Guid> {
+    if let Ok(g) = Guid::parse(peer) {
+        return Ok(g);
+    }
+    let list = c.connections().await?;
+    let found: Vec<_> = list.iter().filter(|x| x.display_name.as_str().eq_ignore_ascii_case(peer)).collect();
+    match found.as_slice() {
+        [one] => Ok(one.guid.clone()),
+        [] => Err(ClientError::NotConnected.into()),
+        _ => bail!("several connections are called {peer:?}: use the guid"),
+    }
+}
+
+/// `call PEER`: rings the peer and waits for the outcome. Exit status 0 when answered.
+pub(crate) async fn call(
+    home: &Home,
+    peer: &str,
+    video: bool,
+    ring_wait: Duration,
+    wait: Duration,
+) -> anyhow::Result<bool> {
+    let mut c = home.client().await?;
+    let peer = resolve_peer(&mut c, peer).await?;
+    let started = std::time::Instant::now();
+    let call_type = if video { CallType::Video } else { CallType::Audio };
+    let id = c.call(&peer, call_type).await?;
+    let idstr = id.to_string();
+    let ringing = c
+        .wait_for(ring_wait, "ringing", |e| {
+            e.call_id() == Some(idstr.as_str())
+                && matches!(e.kind.as_str(), "call.ringing" | "call.accepted" | "call.rejected" | "call.ended")
+        })
+        .await;
+    let first = match ringing {
+        Ok(e) => e,
+        Err(ClientError::Timeout(..)) => {
+            let _ = c.hangup(&id).await;
+            bail!("peer offline: their vault did not ring within {}s (call cancelled)", ring_wait.as_secs());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if !home.json && first.kind == "call.ringing" {
+        out(&format!("ringing {peer} (call {id}) after {} ms", started.elapsed().as_millis()));
+    }
+    let settled = if first.kind == "call.ringing" { c.wait_call_settled(&id, wait).await? } else { first };
+    let answered = settled.kind == "call.accepted";
+    let outcome = match settled.kind.as_str() {
+        "call.accepted" => "answered".to_owned(),
+        "call.rejected" => {
+            format!("rejected ({})", settled.payload.get("reason").and_then(|v| v.as_str()).unwrap_or("declined"))
+        }
+        "call.ended" => settled.payload.get("status").and_then(|v| v.as_str()).unwrap_or("ended").to_owned(),
+        other => other.to_owned(),
+    };
+    home.print(
+        &format!("call {id}: {outcome} after {} ms", started.elapsed().as_millis()),
+        json!({"call_id": id, "peer_guid": peer, "outcome": outcome, "setup_ms": started.elapsed().as_millis()}),
+    );
+    c.close().await;
+    Ok(answered)
+}
+
+fn newest(calls: &[CallRecord], pick: impl Fn(&CallRecord) -> bool) -> Option<CallId> {
+    calls.iter().find(|r| pick(r)).map(|r| r.call_id.clone())
+}
+
+fn ringing_incoming(r: &CallRecord) -> bool {
+    r.direction == Direction::Incoming && r.status == CallStatus::Ringing
+}
+
+/// Picks the named call, or the newest call `pick` takes from history, or (waiting up to
+/// `wait`) the next incoming one.
+async fn target(
+    c: &mut Client,
+    call_id: Option<&str>,
+    pick: impl Fn(&CallRecord) -> bool,
+    wait: Duration,
+) -> anyhow::Result<CallId> {
+    if let Some(s) = call_id {
+        return CallId::parse(s).map_err(|_| anyhow!("{s:?} is not a call id"));
+    }
+    if let Some(id) = newest(&c.history(50).await?, &pick) {
+        return Ok(id);
+    }
+    if wait.is_zero() {
+        return Err(ClientError::CallNotFound.into());
+    }
+    let e = match c.wait_incoming(wait).await {
+        Ok(e) => e,
+        Err(ClientError::Timeout(..)) => return Err(ClientError::CallNotFound.into()),
+        Err(e) => return Err(e.into()),
+    };
+    e.call_id().and_then(|s| CallId::parse(s).ok()).ok_or_else(|| ClientError::CallNotFound.into())
+}
+
+/// `answer [CALL_ID]`.
+pub(crate) async fn answer(home: &Home, call_id: Option<&str>, wait: Duration) -> anyhow::Result<()> {
+    let mut c = home.client().await?;
+    let id = target(&mut c, call_id, ringing_incoming, wait).await?;
+    c.answer(&id).await?;
+    home.print(&format!("answered call {id}"), json!({"call_id": id, "status": "active"}));
+    c.close().await;
+    Ok(())
+}
+
+/// `reject [CALL_ID]`.
+pub(crate) async fn reject(home: &Home, call_id: Option<&str>, wait: Duration) -> anyhow::Result<()> {
+    let mut c = home.client().await?;
+    let id = target(&mut c, call_id, ringing_incoming, wait).await?;
+    c.reject(&id).await?;
+    home.print(&format!("rejected call {id}"), json!({"call_id": id, "status": "rejected"}));
+    c.close().await;
+    Ok(())
+}
+
+/// `hangup [CALL_ID]`: the named call, else the active one, else an unanswered outgoing one.
+pub(crate) async fn hangup(home: &Home, call_id: Option<&str>) -> anyhow::Result<()> {
+    let mut c = home.client().await?;
+    let pick = |r: &CallRecord| {
+        r.status == CallStatus::Active
+            || (r.direction == Direction::Outgoing && matches!(r.status, CallStatus::Ringing | CallStatus::Initiating))
+    };
+    let id = target(&mut c, call_id, pick, Duration::ZERO).await?;
+    let e = c.hangup(&id).await?;
+    let status = e.payload.get("status").and_then(|v| v.as_str()).unwrap_or("ended").to_owned();
+    let duration = e.payload.get("duration_seconds").and_then(serde_json::Value::as_u64);
+    let human = match duration {
+        Some(d) => format!("call {id} {status} after {d}s"),
+        None => format!("call {id} {status}"),
+    };
+    home.print(&human, json!({"call_id": id, "status": status, "duration_seconds": duration}));
+    c.close().await;
+    Ok(())
+}
+
+/// `history`.
+pub(crate) async fn history(home: &Home, limit: usize) -> anyhow::Result<()> {
+    let mut c = home.client().await?;
+    let calls = c.history(limit).await?;
+    if home.json {
+        out(&json!({"calls": calls}).to_string());
+    } else if calls.is_empty() {
+        out("no calls yet");
+    } else {
+        for r in &calls {
+            let d = r.duration_seconds.map(|d| format!(" {}s", d.get())).unwrap_or_default();
+            out(&format!(
+                "{}  {:<8} {:<5} {:<9} {}{d}  {}",
+                r.created_at,
+                format!("{:?}", r.direction).to_lowercase(),
+                format!("{:?}", r.call_type).to_lowercase(),
+                format!("{:?}", r.status).to_lowercase(),
+                r.peer_guid,
+                r.call_id
+            ));
+        }
+    }
+    c.close().await;
+    Ok(())
+}

@@ -1,0 +1,487 @@
+//! The Rust client SDK over the app API (`docs/APP-API.md`), used by the CLI, the demo, tests
+//! and bots.
+//!
+//! [`Client::connect`] opens the WebSocket, answers the challenge with the identity key, and
+//! registers the user when the server asks (delegating the vault key it offers). Then the client
+//! publishes requests into its own `forVault` and reads its `forApp` messages as [`AppEvent`]s.
+//! Events that arrive while the client waits for something else are kept, in order, for
+//! [`Client::next_event`].
+#![forbid(unsafe_code)]
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use callvault_crypto::callkeys::EphemeralKey;
+use callvault_crypto::{Delegation, PublicIdentity, SecretIdentity};
+use callvault_protocol::app::{AUTH_KIND, AppErrorCode, AppFrame, ServerFrame, TurnCredentials};
+use callvault_protocol::calling::CallRecord;
+use callvault_protocol::fields::{CallType, DisplayName};
+use callvault_protocol::{CallId, Guid, KeyId, MessageId, Timestamp};
+use callvault_vault::admin::ConnectionSummary;
+use callvault_vault::invite::InviteToken;
+use futures_util::stream::SplitSink;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long a request waits for its answer by default.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Why a client operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server could not be reached.
+    #[error("server unreachable at {url}: {reason}")]
+    Unreachable {
+        /// Where.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The gateway refused a frame.
+    #[error("refused by the server ({}): {message}", code.as_str())]
+    Refused {
+        /// What.
+        code: AppErrorCode,
+        /// Why.
+        message: String,
+    },
+    /// The vault refused a request.
+    #[error("refused by the vault ({code}): {message}")]
+    Vault {
+        /// The vault's error code (`not_connected`, `unknown_call`, ...).
+        code: String,
+        /// Why.
+        message: String,
+    },
+    /// The peer is not among the user's connections.
+    #[error("not connected to that peer")]
+    NotConnected,
+    /// No such call in the user's vault.
+    #[error("call not found")]
+    CallNotFound,
+    /// No answer in time.
+    #[error("no answer within {0:?} ({1})")]
+    Timeout(Duration, &'static str),
+    /// The connection closed.
+    #[error("the connection closed")]
+    Closed,
+    /// The server said something this client does not understand.
+    #[error("protocol: {0}")]
+    Protocol(String),
+    /// Signing failed.
+    #[error("signing failed")]
+    Signing,
+}
+
+/// One message from the user's vault.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppEvent {
+    /// The subject after `OwnerSpace.{guid}.forApp.` (`call.incoming`, `history.list`, ...).
+    pub kind: String,
+    /// The message.
+    pub payload: Value,
+}
+
+impl AppEvent {
+    /// The `call_id` field, if any.
+    pub fn call_id(&self) -> Option<&str> {
+        self.payload.get("call_id").and_then(Value::as_str)
+    }
+
+    /// The `in_reply_to` field, if any.
+    pub fn in_reply_to(&self) -> Option<&str> {
+        self.payload.get("in_reply_to").and_then(Value::as_str)
+    }
+}
+
+/// Who the client is on the server.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The user's guid.
+    pub guid: Guid,
+    /// The vault's public key (hex).
+    pub vault_key: String,
+    /// The user's delegation of it.
+    pub delegation: Delegation,
+    /// The account's display name.
+    pub display_name: DisplayName,
+}
+
+type Sink = SplitSink<WebSocketStream<MaybeTlsStream<TcpStream>>, Message>;
+
+/// A connected, authenticated app.
+pub struct Client {
+    identity: Arc<SecretIdentity>,
+    session: Session,
+    sink: Sink,
+    frames: mpsc::UnboundedReceiver<ServerFrame>,
+    backlog: VecDeque<AppEvent>,
+    prefix: String,
+    timeout: Duration,
+    server_errors: VecDeque<(AppErrorCode, String)>,
+}
+
+fn later(d: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(d).unwrap_or(now)
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn now() -> Timestamp {
+    let ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0));
+    Timestamp::from_unix_millis(ms)
+}
+
+fn random16() -> [u8; 16] {
+    let mut b = [0u8; 16];
+    if getrandom::fill(&mut b).is_err() {
+        tracing::error!("OS random number generator failed");
+    }
+    b
+}
+
+/// A fresh random message id.
+pub fn new_message_id() -> MessageId {
+    MessageId::from_bytes(random16())
+}
+
+/// A fresh random call id.
+pub fn new_call_id() -> CallId {
+    CallId::from_bytes(random16())
+}
+
+async fn next_frame(
+    frames: &mut mpsc::UnboundedReceiver<ServerFrame>,
+    t: Duration,
+    what: &'static str,
+) -> Result<ServerFrame, ClientError> {
+    match tokio::time::timeout(t, frames.recv()).await {
+        Err(_) => Err(ClientError::Timeout(t, what)),
+        Ok(None) => Err(ClientError::Closed),
+        Ok(Some(f)) => Ok(f),
+    }
+}
+
+async fn send(sink: &mut Sink, frame: &AppFrame) -> Result<(), ClientError> {
+    let text = serde_json::to_string(frame).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    sink.send(Message::Text(text.into())).await.map_err(|_| ClientError::Closed)
+}
+
+impl Client {
+    /// Connects to `url` (`ws://host:port/app`), authenticates as `identity`, and registers with
+    /// `display_name` if the user has no account yet.
+    pub async fn connect(url: &str, identity: Arc<SecretIdentity>, display_name: &str) -> Result<Self, ClientError> {
+        let (ws, _) = tokio::time::timeout(DEFAULT_TIMEOUT, tokio_tungstenite::connect_async(url))
+            .await
+            .map_err(|_| ClientError::Unreachable { url: url.to_owned(), reason: "timed out".into() })?
+            .map_err(|e| ClientError::Unreachable { url: url.to_owned(), reason: e.to_string() })?;
+        let (mut sink, mut stream) = ws.split();
+        let (tx, mut frames) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(Ok(msg)) = stream.next().await {
+                let Message::Text(t) = msg else { continue };
+                match serde_json::from_str::<ServerFrame>(t.as_str()) {
+                    Ok(f) => {
+                        if tx.send(f).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "unreadable server frame"),
+                }
+            }
+        });
+        let t = DEFAULT_TIMEOUT;
+        let ServerFrame::Challenge { challenge, server_time } = next_frame(&mut frames, t, "challenge").await? else {
+            return Err(ClientError::Protocol("expected a challenge".into()));
+        };
+        // Stamp with the server's clock when ours is off by more than the allowed skew.
+        let stamp = if unix_now().abs_diff(server_time) > 30 { server_time } else { unix_now() };
+        let note = identity.sign_note(AUTH_KIND, &challenge, stamp).map_err(|_| ClientError::Signing)?;
+        send(&mut sink, &AppFrame::Auth { note }).await?;
+        let ready = loop {
+            match next_frame(&mut frames, t, "authentication").await? {
+                ServerFrame::RegisterRequired { vault_key } => {
+                    let vault =
+                        PublicIdentity::parse(&vault_key).map_err(|_| ClientError::Protocol("bad vault key".into()))?;
+                    let d = Delegation::sign(&identity, &vault, stamp).map_err(|_| ClientError::Signing)?;
+                    let frame = AppFrame::Register { delegation: d.to_json(), display_name: display_name.to_owned() };
+                    send(&mut sink, &frame).await?;
+                }
+                ServerFrame::Error { code, message } => return Err(ClientError::Refused { code, message }),
+                r @ ServerFrame::Ready { .. } => break r,
+                other => return Err(ClientError::Protocol(format!("unexpected frame {other:?}"))),
+            }
+        };
+        let ServerFrame::Ready { guid, vault_key, delegation, display_name, .. } = ready else {
+            return Err(ClientError::Protocol("expected ready".into()));
+        };
+        if guid != identity.public().guid() {
+            return Err(ClientError::Protocol("the server named another guid".into()));
+        }
+        let delegation =
+            Delegation::from_json(&delegation).map_err(|_| ClientError::Protocol("bad delegation".into()))?;
+        let display_name =
+            DisplayName::new(display_name).map_err(|_| ClientError::Protocol("bad display name".into()))?;
+        let prefix = format!("OwnerSpace.{guid}.forApp.");
+        Ok(Self {
+            identity,
+            session: Session { guid, vault_key, delegation, display_name },
+            sink,
+            frames,
+            backlog: VecDeque::new(),
+            prefix,
+            timeout: DEFAULT_TIMEOUT,
+            server_errors: VecDeque::new(),
+        })
+    }
+
+    /// The session.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The user's guid.
+    pub fn guid(&self) -> &Guid {
+        &self.session.guid
+    }
+
+    /// Sets how long requests wait for answers.
+    pub fn set_timeout(&mut self, t: Duration) {
+        self.timeout = t;
+    }
+
+    /// Publishes `payload` to `OwnerSpace.{guid}.forVault.<kind>`.
+    pub async fn publish(&mut self, kind: &str, payload: Value) -> Result<(), ClientError> {
+        let subject = format!("OwnerSpace.{}.forVault.{kind}", self.session.guid);
+        send(&mut self.sink, &AppFrame::Publish { subject, payload }).await
+    }
+
+    /// Sends a raw frame (for tests of the gateway's refusals).
+    pub async fn send_frame(&mut self, frame: &AppFrame) -> Result<(), ClientError> {
+        send(&mut self.sink, frame).await
+    }
+
+    /// Gateway errors received so far and not yet taken.
+    pub fn take_server_errors(&mut self) -> Vec<(AppErrorCode, String)> {
+        self.server_errors.drain(..).collect()
+    }
+
+    /// Reads the next frame into the backlog (events) or the error list; false on timeout.
+    async fn pump(
+        &mut self,
+        until: tokio::time::Instant,
+        what: &'static str,
+    ) -> Result<Option<ServerFrame>, ClientError> {
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        match next_frame(&mut self.frames, left, what).await {
+            Ok(ServerFrame::Message { subject, payload }) => {
+                let kind = subject.strip_prefix(&self.prefix).unwrap_or(&subject).to_owned();
+                self.backlog.push_back(AppEvent { kind, payload });
+                Ok(None)
+            }
+            Ok(ServerFrame::Error { code, message }) => {
+                self.server_errors.push_back((code, message.clone()));
+                Err(ClientError::Refused { code, message })
+            }
+            Ok(other) => Ok(Some(other)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The next event from the vault (kept ones first), waiting up to `t`.
+    pub async fn next_event(&mut self, t: Duration) -> Result<AppEvent, ClientError> {
+        let until = later(t);
+        loop {
+            if let Some(e) = self.backlog.pop_front() {
+                return Ok(e);
+            }
+            self.pump(until, "an event").await?;
+        }
+    }
+
+    /// Waits for the first event (kept or new) that `pred` picks; others stay kept.
+    pub async fn wait_for(
+        &mut self,
+        t: Duration,
+        what: &'static str,
+        pred: impl Fn(&AppEvent) -> bool,
+    ) -> Result<AppEvent, ClientError> {
+        let until = later(t);
+        let mut seen = 0;
+        loop {
+            if let Some(i) = self.backlog.iter().skip(seen).position(&pred) {
+                let at = seen.saturating_add(i);
+                if let Some(e) = self.backlog.remove(at) {
+                    return Ok(e);
+                }
+            }
+            seen = self.backlog.len();
+            self.pump(until, what).await?;
+        }
+    }
+
+    /// Sends a request with a fresh `message_id` and waits for the answer that names it
+    /// (`in_reply_to`) or, for call requests, names `call_id` with one of `kinds`.
+    async fn request(
+        &mut self,
+        kind: &str,
+        mut body: Value,
+        kinds: &'static [&'static str],
+        call_id: Option<&CallId>,
+    ) -> Result<AppEvent, ClientError> {
+        let id = new_message_id();
+        if let Some(o) = body.as_object_mut() {
+            o.insert("message_id".into(), id.to_string().into());
+            o.insert("timestamp".into(), now().to_string().into());
+        }
+        self.publish(kind, body).await?;
+        let id = id.to_string();
+        let call = call_id.map(ToString::to_string);
+        let t = self.timeout;
+        let e = self
+            .wait_for(t, "the vault's answer", |e| {
+                e.in_reply_to() == Some(id.as_str())
+                    || (call.is_some() && e.call_id() == call.as_deref() && kinds.contains(&e.kind.as_str()))
+            })
+            .await?;
+        if e.kind.ends_with(".error") {
+            let code = e.payload.get("code").and_then(Value::as_str).unwrap_or("internal").to_owned();
+            let message = e.payload.get("message").and_then(Value::as_str).unwrap_or_default().to_owned();
+            return Err(match code.as_str() {
+                "not_connected" => ClientError::NotConnected,
+                "unknown_call" => ClientError::CallNotFound,
+                _ => ClientError::Vault { code, message },
+            });
+        }
+        Ok(e)
+    }
+
+    /// Makes an invite valid `ttl_secs`, records it in the vault, and returns it to share.
+    pub async fn invite(&mut self, ttl_secs: u64) -> Result<InviteToken, ClientError> {
+        let token = self.own_token(ttl_secs)?;
+        self.request("connection.invite", json!({"token": token.as_str()}), &[], None).await?;
+        Ok(token)
+    }
+
+    fn own_token(&self, ttl_secs: u64) -> Result<InviteToken, ClientError> {
+        let s = &self.session;
+        InviteToken::create(
+            &self.identity,
+            &s.delegation,
+            s.display_name.clone(),
+            "local",
+            random16(),
+            unix_now(),
+            ttl_secs,
+        )
+        .map_err(|_| ClientError::Signing)
+    }
+
+    /// Accepts someone's invite; returns their guid and display name.
+    pub async fn accept_invite(&mut self, token: &str) -> Result<(Guid, String), ClientError> {
+        let mine = self.own_token(600)?;
+        let e = self
+            .request("connection.connect", json!({"token": token.trim(), "mine": mine.as_str()}), &[], None)
+            .await?;
+        let guid = e
+            .payload
+            .get("peer_guid")
+            .and_then(Value::as_str)
+            .and_then(|s| Guid::parse(s).ok())
+            .ok_or_else(|| ClientError::Protocol("connected without a guid".into()))?;
+        let name = e.payload.get("display_name").and_then(Value::as_str).unwrap_or_default().to_owned();
+        Ok((guid, name))
+    }
+
+    /// The user's connections.
+    pub async fn connections(&mut self) -> Result<Vec<ConnectionSummary>, ClientError> {
+        let e = self.request("connection.list", json!({}), &[], None).await?;
+        serde_json::from_value(e.payload.get("connections").cloned().unwrap_or(Value::Null))
+            .map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// Revokes a connection.
+    pub async fn revoke(&mut self, peer: &Guid) -> Result<(), ClientError> {
+        self.request("connection.revoke", json!({"peer_guid": peer}), &[], None).await.map(|_| ())
+    }
+
+    /// The user's calls, newest first.
+    pub async fn history(&mut self, limit: usize) -> Result<Vec<CallRecord>, ClientError> {
+        let e = self.request("history.list", json!({"limit": limit}), &[], None).await?;
+        serde_json::from_value(e.payload.get("calls").cloned().unwrap_or(Value::Null))
+            .map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// Calls `peer`; returns once the vault took the call (`call.initiated`).
+    pub async fn call(&mut self, peer: &Guid, call_type: CallType) -> Result<CallId, ClientError> {
+        let call_id = new_call_id();
+        let body = json!({"type": "call.initiate", "call_id": call_id, "peer_guid": peer, "call_type": call_type});
+        self.request("call.initiate", body, &["call.initiated"], Some(&call_id)).await?;
+        Ok(call_id)
+    }
+
+    /// Answers a ringing call with a fresh ephemeral key (returned, for the media keys).
+    pub async fn answer(&mut self, call_id: &CallId) -> Result<EphemeralKey, ClientError> {
+        let key = EphemeralKey::generate();
+        let public_key = key.public_field().map_err(|_| ClientError::Signing)?;
+        let body = json!({"type": "call.accept", "call_id": call_id, "public_key": public_key, "key_id": KeyId::from_bytes(random16())});
+        self.request("call.accept", body, &["call.accepted"], Some(call_id)).await?;
+        Ok(key)
+    }
+
+    /// Declines a ringing call.
+    pub async fn reject(&mut self, call_id: &CallId) -> Result<(), ClientError> {
+        let body = json!({"type": "call.reject", "call_id": call_id});
+        self.request("call.reject", body, &["call.rejected"], Some(call_id)).await.map(|_| ())
+    }
+
+    /// Hangs up (or cancels) a call; returns the `call.ended` (or, for a cancel, whatever settles
+    /// the call) event.
+    pub async fn hangup(&mut self, call_id: &CallId) -> Result<AppEvent, ClientError> {
+        let body = json!({"type": "call.end", "call_id": call_id});
+        self.request("call.end", body, &["call.ended", "call.rejected"], Some(call_id)).await
+    }
+
+    /// Waits until `call_id` is answered, rejected or ends; returns that event.
+    pub async fn wait_call_settled(&mut self, call_id: &CallId, t: Duration) -> Result<AppEvent, ClientError> {
+        let id = call_id.to_string();
+        self.wait_for(t, "the call's outcome", |e| {
+            e.call_id() == Some(id.as_str())
+                && matches!(e.kind.as_str(), "call.accepted" | "call.rejected" | "call.ended" | "call.error")
+        })
+        .await
+    }
+
+    /// Waits for an incoming call; returns its event.
+    pub async fn wait_incoming(&mut self, t: Duration) -> Result<AppEvent, ClientError> {
+        self.wait_for(t, "an incoming call", |e| e.kind == "call.incoming").await
+    }
+
+    /// TURN credentials over the WebSocket.
+    pub async fn turn_credentials(&mut self, relay_only: bool) -> Result<TurnCredentials, ClientError> {
+        let request_id = new_message_id().to_string();
+        send(&mut self.sink, &AppFrame::TurnCredentials { request_id: request_id.clone(), relay_only }).await?;
+        let until = later(self.timeout);
+        loop {
+            if let Some(ServerFrame::TurnCredentials { request_id: r, credentials }) =
+                self.pump(until, "TURN credentials").await?
+                && r == request_id
+            {
+                return Ok(credentials);
+            }
+        }
+    }
+
+    /// Closes the connection.
+    pub async fn close(mut self) {
+        let _ = self.sink.close().await;
+    }
+}
