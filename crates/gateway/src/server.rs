@@ -371,6 +371,22 @@ impl<B: Bus + Clone, S: Store> Gateway<B, S> {
         Some((account, slot, sub))
     }
 
+    /// The next frame within the authentication timeout (refused frames skipped).
+    async fn expect_frame(&self, rx: &mut SplitStream<WebSocket>, conn: &mut Conn, late: &str) -> Option<AppFrame> {
+        let limit = self.config.limits.max_frame_bytes;
+        loop {
+            match tokio::time::timeout(self.config.auth_timeout, read_frame(rx, conn, limit)).await {
+                Err(_) => {
+                    conn.refuse(AppErrorCode::AuthTimeout, late).await;
+                    return None;
+                }
+                Ok(Read::Closed) => return None,
+                Ok(Read::Refused) => {}
+                Ok(Read::Frame(f)) => return Some(f),
+            }
+        }
+    }
+
     async fn register(
         &self,
         rx: &mut SplitStream<WebSocket>,
