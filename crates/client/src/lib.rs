@@ -175,6 +175,12 @@ async fn send(sink: &mut Sink, frame: &AppFrame) -> Result<(), ClientError> {
     sink.send(Message::Text(text.into())).await.map_err(|_| ClientError::Closed)
 }
 
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("guid", &self.session.guid).field("kept_events", &self.backlog.len()).finish()
+    }
+}
+
 impl Client {
     /// Connects to `url` (`ws://host:port/app`), authenticates as `identity`, and registers with
     /// `display_name` if the user has no account yet.

@@ -3,12 +3,15 @@
 //!
 //! - [`NatsServer`]: nats-server >= 2.14 with JetStream, optionally with users and permissions,
 //!   restartable in place (same port, same JetStream store).
+//! - [`Coturn`]: coturn with TURN REST credentials, and its `turnutils_uclient` to allocate relays.
 #![forbid(unsafe_code)]
 // A harness for tests: failing loudly is its job.
 #![allow(clippy::panic, clippy::expect_used, clippy::arithmetic_side_effects)]
 
+mod coturn;
 mod nats;
 mod process;
 
+pub use coturn::Coturn;
 pub use nats::{MAX_PAYLOAD, NatsServer, NatsUser, Permissions};
 pub use process::free_port;

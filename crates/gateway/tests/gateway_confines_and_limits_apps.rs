@@ -1,0 +1,288 @@
+//! The app gateway against real WebSocket clients: authentication, confinement to the user's own
+//! subjects, limits, health and metrics.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use callvault_bus::Bus;
+use callvault_client::{Client, ClientError};
+use callvault_crypto::SecretIdentity;
+use callvault_gateway::GatewayConfig;
+use callvault_protocol::app::{AUTH_KIND, AppErrorCode, AppFrame, Limits, ServerFrame};
+use common::{closed, recv, send, start, unix_now};
+use serde_json::json;
+
+const ERR: &str = "callvault_refused_messages_total{source=\"gateway\",reason=";
+
+async fn challenge(ws: &mut common::Ws) -> String {
+    match recv(ws).await {
+        Some(ServerFrame::Challenge { challenge, .. }) => challenge,
+        other => panic!("expected a challenge, got {other:?}"),
+    }
+}
+
+fn error_code(f: Option<ServerFrame>) -> AppErrorCode {
+    match f {
+        Some(ServerFrame::Error { code, .. }) => code,
+        other => panic!("expected an error frame, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn registration_makes_a_vault_and_a_returning_user_is_recognised() {
+    let s = start(GatewayConfig::default()).await;
+    let id = Arc::new(SecretIdentity::generate());
+    let c = Client::connect(&s.url(), id.clone(), "Alice").await.unwrap();
+    assert_eq!(c.guid(), &id.public().guid());
+    assert!(s.host.hosts(c.guid()).await);
+    c.close().await;
+    // A returning user is ready straight after the challenge answer: no registration offered.
+    let mut ws = s.ws().await;
+    let ch = challenge(&mut ws).await;
+    let note = id.sign_note(AUTH_KIND, &ch, unix_now()).unwrap();
+    send(&mut ws, json!({"type": "auth", "note": note})).await;
+    match recv(&mut ws).await {
+        Some(ServerFrame::Ready { guid, display_name, .. }) => {
+            assert_eq!(guid, id.public().guid());
+            assert_eq!(display_name, "Alice");
+        }
+        other => panic!("expected ready, got {other:?}"),
+    }
+    assert_eq!(s.host.vaults().await.len(), 1);
+}
+
+#[tokio::test]
+async fn bad_signatures_replayed_challenges_and_stale_notes_are_refused() {
+    let s = start(GatewayConfig::default()).await;
+    let id = SecretIdentity::generate();
+    // A note that answered one connection's challenge, replayed on another connection.
+    let mut first = s.ws().await;
+    let ch = challenge(&mut first).await;
+    let answered = id.sign_note(AUTH_KIND, &ch, unix_now()).unwrap();
+    let mut replay = s.ws().await;
+    let _ = challenge(&mut replay).await;
+    send(&mut replay, json!({"type": "auth", "note": answered})).await;
+    assert_eq!(error_code(recv(&mut replay).await), AppErrorCode::BadSignature);
+    assert!(closed(&mut replay).await);
+    // A forged signature: the content changed after signing.
+    let mut forged = s.ws().await;
+    let ch = challenge(&mut forged).await;
+    let note = id.sign_note(AUTH_KIND, &ch, unix_now()).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&note).unwrap();
+    v["content"] = json!(ch.replace(&ch[..2], if &ch[..2] == "00" { "11" } else { "00" }));
+    send(&mut forged, json!({"type": "auth", "note": v.to_string()})).await;
+    assert_eq!(error_code(recv(&mut forged).await), AppErrorCode::BadSignature);
+    // A stale note: signed ten minutes ago.
+    let mut stale = s.ws().await;
+    let ch = challenge(&mut stale).await;
+    let note = id.sign_note(AUTH_KIND, &ch, unix_now() - 600).unwrap();
+    send(&mut stale, json!({"type": "auth", "note": note})).await;
+    assert_eq!(error_code(recv(&mut stale).await), AppErrorCode::BadSignature);
+    // Another kind of frame before authenticating.
+    let mut early = s.ws().await;
+    let _ = challenge(&mut early).await;
+    send(&mut early, json!({"type": "publish", "subject": "OwnerSpace.x.forVault.call.end", "payload": {}})).await;
+    assert_eq!(error_code(recv(&mut early).await), AppErrorCode::WrongState);
+    // Garbage.
+    let mut junk = s.ws().await;
+    let _ = challenge(&mut junk).await;
+    send(&mut junk, json!({"type": "auth"})).await;
+    assert_eq!(error_code(recv(&mut junk).await), AppErrorCode::BadFrame);
+    assert_eq!(s.metric(&format!("{ERR}\"bad_signature\"}}")).await, 3.0);
+    assert_eq!(s.metric(&format!("{ERR}\"wrong_state\"}}")).await, 1.0);
+    assert!(s.host.vaults().await.is_empty(), "no refused identity got a vault");
+    // The first connection still authenticates with its own answer.
+    send(&mut first, json!({"type": "auth", "note": answered})).await;
+    assert!(matches!(recv(&mut first).await, Some(ServerFrame::RegisterRequired { .. })));
+}
+
+#[tokio::test]
+async fn an_app_cannot_publish_to_or_receive_another_users_subjects() {
+    let s = start(GatewayConfig::default()).await;
+    let mut alice = Client::connect(&s.url(), Arc::new(SecretIdentity::generate()), "Alice").await.unwrap();
+    let mut bob = Client::connect(&s.url(), Arc::new(SecretIdentity::generate()), "Bob").await.unwrap();
+    let (a, b) = (alice.guid().clone(), bob.guid().clone());
+    let initiate = json!({"type": "call.initiate", "message_id": "00000000-0000-4000-8000-000000000001",
+        "timestamp": "2026-11-22T00:00:00Z", "call_id": "00000000-0000-4000-8000-0000000000aa",
+        "peer_guid": a, "call_type": "audio"});
+    for subject in [
+        format!("OwnerSpace.{b}.forVault.call.initiate"),
+        format!("OwnerSpace.{b}.forApp.call.incoming"),
+        format!("OwnerSpace.{a}.forApp.call.incoming"),
+        format!("MessageSpace.{b}.call.incoming"),
+        format!("OwnerSpace.{a}.forVault.>"),
+        format!("OwnerSpace.*.forVault.call.initiate"),
+        "_INBOX.x".to_owned(),
+    ] {
+        alice.send_frame(&AppFrame::Publish { subject, payload: initiate.clone() }).await.unwrap();
+        alice.send_frame(&AppFrame::Ping {}).await.unwrap();
+        let e = alice.wait_for(Duration::from_secs(5), "refusal", |_| false).await;
+        assert!(
+            matches!(e, Err(ClientError::Refused { code: AppErrorCode::ForbiddenSubject, .. })),
+            "expected forbidden_subject, got {e:?}"
+        );
+    }
+    assert_eq!(s.metric(&format!("{ERR}\"forbidden_subject\"}}")).await, 7.0);
+    // Nothing reached Bob or his vault.
+    assert!(matches!(bob.next_event(Duration::from_millis(500)).await, Err(ClientError::Timeout(..))));
+    let bob_vault = s.host.vaults().await.into_iter().find(|v| v.guid() == &b).unwrap();
+    assert_eq!(bob_vault.stats().handled.load(std::sync::atomic::Ordering::Relaxed), 1, "only the start-up sweep");
+    // What the bus carries for Bob's app reaches Bob only.
+    let note = json!({"type": "call.ringing", "call_id": "00000000-0000-4000-8000-0000000000bb"});
+    s.bus.publish(&format!("OwnerSpace.{b}.forApp.call.ringing"), Bytes::from(note.to_string())).await.unwrap();
+    let got = bob.next_event(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(got.kind, "call.ringing");
+    assert!(matches!(alice.next_event(Duration::from_millis(500)).await, Err(ClientError::Timeout(..))));
+    // A payload that is not an object, and an admin request the vault does not know.
+    alice
+        .send_frame(&AppFrame::Publish { subject: format!("OwnerSpace.{a}.forVault.call.end"), payload: json!([1, 2]) })
+        .await
+        .unwrap();
+    let e = alice.wait_for(Duration::from_secs(5), "refusal", |_| false).await;
+    assert!(matches!(e, Err(ClientError::Refused { code: AppErrorCode::BadPayload, .. })), "{e:?}");
+    alice.publish("connection.steal", json!({"message_id": "00000000-0000-4000-8000-000000000009"})).await.unwrap();
+    let e = alice.next_event(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(e.kind, "connection.error");
+    assert_eq!(e.in_reply_to(), Some("00000000-0000-4000-8000-000000000009"));
+    // The connection still works.
+    assert!(alice.connections().await.unwrap().is_empty());
+}
+
+fn tight() -> GatewayConfig {
+    GatewayConfig {
+        limits: Limits {
+            max_frame_bytes: 4096,
+            messages_per_second: 5,
+            burst: 10,
+            connections_per_identity: 2,
+            idle_timeout_secs: 1,
+        },
+        ..GatewayConfig::default()
+    }
+}
+
+async fn ready(s: &common::Server, id: &SecretIdentity) -> common::Ws {
+    let mut ws = s.ws().await;
+    let ch = challenge(&mut ws).await;
+    send(&mut ws, json!({"type": "auth", "note": id.sign_note(AUTH_KIND, &ch, unix_now()).unwrap()})).await;
+    match recv(&mut ws).await {
+        Some(ServerFrame::Ready { .. }) => ws,
+        other => panic!("expected ready, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn oversized_frames_floods_extra_connections_and_idle_apps_are_refused() {
+    let s = start(tight()).await;
+    let id = Arc::new(SecretIdentity::generate());
+    Client::connect(&s.url(), id.clone(), "Alice").await.unwrap().close().await;
+
+    // Over the frame limit: refused, the connection stays.
+    let mut ws = ready(&s, &id).await;
+    let big = json!({"type": "ping", "pad": "x".repeat(8_000)});
+    send(&mut ws, big).await;
+    assert_eq!(error_code(recv(&mut ws).await), AppErrorCode::FrameTooLarge);
+    send(&mut ws, json!({"type": "ping"})).await;
+    assert_eq!(recv(&mut ws).await, Some(ServerFrame::Pong {}));
+    // Far over it: the socket itself closes.
+    send(&mut ws, json!({"type": "ping", "pad": "x".repeat(20_000)})).await;
+    assert!(closed(&mut ws).await);
+
+    // A flood: the burst passes, the rest is refused and counted, and a long flood is cut off.
+    let mut ws = ready(&s, &id).await;
+    for _ in 0..300 {
+        if futures_util::SinkExt::send(
+            &mut ws,
+            tokio_tungstenite::tungstenite::Message::Text(r#"{"type":"ping"}"#.into()),
+        )
+        .await
+        .is_err()
+        {
+            break;
+        }
+    }
+    let mut pongs = 0;
+    let mut limited = 0;
+    while let Some(f) = recv(&mut ws).await {
+        match f {
+            ServerFrame::Pong {} => pongs += 1,
+            ServerFrame::Error { code: AppErrorCode::RateLimited, .. } => limited += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!((10..=15).contains(&pongs), "the burst of 10 (and a few refills) passed: {pongs}");
+    assert!(limited >= 1);
+    assert!(s.metric(&format!("{ERR}\"rate_limited\"}}")).await >= 100.0);
+
+    // Two connections per identity; the third is refused.
+    let _one = ready(&s, &id).await;
+    let _two = ready(&s, &id).await;
+    let mut three = s.ws().await;
+    let ch = challenge(&mut three).await;
+    send(&mut three, json!({"type": "auth", "note": id.sign_note(AUTH_KIND, &ch, unix_now()).unwrap()})).await;
+    assert_eq!(error_code(recv(&mut three).await), AppErrorCode::TooManyConnections);
+    drop((_one, _two));
+
+    // An app that sends nothing (and answers no ping) is closed after the idle timeout.
+    let mut idle = ready(&s, &id).await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    // (The client's pong to the queued pings may hit the closed socket before it reads the
+    // error frame; the server's count says why it closed.)
+    assert!(closed(&mut idle).await);
+    assert_eq!(s.metric(&format!("{ERR}\"idle_timeout\"}}")).await, 1.0);
+    assert_eq!(s.metric(&format!("{ERR}\"frame_too_large\"}}")).await, 1.0);
+    assert_eq!(s.metric(&format!("{ERR}\"too_many_connections\"}}")).await, 1.0);
+}
+
+#[tokio::test]
+async fn a_client_that_answers_pings_stays_connected_past_the_idle_timeout() {
+    let s = start(tight()).await;
+    let mut c = Client::connect(&s.url(), Arc::new(SecretIdentity::generate()), "Alice").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert!(c.connections().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn closed_registration_refuses_unknown_identities() {
+    let s = start(GatewayConfig { registration_open: false, ..GatewayConfig::default() }).await;
+    let e = Client::connect(&s.url(), Arc::new(SecretIdentity::generate()), "Mallory").await;
+    assert!(matches!(e, Err(ClientError::Refused { code: AppErrorCode::RegistrationClosed, .. })), "{e:?}");
+    assert!(s.host.vaults().await.is_empty());
+    // A registration whose delegation names another vault key is refused.
+    let open = start(GatewayConfig::default()).await;
+    let id = SecretIdentity::generate();
+    let mut ws = open.ws().await;
+    let ch = challenge(&mut ws).await;
+    send(&mut ws, json!({"type": "auth", "note": id.sign_note(AUTH_KIND, &ch, unix_now()).unwrap()})).await;
+    assert!(matches!(recv(&mut ws).await, Some(ServerFrame::RegisterRequired { .. })));
+    let other = SecretIdentity::generate().public();
+    let d = callvault_crypto::Delegation::sign(&id, &other, unix_now()).unwrap();
+    send(&mut ws, json!({"type": "register", "delegation": d.to_json(), "display_name": "Eve"})).await;
+    assert_eq!(error_code(recv(&mut ws).await), AppErrorCode::BadRegistration);
+    assert!(open.host.vaults().await.is_empty());
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let s = start(GatewayConfig::default()).await;
+    assert_eq!(s.get("/healthz", &[]).await.0, 200);
+    assert_eq!(s.get("/readyz", &[]).await.0, 200);
+    let c = Client::connect(&s.url(), Arc::new(SecretIdentity::generate()), "Alice").await.unwrap();
+    assert_eq!(s.metric("callvault_gateway_connections").await, 1.0);
+    assert_eq!(s.metric("callvault_hosted_vaults").await, 1.0);
+    let (_, body) = s.get("/metrics", &[]).await;
+    for series in [
+        "callvault_active_calls ",
+        "callvault_call_setups_total{direction=\"outgoing\",outcome=\"answered\"} ",
+        "callvault_handler_latency_seconds_bucket{le=\"+Inf\"} ",
+        "callvault_refused_messages_total{source=\"vault\",reason=\"bad_wrap\"} ",
+    ] {
+        assert!(body.contains(series), "{series} missing");
+    }
+    assert!(!body.contains(c.guid().as_str()), "no guid in metrics");
+    s.gateway.begin_shutdown();
+    assert_eq!(s.get("/readyz", &[]).await.0, 503);
+}
