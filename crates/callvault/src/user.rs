@@ -219,6 +219,8 @@ pub(crate) async fn call(
     let first = match ringing {
         Ok(e) => e,
         Err(ClientError::Timeout(..)) => {
+            // Cancel; the peer's vault, being away, will not confirm, so do not wait long.
+            c.set_timeout(Duration::from_secs(3));
             let _ = c.hangup(&id).await;
             bail!("peer offline: their vault did not ring within {}s (call cancelled)", ring_wait.as_secs());
         }

@@ -1,0 +1,307 @@
+//! `callvault serve` as a process, driven by the `callvault` user commands as processes: register,
+//! invite/connect, call, answer, reject, hang up, history; on embedded defaults and on NATS with two
+//! `serve` processes; bad configuration; graceful shutdown.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing
+)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use callvault_testkit::NatsServer;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_callvault");
+
+/// A `callvault serve` process, killed on drop.
+struct Serve {
+    child: Child,
+    addr: String,
+    data_dir: PathBuf,
+}
+
+impl Serve {
+    fn start(data_dir: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env("CALLVAULT_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let addr = line
+            .strip_prefix("callvault listening on ")
+            .and_then(|r| r.split(' ').next())
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        // Keep draining stdout so the server never blocks on it.
+        std::thread::spawn(move || for _ in out.lines() {});
+        Self { child, addr, data_dir: data_dir.to_owned() }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://{}/app", self.addr)
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One user's CLI: a home directory and a server.
+struct User {
+    home: tempfile::TempDir,
+    server: String,
+}
+
+impl User {
+    fn new(name: &str, server: &Serve) -> (Self, String) {
+        let u = Self { home: tempfile::tempdir().unwrap(), server: server.url() };
+        let v = u.ok(&["id", "new", "--name", name]);
+        let guid = v["guid"].as_str().unwrap().to_owned();
+        (u, guid)
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.arg("--home").arg(self.home.path()).args(["--server", &self.server, "--json"]).args(args);
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// Runs and expects success; the JSON it printed.
+    fn ok(&self, args: &[&str]) -> Value {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out:?}"))
+    }
+
+    /// Runs and expects failure; stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(!out.status.success(), "{args:?} should have failed: {out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    }
+}
+
+fn wait_output(child: Child) -> Output {
+    child.wait_with_output().unwrap()
+}
+
+/// Alice invites, Bob connects; waits until Alice's vault has Bob too.
+fn connect(alice: &User, bob: &User, alice_guid: &str, bob_guid: &str) {
+    let token = alice.ok(&["invite", "--ttl", "600"])["token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("cvinv1_"));
+    let c = bob.ok(&["connect", &token]);
+    assert_eq!(c["peer_guid"], alice_guid);
+    assert_eq!(c["display_name"], "Alice");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let list = alice.ok(&["connections"]);
+        if list["connections"].as_array().unwrap().iter().any(|c| c["guid"] == bob_guid) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "Alice's vault never learned of Bob");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A whole answered call and a rejected one, through the CLI, then both histories.
+fn calls_through_the_cli(alice: &User, bob: &User, alice_guid: &str, bob_guid: &str) {
+    // Answered by Bob, hung up by Bob.
+    let caller = alice.spawn(&["call", "Bob", "--wait", "30"]);
+    let answered = bob.ok(&["answer", "--wait", "20"]);
+    let call_id = answered["call_id"].as_str().unwrap().to_owned();
+    let out = wait_output(caller);
+    assert!(out.status.success(), "{out:?}");
+    let called: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(called["outcome"], "answered");
+    assert_eq!(called["call_id"], call_id.as_str());
+    assert_eq!(called["peer_guid"], bob_guid);
+    std::thread::sleep(Duration::from_millis(1_100));
+    let ended = bob.ok(&["hangup"]);
+    assert_eq!(ended["status"], "ended");
+    assert!(ended["duration_seconds"].as_u64().unwrap() >= 1);
+
+    // Declined by Bob: the caller exits 2 and says so.
+    let caller = alice.spawn(&["call", bob_guid, "--wait", "30"]);
+    let rejected = bob.ok(&["reject", "--wait", "20"]);
+    let out = wait_output(caller);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let called: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(called["outcome"].as_str().unwrap().starts_with("rejected"), "{called}");
+    assert_eq!(called["call_id"], rejected["call_id"]);
+
+    // Both vaults' histories, newest first.
+    let history = alice.ok(&["history"]);
+    let calls = history["calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0]["status"], "rejected");
+    assert_eq!(calls[1]["status"], "ended");
+    assert_eq!(calls[1]["call_id"], call_id.as_str());
+    assert_eq!(calls[1]["direction"], "outgoing");
+    assert!(calls[1]["duration_seconds"].as_u64().unwrap() >= 1);
+    let theirs = bob.ok(&["history"]);
+    let calls = theirs["calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 2);
+    assert!(calls.iter().all(|c| c["direction"] == "incoming" && c["peer_guid"] == alice_guid));
+    assert_eq!(calls[1]["status"], "ended");
+
+    // Clear errors.
+    assert!(bob.fails(&["hangup"]).contains("call not found"));
+    let stranger = "0123456789abcdef0123456789abcdef01234567";
+    assert!(alice.fails(&["call", stranger, "--ring-wait", "5"]).contains("not connected"));
+}
+
+#[test]
+fn embedded_serve_carries_calls_driven_by_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), &[]);
+    let (alice, a) = User::new("Alice", &serve);
+    let (bob, b) = User::new("Bob", &serve);
+    assert_eq!(alice.ok(&["id", "show"])["guid"], a.as_str());
+    connect(&alice, &bob, &a, &b);
+    calls_through_the_cli(&alice, &bob, &a, &b);
+    // The human-readable history names the call.
+    let text = Command::new(BIN)
+        .arg("--home")
+        .arg(alice.home.path())
+        .args(["--server", &serve.url(), "history"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("outgoing") && text.contains("ended") && text.contains(&b), "{text}");
+}
+
+#[test]
+fn two_serve_processes_on_one_nats_server_carry_a_call() {
+    let nats = NatsServer::start();
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let s1 = Serve::start(d1.path(), &["--nats", &nats.url()]);
+    let mut s2 = Serve::start(d2.path(), &["--nats", &nats.url()]);
+    let (alice, a) = User::new("Alice", &s1);
+    let (bob, b) = User::new("Bob", &s2);
+    connect(&alice, &bob, &a, &b);
+    calls_through_the_cli(&alice, &bob, &a, &b);
+    // Bob's server goes away: his vault cannot ring, and Alice is told the peer is offline.
+    assert!(s2.terminate().success());
+    let e = alice.fails(&["call", "Bob", "--ring-wait", "2"]);
+    assert!(e.contains("peer offline"), "{e}");
+    // It comes back (same data dir, same vault key): the call goes through again.
+    let s2 = Serve::start(&s2.data_dir.clone(), &["--nats", &nats.url()]);
+    let bob = User { home: bob.home, server: s2.url() };
+    let caller = alice.spawn(&["call", "Bob", "--wait", "30"]);
+    bob.ok(&["answer", "--wait", "20"]);
+    assert!(wait_output(caller).status.success());
+    assert_eq!(alice.ok(&["hangup"])["status"], "ended");
+}
+
+#[test]
+fn sigterm_stops_serve_cleanly_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut serve = Serve::start(dir.path(), &[]);
+    let (alice, a) = User::new("Alice", &serve);
+    let (bob, b) = User::new("Bob", &serve);
+    connect(&alice, &bob, &a, &b);
+    let caller = alice.spawn(&["call", "Bob"]);
+    bob.ok(&["answer", "--wait", "20"]);
+    assert!(wait_output(caller).status.success());
+    let status = serve.terminate();
+    assert!(status.success(), "serve exited with {status:?}");
+    // Restarted on the same data directory: the active call is still there and can be ended.
+    let serve = Serve::start(dir.path(), &[]);
+    let alice = User { home: alice.home, server: serve.url() };
+    let bob = User { home: bob.home, server: serve.url() };
+    assert_eq!(alice.ok(&["history"])["calls"][0]["status"], "active");
+    assert_eq!(bob.ok(&["hangup"])["status"], "ended");
+    assert_eq!(alice.ok(&["history"])["calls"][0]["status"], "ended");
+}
+
+#[test]
+fn bad_configuration_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let out = Command::new(BIN).arg("serve").args(args).envs(env.iter().copied()).output().unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(run(&["--listen", "nowhere"], &[]).contains("`listen`"));
+    assert!(run(&["--listen", "127.0.0.1:0"], &[("CALLVAULT_LIMITS_BURST", "lots")]).contains("`limits.burst`"));
+    let file = dir.path().join("callvault.toml");
+    std::fs::write(&file, "[turn]\nturn_urls = [\"turn:127.0.0.1:3478\"]\n").unwrap();
+    assert!(run(&["--config", file.to_str().unwrap()], &[]).contains("`turn.secrets`"));
+    std::fs::write(&file, "listen = \"127.0.0.1:0\"\nregistation = \"open\"\n").unwrap();
+    assert!(run(&["--config", file.to_str().unwrap()], &[]).contains("`registation`"));
+}
+
+#[test]
+fn identities_export_and_import_and_clear_errors() {
+    let home = tempfile::tempdir().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let cli = |home: &Path, args: &[&str]| {
+        Command::new(BIN)
+            .arg("--home")
+            .arg(home)
+            .args(["--server", "ws://127.0.0.1:1/app", "--json"])
+            .args(args)
+            .env("CALLVAULT_PASSPHRASE", "correct horse battery")
+            .output()
+            .unwrap()
+    };
+    let made: Value = serde_json::from_slice(&cli(home.path(), &["id", "new", "--name", "Alice"]).stdout).unwrap();
+    assert!(!cli(home.path(), &["id", "new", "--name", "Alice"]).status.success(), "no silent overwrite");
+    let file = home.path().join("alice.key");
+    assert!(cli(home.path(), &["id", "export", file.to_str().unwrap()]).status.success());
+    let out = cli(other.path(), &["id", "import", file.to_str().unwrap(), "--name", "Alice"]);
+    assert!(out.status.success(), "{out:?}");
+    let shown: Value = serde_json::from_slice(&cli(other.path(), &["id", "show"]).stdout).unwrap();
+    assert_eq!(shown["guid"], made["guid"]);
+    // No server there.
+    let out = cli(home.path(), &["history"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("server unreachable"), "{out:?}");
+    // No identity yet.
+    let empty = tempfile::tempdir().unwrap();
+    let out = cli(empty.path(), &["invite"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("callvault id new"), "{out:?}");
+}
