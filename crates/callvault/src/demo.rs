@@ -55,7 +55,7 @@ pub(crate) async fn run(hold: Duration) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let router = gateway.router();
-    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let server = tokio::spawn(async move { axum::serve(callvault_gateway::nodelay(listener), router).await });
     let url = format!("ws://{addr}/app");
     t.say("server", &format!("embedded server up at {url} (in-process bus, redb store in a temp dir)"));
 

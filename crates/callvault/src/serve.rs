@@ -65,7 +65,7 @@ async fn run_with<B: Bus + Clone, S: Store>(
     on_listen(Listening { addr, backend });
     let app = gateway.router();
     let gw = gateway.clone();
-    axum::serve(listener, app)
+    axum::serve(callvault_gateway::nodelay(listener), app)
         .with_graceful_shutdown(async move {
             stop.await;
             tracing::info!("shutting down");

@@ -185,10 +185,11 @@ impl Client {
     /// Connects to `url` (`ws://host:port/app`), authenticates as `identity`, and registers with
     /// `display_name` if the user has no account yet.
     pub async fn connect(url: &str, identity: Arc<SecretIdentity>, display_name: &str) -> Result<Self, ClientError> {
-        let (ws, _) = tokio::time::timeout(DEFAULT_TIMEOUT, tokio_tungstenite::connect_async(url))
-            .await
-            .map_err(|_| ClientError::Unreachable { url: url.to_owned(), reason: "timed out".into() })?
-            .map_err(|e| ClientError::Unreachable { url: url.to_owned(), reason: e.to_string() })?;
+        let (ws, _) =
+            tokio::time::timeout(DEFAULT_TIMEOUT, tokio_tungstenite::connect_async_with_config(url, None, true))
+                .await
+                .map_err(|_| ClientError::Unreachable { url: url.to_owned(), reason: "timed out".into() })?
+                .map_err(|e| ClientError::Unreachable { url: url.to_owned(), reason: e.to_string() })?;
         let (mut sink, mut stream) = ws.split();
         let (tx, mut frames) = mpsc::unbounded_channel();
         tokio::spawn(async move {

@@ -190,6 +190,7 @@ async fn oversized_frames_floods_extra_connections_and_idle_apps_are_refused() {
     // Far over it: the socket itself closes.
     send(&mut ws, json!({"type": "ping", "pad": "x".repeat(20_000)})).await;
     assert!(closed(&mut ws).await);
+    s.wait_connections(0.0).await;
 
     // A flood: the burst passes, the rest is refused and counted, and a long flood is cut off.
     let mut ws = ready(&s, &id).await;
@@ -216,6 +217,7 @@ async fn oversized_frames_floods_extra_connections_and_idle_apps_are_refused() {
     assert!((10..=15).contains(&pongs), "the burst of 10 (and a few refills) passed: {pongs}");
     assert!(limited >= 1);
     assert!(s.metric(&format!("{ERR}\"rate_limited\"}}")).await >= 100.0);
+    s.wait_connections(0.0).await;
 
     // Two connections per identity; the third is refused.
     let _one = ready(&s, &id).await;
@@ -225,6 +227,7 @@ async fn oversized_frames_floods_extra_connections_and_idle_apps_are_refused() {
     send(&mut three, json!({"type": "auth", "note": id.sign_note(AUTH_KIND, &ch, unix_now()).unwrap()})).await;
     assert_eq!(error_code(recv(&mut three).await), AppErrorCode::TooManyConnections);
     drop((_one, _two));
+    s.wait_connections(0.0).await;
 
     // An app that sends nothing (and answers no ping) is closed after the idle timeout.
     let mut idle = ready(&s, &id).await;

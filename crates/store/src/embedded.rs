@@ -22,7 +22,7 @@ use crate::{BucketConfig, Entry, Kv, KvError, Operation, Store, Watch, check_key
 const BUCKETS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("buckets");
 const SEQ: TableDefinition<'static, &str, u64> = TableDefinition::new("seq");
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
-const WATCH_QUEUE: usize = 4096;
+const WATCH_QUEUE: usize = 256;
 
 fn backend(e: impl std::fmt::Display) -> KvError {
     KvError::Backend(e.to_string())
@@ -45,6 +45,9 @@ impl std::fmt::Debug for EmbeddedStore {
     }
 }
 
+/// The page cache of the embedded store (redb's default is 1 GiB).
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
 impl EmbeddedStore {
     /// Opens (or creates) the store file at `path`, creating parent directories. Inside a tokio
     /// runtime, starts the expiry sweeper, which stops when the last clone is dropped.
@@ -52,7 +55,8 @@ impl EmbeddedStore {
         if let Some(parent) = path.as_ref().parent() {
             std::fs::create_dir_all(parent).map_err(backend)?;
         }
-        let db = Database::create(path.as_ref()).map_err(backend)?;
+        // redb's default page cache is 1 GiB; a vault server keeps small values, so less does.
+        let db = redb::Builder::new().set_cache_size(CACHE_BYTES).create(path.as_ref()).map_err(backend)?;
         let txn = db.begin_write().map_err(backend)?;
         txn.open_table(BUCKETS).map_err(backend)?;
         txn.open_table(SEQ).map_err(backend)?;
@@ -67,11 +71,6 @@ impl EmbeddedStore {
     /// Removes expired values of every bucket from disk; returns how many revisions went.
     pub fn sweep_expired(&self) -> Result<usize, KvError> {
         sweep(&self.inner)
-    }
-
-    fn watcher(&self, bucket: &str) -> broadcast::Sender<Entry> {
-        let mut w = self.inner.watchers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        w.entry(bucket.to_owned()).or_insert_with(|| broadcast::channel(WATCH_QUEUE).0).clone()
     }
 }
 
@@ -187,7 +186,7 @@ impl Store for EmbeddedStore {
             inner: self.inner.clone(),
             table: Arc::from(table_name(&config.name)),
             config: config.clone(),
-            changes: self.watcher(&config.name),
+            name: Arc::from(config.name.as_str()),
         })
     }
 }
@@ -198,7 +197,8 @@ pub struct EmbeddedKv {
     inner: Arc<Inner>,
     table: Arc<str>,
     config: BucketConfig,
-    changes: broadcast::Sender<Entry>,
+    /// The bucket's name: its change channel in `Inner::watchers` exists once someone watched.
+    name: Arc<str>,
 }
 
 impl std::fmt::Debug for EmbeddedKv {
@@ -216,6 +216,12 @@ enum Expect {
 }
 
 impl EmbeddedKv {
+    /// The bucket's change channel, made on first use.
+    fn store_watcher(&self) -> broadcast::Sender<Entry> {
+        let mut w = self.inner.watchers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        w.entry(self.name.to_string()).or_insert_with(|| broadcast::channel(WATCH_QUEUE).0).clone()
+    }
+
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&EmbeddedKv) -> Result<T, KvError> + Send + 'static,
@@ -274,8 +280,11 @@ impl EmbeddedKv {
         };
         txn.commit().map_err(backend)?;
         let entry = stored.entry(key);
-        // Nobody watching is fine.
-        let _ = self.changes.send(entry.clone());
+        // Nobody watching is fine (and then no channel exists: an idle bucket costs no queue).
+        let watchers = self.inner.watchers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(tx) = watchers.get(&*self.name) {
+            let _ = tx.send(entry.clone());
+        }
         Ok(entry)
     }
 
@@ -346,7 +355,7 @@ impl Kv for EmbeddedKv {
     async fn watch(&self, pattern: &str) -> Result<Watch, KvError> {
         check_pattern(pattern).map_err(|_| KvError::InvalidKey("invalid watch pattern"))?;
         let pattern = pattern.to_owned();
-        let rx = tokio_stream_shim(self.changes.subscribe());
+        let rx = tokio_stream_shim(self.store_watcher().subscribe());
         Ok(Watch::new(rx.filter_map(move |item| {
             let keep = match &item {
                 Ok(e) => matches(&pattern, &e.key),

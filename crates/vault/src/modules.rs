@@ -74,7 +74,11 @@ pub async fn watch_and_reload(bucket: impl Kv, runtime: std::sync::Arc<HandlerRu
         let entry = match change {
             Ok(e) => e,
             Err(e) => {
-                tracing::warn!(error = %e, "handlers watch");
+                // Changes were missed (a lagging watch): load the whole bucket again.
+                tracing::warn!(error = %e, "handlers watch lagged; reloading every module");
+                if let Err(e) = load_all(&bucket, &runtime).await {
+                    tracing::warn!(error = %e, "handler modules reload failed");
+                }
                 continue;
             }
         };

@@ -9,7 +9,9 @@
 //! that already started finishes on the module it started with; the next one uses the new module.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+use sha2::{Digest, Sha256};
 
 use callvault_call::abi::{HandlerInput, HandlerName, HandlerOutput};
 use wasmi::errors::{ErrorKind, MemoryError};
@@ -68,6 +70,22 @@ pub enum HandlerError {
     BadData(String),
 }
 
+/// The process's one wasmi engine (fuel metering on).
+fn shared_engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        let mut config = Config::default();
+        config.consume_fuel(true);
+        Engine::new(&config)
+    })
+}
+
+/// Compiled modules by SHA-256 of their bytes, held while some runtime uses them.
+fn compiled_cache() -> &'static Mutex<HashMap<[u8; 32], std::sync::Weak<Module>>> {
+    static CACHE: OnceLock<Mutex<HashMap<[u8; 32], std::sync::Weak<Module>>>> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
 /// Compiled handler modules and the engine that runs them.
 pub struct HandlerRuntime {
     engine: Engine,
@@ -87,11 +105,11 @@ fn export_name(name: HandlerName) -> String {
 }
 
 impl HandlerRuntime {
-    /// A runtime with no modules installed.
+    /// A runtime with no modules installed. Every runtime of the process shares one engine and
+    /// one cache of compiled modules (by SHA-256 of the bytes), so a server hosting many vaults
+    /// compiles the built-in module once and keeps one copy; fuel and memory limits stay per run.
     pub fn new(limits: HandlerLimits) -> Self {
-        let mut config = Config::default();
-        config.consume_fuel(true);
-        let engine = Engine::new(&config);
+        let engine = shared_engine().clone();
         let mut linker = Linker::<StoreLimits>::new(&engine);
         // The module's only import: a bounded log line.
         let _ =
@@ -113,7 +131,7 @@ impl HandlerRuntime {
     /// A runtime with the built-in module (compiled once) installed for all seven handlers.
     pub fn with_builtins(limits: HandlerLimits) -> Result<Self, HandlerError> {
         let rt = Self::new(limits);
-        let module = Arc::new(rt.compile(BUILTIN_MODULE)?);
+        let module = rt.compile(BUILTIN_MODULE)?;
         for name in HandlerName::ALL {
             rt.install_compiled(name, module.clone())?;
         }
@@ -122,12 +140,20 @@ impl HandlerRuntime {
 
     /// Compiles `wasm` and makes it the module of handler `name` (replacing any previous one).
     pub fn install(&self, name: HandlerName, wasm: &[u8]) -> Result<(), HandlerError> {
-        let module = Arc::new(self.compile(wasm)?);
+        let module = self.compile(wasm)?;
         self.install_compiled(name, module)
     }
 
-    fn compile(&self, wasm: &[u8]) -> Result<Module, HandlerError> {
-        Module::new(&self.engine, wasm).map_err(|e| HandlerError::InvalidModule(e.to_string()))
+    fn compile(&self, wasm: &[u8]) -> Result<Arc<Module>, HandlerError> {
+        let digest: [u8; 32] = Sha256::digest(wasm).into();
+        let mut cache = compiled_cache().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(m) = cache.get(&digest).and_then(std::sync::Weak::upgrade) {
+            return Ok(m);
+        }
+        let module = Arc::new(Module::new(&self.engine, wasm).map_err(|e| HandlerError::InvalidModule(e.to_string()))?);
+        cache.retain(|_, w| w.strong_count() > 0);
+        cache.insert(digest, Arc::downgrade(&module));
+        Ok(module)
     }
 
     fn install_compiled(&self, name: HandlerName, module: Arc<Module>) -> Result<(), HandlerError> {

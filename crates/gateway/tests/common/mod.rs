@@ -52,7 +52,7 @@ pub async fn start(config: GatewayConfig) -> Server {
     let addr = listener.local_addr().unwrap();
     let router = gateway.router();
     let task = tokio::spawn(async move {
-        axum::serve(listener, router).await.unwrap();
+        axum::serve(callvault_gateway::nodelay(listener), router).await.unwrap();
     });
     Server { addr, gateway, host, bus, dir, task }
 }
@@ -81,6 +81,16 @@ impl Server {
         let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap();
         let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
         (status, body)
+    }
+
+    /// Waits until the gateway counts `n` open connections (closed sockets are noticed
+    /// asynchronously).
+    pub async fn wait_connections(&self, n: f64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.metric("callvault_gateway_connections").await != n {
+            assert!(tokio::time::Instant::now() < deadline, "connections never went to {n}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// The value of one metrics series (exact name with labels).
