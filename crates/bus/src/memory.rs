@@ -25,7 +25,9 @@ pub struct MemoryBus {
 }
 
 struct Inner {
-    subs: Mutex<Vec<Sub>>,
+    /// Subscriptions indexed by [`index_key`]: a publish looks at three buckets, not at every
+    /// subscription of the process (a server hosting a thousand vaults has thousands).
+    subs: Mutex<HashMap<String, Vec<Sub>>>,
     next_id: AtomicU64,
     dropped: AtomicU64,
     max_payload: usize,
@@ -60,7 +62,7 @@ impl MemoryBus {
     pub fn with_max_payload(max_payload: usize) -> Self {
         Self {
             inner: Arc::new(Inner {
-                subs: Mutex::new(Vec::new()),
+                subs: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(0),
                 dropped: AtomicU64::new(0),
                 max_payload,
@@ -81,11 +83,14 @@ impl MemoryBus {
         }
         let (tx, rx) = mpsc::channel(SUBSCRIBER_QUEUE);
         let sub = Sub { pattern: pattern.to_owned(), group: group.map(str::to_owned), tx };
-        self.lock().push(sub);
+        let mut subs = self.lock();
+        let bucket = subs.entry(index_key(pattern)).or_default();
+        bucket.retain(|s| !s.tx.is_closed());
+        bucket.push(sub);
         Ok(Subscription::new(ReceiverStream::new(rx)))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Sub>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Sub>>> {
         // A panic while holding the lock cannot leave the list inconsistent: every operation on
         // it is a single push, retain or read.
         self.inner.subs.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -95,10 +100,19 @@ impl MemoryBus {
     /// subscriptions matched.
     fn deliver(&self, msg: Message) -> usize {
         let mut subs = self.lock();
-        subs.retain(|s| !s.tx.is_closed());
+        let keys = candidate_keys(&msg.subject);
+        for k in &keys {
+            if let Some(bucket) = subs.get_mut(k) {
+                bucket.retain(|s| !s.tx.is_closed());
+                if bucket.is_empty() {
+                    subs.remove(k);
+                }
+            }
+        }
         let mut groups: HashMap<&str, Vec<&Sub>> = HashMap::new();
         let mut matched = 0usize;
-        for s in subs.iter().filter(|s| matches(&s.pattern, &msg.subject)) {
+        let candidates = keys.iter().filter_map(|k| subs.get(k)).flatten();
+        for s in candidates.filter(|s| matches(&s.pattern, &msg.subject)) {
             matched = matched.saturating_add(1);
             match &s.group {
                 Some(g) => groups.entry(g.as_str()).or_default().push(s),
@@ -130,6 +144,23 @@ impl MemoryBus {
         check_payload(payload.len(), self.inner.max_payload)?;
         Ok(self.deliver(Message { subject: subject.to_owned(), reply: reply.map(str::to_owned), payload }))
     }
+}
+
+/// The index bucket of a pattern: its first two tokens, cut at the first wildcard.
+fn index_key(pattern: &str) -> String {
+    let literal: Vec<&str> = pattern.split('.').take(2).take_while(|t| *t != "*" && *t != ">").collect();
+    literal.join(".")
+}
+
+/// The buckets a subject's subscribers can be in: "", its first token, its first two.
+fn candidate_keys(subject: &str) -> Vec<String> {
+    let mut tokens = subject.split('.');
+    let first = tokens.next().unwrap_or_default();
+    let mut keys = vec![String::new(), first.to_owned()];
+    if let Some(second) = tokens.next() {
+        keys.push(format!("{first}.{second}"));
+    }
+    keys
 }
 
 impl Bus for MemoryBus {
@@ -195,5 +226,29 @@ mod tokio_stream_shim {
         fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
             self.0.poll_recv(cx)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_index_never_hides_a_matching_subscription() {
+        let patterns = [
+            ">", "*", "a", "a.>", "a.*", "a.b", "a.b.>", "a.b.*", "a.*.c", "*.b", "*.b.>", "*.*.c", "a.b.c", "x.>",
+            "a.b.c.d", "a.*.>",
+        ];
+        let subjects = ["a", "b", "a.b", "a.c", "x.b", "a.b.c", "a.x.c", "a.b.c.d", "x.y.z", "a.b.d"];
+        let mut checked = 0;
+        for p in patterns {
+            for s in subjects {
+                if matches(p, s) {
+                    checked += 1;
+                    assert!(candidate_keys(s).contains(&index_key(p)), "{p} matches {s} but is not looked at");
+                }
+            }
+        }
+        assert!(checked > 40);
     }
 }
