@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use callvault_crypto::callkeys::EphemeralKey;
-use callvault_crypto::{Delegation, PublicIdentity, SecretIdentity};
+use callvault_crypto::{Delegation, PublicIdentity, SecretIdentity, seal};
 use callvault_protocol::app::{AUTH_KIND, AppErrorCode, AppFrame, ServerFrame, TurnCredentials};
 use callvault_protocol::calling::CallRecord;
-use callvault_protocol::fields::{CallType, DisplayName};
+use callvault_protocol::fields::{CallType, DisplayName, SignalPayload, SignalType};
 use callvault_protocol::{CallId, Guid, KeyId, MessageId, Timestamp};
 use callvault_vault::admin::ConnectionSummary;
 use callvault_vault::invite::InviteToken;
@@ -413,6 +413,50 @@ impl Client {
         let e = self.request("connection.list", json!({}), &[], None).await?;
         serde_json::from_value(e.payload.get("connections").cloned().unwrap_or(Value::Null))
             .map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// A connection's identity key (to seal signals to, and to check the SAS against).
+    pub async fn peer_identity(&mut self, peer: &Guid) -> Result<PublicIdentity, ClientError> {
+        let list = self.connections().await?;
+        let c = list.iter().find(|c| &c.guid == peer).ok_or(ClientError::NotConnected)?;
+        PublicIdentity::parse(&c.user_key).map_err(|_| ClientError::Protocol("bad peer key".into()))
+    }
+
+    /// Seals `body` to `peer` and sends it as a `call.signal` of `call_id` through both vaults
+    /// (which cannot read it).
+    pub async fn send_signal(
+        &mut self,
+        call_id: &CallId,
+        peer: &PublicIdentity,
+        signal_type: SignalType,
+        body: &[u8],
+    ) -> Result<(), ClientError> {
+        let payload = seal::seal_signal(&self.identity, peer, call_id, signal_type, body)
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let body = json!({"type": "call.signal", "message_id": new_message_id(), "timestamp": now().to_string(),
+            "call_id": call_id, "signal_type": signal_type, "payload": payload});
+        self.publish("call.signal", body).await
+    }
+
+    /// Opens a received `call.signal` event sealed by `peer`: its type and body.
+    pub fn open_signal(&self, event: &AppEvent, peer: &PublicIdentity) -> Result<(SignalType, Vec<u8>), ClientError> {
+        let bad = |what: &str| ClientError::Protocol(format!("call.signal without a valid {what}"));
+        let p = &event.payload;
+        let call_id = p
+            .get("call_id")
+            .and_then(Value::as_str)
+            .and_then(|s| CallId::parse(s).ok())
+            .ok_or_else(|| bad("call_id"))?;
+        let signal_type: SignalType = p
+            .get("signal_type")
+            .cloned()
+            .and_then(|v| serde_json::from_value(v).ok())
+            .ok_or_else(|| bad("signal_type"))?;
+        let payload: SignalPayload =
+            p.get("payload").cloned().and_then(|v| serde_json::from_value(v).ok()).ok_or_else(|| bad("payload"))?;
+        let body = seal::open_signal(&self.identity, peer, &call_id, signal_type, &payload)
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        Ok((signal_type, body.to_vec()))
     }
 
     /// Revokes a connection.

@@ -111,6 +111,8 @@ impl AdminRequest {
 pub struct ConnectionSummary {
     /// The peer's guid.
     pub guid: Guid,
+    /// Their identity key (hex): the app seals `call.signal` payloads to it.
+    pub user_key: String,
     /// Their display name.
     pub display_name: DisplayName,
     /// Active or revoked.

@@ -396,7 +396,12 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
                         .await
                         .map_err(|e| AdminFailure::Vault(e.into()))?
                     {
-                        list.push(ConnectionSummary { guid: c.guid, display_name: c.display_name, state: c.state });
+                        list.push(ConnectionSummary {
+                            guid: c.guid,
+                            user_key: c.user_key,
+                            display_name: c.display_name,
+                            state: c.state,
+                        });
                     }
                 }
                 Ok(("connection.list".into(), serde_json::json!({"connections": list})))

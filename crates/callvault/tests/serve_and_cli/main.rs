@@ -305,3 +305,53 @@ fn identities_export_and_import_and_clear_errors() {
     let out = cli(empty.path(), &["invite"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("callvault id new"), "{out:?}");
 }
+
+#[tokio::test]
+async fn the_client_sdk_carries_a_call_with_sealed_signals_through_a_serve_process() {
+    use callvault_client::Client;
+    use callvault_crypto::SecretIdentity;
+    use callvault_protocol::fields::{CallType, SignalType};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), &[]);
+    let alice_id = Arc::new(SecretIdentity::generate());
+    let bob_id = Arc::new(SecretIdentity::generate());
+    let mut alice = Client::connect(&serve.url(), alice_id.clone(), "Alice").await.unwrap();
+    let mut bob = Client::connect(&serve.url(), bob_id.clone(), "Bob").await.unwrap();
+    let token = alice.invite(600).await.unwrap();
+    let (peer, name) = bob.accept_invite(token.as_str()).await.unwrap();
+    assert_eq!((peer, name.as_str()), (alice.guid().clone(), "Alice"));
+    alice.wait_for(Duration::from_secs(10), "acceptance", |e| e.kind == "connection.accepted").await.unwrap();
+    let bob_key = alice.peer_identity(bob.guid()).await.unwrap();
+    assert_eq!(bob_key, bob_id.public());
+    let alice_key = bob.peer_identity(alice.guid()).await.unwrap();
+
+    let call = alice.call(&bob.guid().clone(), CallType::Video).await.unwrap();
+    let incoming = bob.wait_incoming(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(incoming.call_id(), Some(call.as_str()));
+    assert_eq!(incoming.payload["call_type"], "video");
+    bob.answer(&call).await.unwrap();
+    let accepted = alice.wait_call_settled(&call, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(accepted.kind, "call.accepted");
+
+    // Sealed app to app: the vaults relay what they cannot read.
+    let offer = b"v=0 o=- 1 1 IN IP4 0.0.0.0 (an SDP offer)";
+    alice.send_signal(&call, &bob_key, SignalType::Offer, offer).await.unwrap();
+    let got = bob.wait_for(Duration::from_secs(10), "the offer", |e| e.kind == "call.signal").await.unwrap();
+    assert!(!got.payload["payload"].as_str().unwrap().contains("SDP"), "sealed on the wire");
+    assert_eq!(bob.open_signal(&got, &alice_key).unwrap(), (SignalType::Offer, offer.to_vec()));
+    // Opened with the wrong sender key: refused.
+    assert!(bob.open_signal(&got, &bob_id.public()).is_err());
+    bob.send_signal(&call, &alice_key, SignalType::Answer, b"an SDP answer").await.unwrap();
+    let got = alice.wait_for(Duration::from_secs(10), "the answer", |e| e.kind == "call.signal").await.unwrap();
+    assert_eq!(alice.open_signal(&got, &bob_key).unwrap(), (SignalType::Answer, b"an SDP answer".to_vec()));
+
+    let ended = bob.hangup(&call).await.unwrap();
+    assert_eq!(ended.kind, "call.ended");
+    let theirs = alice.wait_call_settled(&call, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(theirs.kind, "call.ended");
+    let history = alice.history(10).await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].call_id, call);
+}
