@@ -286,6 +286,25 @@ async fn health_readiness_and_metrics() {
         assert!(body.contains(series), "{series} missing");
     }
     assert!(!body.contains(c.guid().as_str()), "no guid in metrics");
+    // A call moves the call series: both vaults are hosted here.
+    let mut c = c;
+    let mut bob = Client::connect(&s.url(), Arc::new(SecretIdentity::generate()), "Bob").await.unwrap();
+    let token = c.invite(600).await.unwrap();
+    bob.accept_invite(token.as_str()).await.unwrap();
+    c.wait_for(Duration::from_secs(10), "acceptance", |e| e.kind == "connection.accepted").await.unwrap();
+    let call = c.call(&bob.guid().clone(), callvault_protocol::fields::CallType::Audio).await.unwrap();
+    bob.wait_incoming(Duration::from_secs(10)).await.unwrap();
+    bob.answer(&call).await.unwrap();
+    c.wait_call_settled(&call, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(s.metric("callvault_active_calls").await, 2.0);
+    assert_eq!(s.metric("callvault_call_setups_total{direction=\"outgoing\",outcome=\"answered\"}").await, 1.0);
+    assert_eq!(s.metric("callvault_call_setups_total{direction=\"incoming\",outcome=\"answered\"}").await, 1.0);
+    assert_eq!(s.metric("callvault_call_setups_total{direction=\"incoming\",outcome=\"rejected\"}").await, 0.0);
+    assert!(s.metric("callvault_handler_latency_seconds_count").await >= 4.0);
+    c.hangup(&call).await.unwrap();
+    bob.wait_call_settled(&call, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(s.metric("callvault_active_calls").await, 0.0);
+    assert_eq!(s.metric("callvault_gateway_connections").await, 2.0);
     s.gateway.begin_shutdown();
     assert_eq!(s.get("/readyz", &[]).await.0, 503);
 }
