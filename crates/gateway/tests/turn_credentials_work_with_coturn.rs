@@ -2,6 +2,14 @@
 //! allocate a relay over UDP and TCP (with coturn's own client); expired and forged ones are
 //! refused; during a secret rotation credentials of both secrets work.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing
+)]
+
 mod common;
 
 use std::sync::Arc;
