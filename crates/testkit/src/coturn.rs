@@ -25,8 +25,11 @@ impl Coturn {
         let port = free_port();
         let realm = "callvault.test".to_owned();
         let log = std::fs::File::create(dir.path().join("turnserver.log")).expect("log file");
-        let mut cmd = Command::new(binary);
-        cmd.args(["-n", "--log-file=stdout", "--simple-log", "--no-tls", "--no-dtls", "--no-cli"])
+        // Line-buffered, so the log shows each request as it is handled (coturn block-buffers a
+        // redirected stdout).
+        let mut cmd = Command::new("stdbuf");
+        cmd.arg("-oL").arg(binary);
+        cmd.args(["-n", "--verbose", "--log-file=stdout", "--simple-log", "--no-tls", "--no-dtls", "--no-cli"])
             .args(["--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1", "--allow-loopback-peers", "--use-auth-secret"])
             .arg(format!("--listening-port={port}"))
             .arg(format!("--realm={realm}"))

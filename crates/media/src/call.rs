@@ -1,0 +1,268 @@
+//! A whole 1:1 call with media for a Rust app: the client SDK carries the call through both vaults;
+//! key exchange, offer and answer travel as sealed `call.signal`s; then the media session runs
+//! until either side hangs up.
+//!
+//! Order of events (caller A, callee B):
+//!
+//! 1. A `call.initiate`; B rings; B `call.accept` with B's ephemeral X25519 key;
+//! 2. A gets `call.accepted` with B's key, derives the call keys, and sends its own ephemeral key
+//!    (`key_exchange`) and the SDP offer (`offer`), both sealed to B's identity key;
+//! 3. B derives the same keys, answers (`answer`); both show the short authentication string;
+//! 4. media flows (SFrame on every frame) until a `call.ended` or the local hang-up.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use callvault_client::{AppEvent, Client, ClientError};
+use callvault_crypto::PublicIdentity;
+use callvault_crypto::callkeys::{self, CallKeys, EphemeralKey, Role};
+use callvault_protocol::fields::{CallType, PublicKey, SignalType};
+use callvault_protocol::{CallId, Guid};
+use tokio::net::UdpSocket;
+
+use crate::audio::AudioSource;
+use crate::peer::{FrameProtection, MediaError, MediaPeer};
+use crate::shell::{self, Ended};
+use crate::turn::{RelayConfig, TurnError};
+
+/// Why a media call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The call itself (server, vault, peer).
+    #[error("{0}")]
+    Client(#[from] ClientError),
+    /// Media.
+    #[error("media: {0}")]
+    Media(#[from] MediaError),
+    /// TURN.
+    #[error("relay: {0}")]
+    Turn(#[from] TurnError),
+    /// The peer's signals do not hold (bad key, bad SDP, wrong sender).
+    #[error("peer signalling: {0}")]
+    Signal(String),
+    /// The call was not answered.
+    #[error("not answered: {0}")]
+    NotAnswered(String),
+}
+
+/// How media is set up.
+#[derive(Debug, Clone)]
+pub struct MediaOptions {
+    /// What we send.
+    pub source_spec: String,
+    /// Only relay candidates (TURN); no host address leaves the device.
+    pub relay_only: bool,
+    /// End the call after this long (None: wait for the peer to hang up).
+    pub duration: Option<Duration>,
+    /// The local address for host candidates (None: the one that routes to the server).
+    pub local_ip: Option<IpAddr>,
+    /// How long to wait for the peer's answer / signals.
+    pub wait: Duration,
+}
+
+/// What happened in a media call.
+#[derive(Debug)]
+pub struct MediaCall {
+    /// The call.
+    pub call_id: CallId,
+    /// The short authentication string both sides should see.
+    pub sas: String,
+    /// Everything decoded from the far end, 48 kHz mono.
+    pub heard: Vec<i16>,
+    /// How the media session ended.
+    pub ended: Ended,
+    /// Who hung up: true when we did.
+    pub we_hung_up: bool,
+    /// Time from the call being answered to the first decoded far-end frame.
+    pub first_audio_after: Option<Duration>,
+    /// The relayed address media went through, in relay-only mode.
+    pub relayed: Option<SocketAddr>,
+}
+
+fn bad(what: impl std::fmt::Display) -> CallError {
+    CallError::Signal(what.to_string())
+}
+
+/// The local address that routes towards `server` (a UDP "connect" sends nothing).
+pub fn local_ip_towards(server: &str) -> IpAddr {
+    let host = server
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|hp| hp.rsplit_once(':').map(|(h, _)| h.trim_matches(|c| c == '[' || c == ']').to_owned()));
+    let target = host.and_then(|h| format!("{h}:9").parse::<SocketAddr>().ok());
+    let probe = std::net::UdpSocket::bind("0.0.0.0:0").ok().zip(target).and_then(|(s, t)| {
+        s.connect(t).ok()?;
+        s.local_addr().ok()
+    });
+    probe.map_or(IpAddr::from([127, 0, 0, 1]), |a| a.ip())
+}
+
+async fn next_signal(
+    client: &mut Client,
+    call: &CallId,
+    peer: &PublicIdentity,
+    wait: Duration,
+) -> Result<(SignalType, Vec<u8>), CallError> {
+    let id = call.to_string();
+    let e: AppEvent = client
+        .wait_for(wait, "a signal from the peer", |e| {
+            e.call_id() == Some(id.as_str()) && matches!(e.kind.as_str(), "call.signal" | "call.ended")
+        })
+        .await?;
+    if e.kind == "call.ended" {
+        return Err(CallError::NotAnswered("the peer hung up during setup".into()));
+    }
+    Ok(client.open_signal(&e, peer)?)
+}
+
+/// Media transport: a host socket, or a TURN relay.
+enum Transport {
+    Host(UdpSocket),
+    Relay(Box<crate::turn::Relay>),
+}
+
+async fn transport(
+    peer: &mut MediaPeer,
+    client: &mut Client,
+    options: &MediaOptions,
+    server: &str,
+) -> Result<Transport, CallError> {
+    if options.relay_only {
+        let creds = client.turn_credentials(true).await?;
+        let config = RelayConfig::from_credentials(&creds)?;
+        let relay = crate::turn::Relay::allocate(config).await?;
+        peer.add_relay_candidate(relay.relayed(), relay.local())?;
+        return Ok(Transport::Relay(Box::new(relay)));
+    }
+    let ip = options.local_ip.unwrap_or_else(|| local_ip_towards(server));
+    Ok(Transport::Host(shell::bind_host(peer, ip).await?))
+}
+
+async fn run_media(
+    peer: MediaPeer,
+    transport: Transport,
+    options: &MediaOptions,
+    client: &mut Client,
+    call: &CallId,
+    answered_at: Instant,
+) -> Result<MediaCall, CallError> {
+    let source = AudioSource::parse(&options.source_spec).map_err(|e| CallError::Signal(e.to_string()))?;
+    let mut heard = Vec::new();
+    let mut first: Option<Duration> = None;
+    let id = call.to_string();
+    let mut hung_up_by_peer = false;
+    let relayed = match &transport {
+        Transport::Relay(r) => Some(r.relayed()),
+        Transport::Host(_) => None,
+    };
+    let ended = {
+        let peer_ended = client.wait_for(Duration::from_secs(24 * 3600), "the end of the call", |e| {
+            e.call_id() == Some(id.as_str()) && e.kind == "call.ended"
+        });
+        let limit = async {
+            match options.duration {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        let stop = async {
+            tokio::select! {
+                r = peer_ended => { hung_up_by_peer = r.is_ok(); }
+                () = limit => {}
+            }
+        };
+        let on_audio = |pcm: &[i16]| {
+            first.get_or_insert_with(|| answered_at.elapsed());
+            heard.extend_from_slice(pcm);
+        };
+        match transport {
+            Transport::Host(socket) => shell::run(peer, socket, source, stop, on_audio).await?,
+            Transport::Relay(relay) => crate::turn::run_relayed(peer, *relay, source, stop, on_audio).await?,
+        }
+    };
+    if !hung_up_by_peer {
+        client.hangup(call).await?;
+    }
+    Ok(MediaCall {
+        call_id: call.clone(),
+        sas: String::new(),
+        heard,
+        ended,
+        we_hung_up: !hung_up_by_peer,
+        first_audio_after: first,
+        relayed,
+    })
+}
+
+/// Calls `peer` and, once answered, runs media until either side hangs up.
+pub async fn place(
+    client: &mut Client,
+    server: &str,
+    peer: &Guid,
+    options: &MediaOptions,
+) -> Result<MediaCall, CallError> {
+    let peer_key = client.peer_identity(peer).await?;
+    let call = client.call(peer, CallType::Audio).await?;
+    let settled = client.wait_call_settled(&call, options.wait).await?;
+    if settled.kind != "call.accepted" {
+        return Err(CallError::NotAnswered(settled.kind));
+    }
+    let answered_at = Instant::now();
+    let theirs: PublicKey = settled
+        .payload
+        .get("public_key")
+        .cloned()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .ok_or_else(|| bad("call.accepted without the callee's key"))?;
+    let theirs = callkeys::parse_public(&theirs).map_err(bad)?;
+    let mine = EphemeralKey::generate();
+    let my_public = mine.public();
+    let keys = mine.agree(Role::Caller, &call, client.guid(), peer, &theirs).map_err(bad)?;
+    client.send_signal(&call, &peer_key, SignalType::KeyExchange, &my_public).await?;
+    let mut media = MediaPeer::new(Instant::now(), FrameProtection::from_keys(&keys)?)?;
+    let transport = transport(&mut media, client, options, server).await?;
+    let offer = media.create_offer()?;
+    client.send_signal(&call, &peer_key, SignalType::Offer, offer.as_bytes()).await?;
+    let (kind, answer) = next_signal(client, &call, &peer_key, options.wait).await?;
+    if kind != SignalType::Answer {
+        return Err(bad(format!("expected an answer, got {kind:?}")));
+    }
+    media.accept_answer(std::str::from_utf8(&answer).map_err(bad)?)?;
+    let mut result = run_media(media, transport, options, client, &call, answered_at).await?;
+    result.sas = keys.sas().to_string();
+    Ok(result)
+}
+
+/// Answers the ringing call `call` (from `caller`) and runs media until either side hangs up.
+pub async fn answer(
+    client: &mut Client,
+    server: &str,
+    call: &CallId,
+    caller: &Guid,
+    options: &MediaOptions,
+) -> Result<MediaCall, CallError> {
+    let peer_key = client.peer_identity(caller).await?;
+    let mine = client.answer(call).await?;
+    let answered_at = Instant::now();
+    let (mut theirs, mut offer) = (None, None);
+    while theirs.is_none() || offer.is_none() {
+        match next_signal(client, call, &peer_key, options.wait).await? {
+            (SignalType::KeyExchange, body) => {
+                theirs =
+                    Some(<[u8; 32]>::try_from(body.as_slice()).map_err(|_| bad("a key exchange of the wrong size"))?);
+            }
+            (SignalType::Offer, body) => offer = Some(String::from_utf8(body).map_err(bad)?),
+            (other, _) => tracing::debug!(signal = ?other, "signal before the offer ignored"),
+        }
+    }
+    let (Some(theirs), Some(offer)) = (theirs, offer) else { return Err(bad("no key or offer")) };
+    let keys: CallKeys = mine.agree(Role::Callee, call, caller, client.guid(), &theirs).map_err(bad)?;
+    let mut media = MediaPeer::new(Instant::now(), FrameProtection::from_keys(&keys)?)?;
+    let transport = transport(&mut media, client, options, server).await?;
+    let answer = media.accept_offer(&offer)?;
+    client.send_signal(call, &peer_key, SignalType::Answer, answer.as_bytes()).await?;
+    let mut result = run_media(media, transport, options, client, call, answered_at).await?;
+    result.sas = keys.sas().to_string();
+    Ok(result)
+}
