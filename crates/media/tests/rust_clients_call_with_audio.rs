@@ -45,6 +45,16 @@ async fn server(turn: Option<TurnConfig>) -> Server {
     Server { url, _dir: dir, _task: task }
 }
 
+fn turn_config(coturn: &Coturn, relay_only: bool) -> TurnConfig {
+    TurnConfig {
+        stun_urls: vec![],
+        turn_urls: coturn.urls(),
+        secrets: vec!["relay-secret-0123456789".into()],
+        ttl_secs: 600,
+        relay_only,
+    }
+}
+
 async fn connected_pair(url: &str) -> (Client, Client) {
     let mut alice = Client::connect(url, Arc::new(SecretIdentity::generate()), "Alice").await.unwrap();
     let mut bob = Client::connect(url, Arc::new(SecretIdentity::generate()), "Bob").await.unwrap();
@@ -106,13 +116,7 @@ async fn rust_clients_exchange_tones_directly_on_loopback() {
 #[tokio::test]
 async fn rust_clients_exchange_tones_relay_only_through_coturn() {
     let coturn = Coturn::start(&["relay-secret-0123456789"]);
-    let turn = TurnConfig {
-        stun_urls: vec![],
-        turn_urls: coturn.urls(),
-        secrets: vec!["relay-secret-0123456789".into()],
-        ttl_secs: 600,
-        relay_only: false,
-    };
+    let turn = turn_config(&coturn, false);
     let s = server(Some(turn)).await;
     let (ra, rb) = call_with_tones(&s.url, true).await;
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
@@ -128,13 +132,7 @@ async fn rust_clients_exchange_tones_relay_only_through_coturn() {
 #[tokio::test]
 async fn a_relay_only_offer_names_no_host_address() {
     let coturn = Coturn::start(&["relay-secret-0123456789"]);
-    let turn = TurnConfig {
-        stun_urls: vec![],
-        turn_urls: coturn.urls(),
-        secrets: vec!["relay-secret-0123456789".into()],
-        ttl_secs: 600,
-        relay_only: true,
-    };
+    let turn = turn_config(&coturn, true);
     let creds = turn.credentials(&Guid::from_public_key(&[5; 32]), 1_900_000_000, true).unwrap();
     let relay =
         callvault_media::turn::Relay::allocate(callvault_media::turn::RelayConfig::from_credentials(&creds).unwrap())
