@@ -80,6 +80,8 @@ enum Command {
         /// Seconds to wait for an answer.
         #[arg(long, default_value_t = 90)]
         wait: u64,
+        #[command(flatten)]
+        audio: AudioArgs,
     },
     /// Answer a ringing call (the newest, or the given one; or wait for one).
     Answer {
@@ -88,6 +90,8 @@ enum Command {
         /// Seconds to wait for an incoming call when none rings.
         #[arg(long, default_value_t = 0)]
         wait: u64,
+        #[command(flatten)]
+        audio: AudioArgs,
     },
     /// Decline a ringing call.
     Reject {
@@ -110,6 +114,35 @@ enum Command {
     },
     /// List the protocol schemas this build speaks (schema id and Rust type).
     Schemas,
+}
+
+/// Audio for `call` and `answer`: with either of `--audio-in`/`--audio-out` the command carries
+/// the call's media (end-to-end encrypted) until one side hangs up.
+#[derive(Debug, clap::Args)]
+struct AudioArgs {
+    /// What to send: `tone:<Hz>`, `silence`, or a 48 kHz mono 16-bit WAV file.
+    #[arg(long)]
+    audio_in: Option<String>,
+    /// Where to write what the peer sends (WAV, 48 kHz mono).
+    #[arg(long)]
+    audio_out: Option<PathBuf>,
+    /// Media only through a TURN relay: no address of this device reaches the peer.
+    #[arg(long)]
+    relay_only: bool,
+    /// Hang up after this many seconds of media.
+    #[arg(long)]
+    duration: Option<u64>,
+}
+
+impl AudioArgs {
+    fn audio(&self) -> user::Audio {
+        user::Audio {
+            input: self.audio_in.clone(),
+            output: self.audio_out.clone(),
+            relay_only: self.relay_only,
+            duration: self.duration.map(Duration::from_secs),
+        }
+    }
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -208,10 +241,12 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Some(Command::Invite { ttl }) => user::invite(&home, ttl).await?,
         Some(Command::Connect { token }) => user::connect(&home, &token).await?,
         Some(Command::Connections) => user::connections(&home).await?,
-        Some(Command::Call { peer, video, ring_wait, wait }) => {
-            return user::call(&home, &peer, video, secs(ring_wait), secs(wait)).await;
+        Some(Command::Call { peer, video, ring_wait, wait, audio }) => {
+            return user::call(&home, &peer, video, secs(ring_wait), secs(wait), &audio.audio()).await;
         }
-        Some(Command::Answer { call_id, wait }) => user::answer(&home, call_id.as_deref(), secs(wait)).await?,
+        Some(Command::Answer { call_id, wait, audio }) => {
+            user::answer(&home, call_id.as_deref(), secs(wait), &audio.audio()).await?;
+        }
         Some(Command::Reject { call_id, wait }) => user::reject(&home, call_id.as_deref(), secs(wait)).await?,
         Some(Command::Hangup { call_id }) => user::hangup(&home, call_id.as_deref()).await?,
         Some(Command::History { limit }) => user::history(&home, limit).await?,

@@ -11,6 +11,7 @@ use anyhow::{Context, anyhow, bail};
 use callvault_client::{Client, ClientError};
 use callvault_crypto::SecretIdentity;
 use callvault_crypto::keyfile::{self, KdfParams, KeyKind};
+use callvault_media::call::{self as media_call, MediaCall, MediaOptions};
 use callvault_protocol::calling::CallRecord;
 use callvault_protocol::fields::{CallStatus, CallType, Direction};
 use callvault_protocol::{CallId, Guid};
@@ -100,6 +101,60 @@ fn passphrase() -> anyhow::Result<String> {
         .ok()
         .filter(|p| p.len() >= 8)
         .ok_or_else(|| anyhow!("set CALLVAULT_PASSPHRASE (8 characters or more) to protect the exported key"))
+}
+
+/// What `call` and `answer` do with audio (none: signalling only).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Audio {
+    /// `tone:<Hz>`, `silence` or a WAV file.
+    pub(crate) input: Option<String>,
+    /// Where to write what the peer sent (WAV).
+    pub(crate) output: Option<PathBuf>,
+    /// Relay-only (TURN): no address of this device reaches the peer.
+    pub(crate) relay_only: bool,
+    /// Hang up after this long.
+    pub(crate) duration: Option<Duration>,
+}
+
+impl Audio {
+    fn wanted(&self) -> bool {
+        self.input.is_some() || self.output.is_some()
+    }
+
+    fn options(&self, wait: Duration) -> MediaOptions {
+        MediaOptions {
+            source_spec: self.input.clone().unwrap_or_else(|| "silence".to_owned()),
+            relay_only: self.relay_only,
+            duration: self.duration,
+            local_ip: None,
+            wait,
+        }
+    }
+}
+
+fn report_media(home: &Home, audio: &Audio, m: &MediaCall) -> anyhow::Result<()> {
+    if let Some(path) = &audio.output {
+        callvault_media::audio::write_wav(path, &m.heard)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let s = m.ended.stats;
+    let secs = m.heard.len() as f64 / 48_000.0;
+    home.print(
+        &format!(
+            "call {} ended ({}); SAS {}; media end-to-end encrypted: {} frames sent, {} decoded ({secs:.1} s), {} did not decrypt{}",
+            m.call_id,
+            if m.we_hung_up { "we hung up" } else { "the peer hung up" },
+            m.sas,
+            s.frames_sent,
+            s.frames_decoded,
+            s.decrypt_failures,
+            m.relayed.map(|r| format!("; relayed via {r}")).unwrap_or_default()
+        ),
+        json!({"call_id": m.call_id, "sas": m.sas, "frames_sent": s.frames_sent, "frames_decoded": s.frames_decoded,
+            "decrypt_failures": s.decrypt_failures, "we_hung_up": m.we_hung_up, "relayed": m.relayed.is_some(),
+            "first_audio_ms": m.first_audio_after.map(|d| d.as_millis()), "heard_seconds": secs}),
+    );
+    Ok(())
 }
 
 /// `id new`.
@@ -203,9 +258,16 @@ pub(crate) async fn call(
     video: bool,
     ring_wait: Duration,
     wait: Duration,
+    audio: &Audio,
 ) -> anyhow::Result<bool> {
     let mut c = home.client().await?;
     let peer = resolve_peer(&mut c, peer).await?;
+    if audio.wanted() {
+        let m = media_call::place(&mut c, &home.server, &peer, &audio.options(wait)).await?;
+        report_media(home, audio, &m)?;
+        c.close().await;
+        return Ok(true);
+    }
     let started = std::time::Instant::now();
     let call_type = if video { CallType::Video } else { CallType::Audio };
     let id = c.call(&peer, call_type).await?;
@@ -281,9 +343,18 @@ async fn target(
 }
 
 /// `answer [CALL_ID]`.
-pub(crate) async fn answer(home: &Home, call_id: Option<&str>, wait: Duration) -> anyhow::Result<()> {
+pub(crate) async fn answer(home: &Home, call_id: Option<&str>, wait: Duration, audio: &Audio) -> anyhow::Result<()> {
     let mut c = home.client().await?;
     let id = target(&mut c, call_id, ringing_incoming, wait).await?;
+    if audio.wanted() {
+        let calls = c.history(50).await?;
+        let caller =
+            calls.iter().find(|r| r.call_id == id).map(|r| r.peer_guid.clone()).ok_or(ClientError::CallNotFound)?;
+        let m = media_call::answer(&mut c, &home.server, &id, &caller, &audio.options(Duration::from_secs(30))).await?;
+        report_media(home, audio, &m)?;
+        c.close().await;
+        return Ok(());
+    }
     c.answer(&id).await?;
     home.print(&format!("answered call {id}"), json!({"call_id": id, "status": "active"}));
     c.close().await;

@@ -355,3 +355,40 @@ async fn the_client_sdk_carries_a_call_with_sealed_signals_through_a_serve_proce
     assert_eq!(history.len(), 1);
     assert_eq!(history[0].call_id, call);
 }
+
+#[test]
+fn cli_calls_carry_encrypted_audio_both_ways() {
+    use callvault_media::audio::{read_wav, tone_share};
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), &[]);
+    let (alice, a) = User::new("Alice", &serve);
+    let (bob, b) = User::new("Bob", &serve);
+    connect(&alice, &bob, &a, &b);
+    let wavs = tempfile::tempdir().unwrap();
+    let (a_out, b_out) = (wavs.path().join("alice.wav"), wavs.path().join("bob.wav"));
+    let caller = alice.spawn(&[
+        "call",
+        "Bob",
+        "--audio-in",
+        "tone:440",
+        "--audio-out",
+        a_out.to_str().unwrap(),
+        "--duration",
+        "4",
+    ]);
+    let answered =
+        bob.ok(&["answer", "--wait", "20", "--audio-in", "tone:880", "--audio-out", b_out.to_str().unwrap()]);
+    let out = wait_output(caller);
+    assert!(out.status.success(), "{out:?}");
+    let called: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(called["sas"], answered["sas"]);
+    assert_eq!(called["we_hung_up"], true);
+    assert_eq!(answered["we_hung_up"], false);
+    assert_eq!(called["decrypt_failures"], 0);
+    let tail = |v: Vec<i16>| v[v.len().min(24_000)..].to_vec();
+    let (heard_a, heard_b) = (tail(read_wav(&a_out).unwrap()), tail(read_wav(&b_out).unwrap()));
+    assert!(heard_b.len() > 48_000 && heard_a.len() > 48_000);
+    assert!(tone_share(&heard_b, 440.0) > 0.5, "Bob heard 440 Hz: {}", tone_share(&heard_b, 440.0));
+    assert!(tone_share(&heard_a, 880.0) > 0.5, "Alice heard 880 Hz: {}", tone_share(&heard_a, 880.0));
+    assert_eq!(alice.ok(&["history"])["calls"][0]["status"], "ended");
+}
