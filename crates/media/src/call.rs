@@ -147,7 +147,7 @@ async fn run_media(
     call: &CallId,
     answered_at: Instant,
 ) -> Result<MediaCall, CallError> {
-    let source = AudioSource::parse(&options.source_spec).map_err(|e| CallError::Signal(e.to_string()))?;
+    let mut source = AudioSource::parse(&options.source_spec).map_err(|e| CallError::Signal(e.to_string()))?;
     let mut heard = Vec::new();
     let mut first: Option<Duration> = None;
     let id = call.to_string();
@@ -177,8 +177,10 @@ async fn run_media(
             heard.extend_from_slice(pcm);
         };
         match transport {
-            Transport::Host(socket) => shell::run(peer, socket, source, stop, on_audio).await?,
-            Transport::Relay(relay) => crate::turn::run_relayed(peer, *relay, source, stop, on_audio).await?,
+            Transport::Host(socket) => shell::run(peer, socket, || source.next_frame(), stop, on_audio).await?,
+            Transport::Relay(relay) => {
+                crate::turn::run_relayed(peer, *relay, || source.next_frame(), stop, on_audio).await?
+            }
         }
     };
     if !hung_up_by_peer {

@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 
-use crate::audio::AudioSource;
 use crate::peer::{MediaError, MediaPeer, MediaState, MediaStats, PeerOutput};
 
 /// How a session ended.
@@ -41,12 +40,12 @@ async fn flush(peer: &mut MediaPeer, socket: &UdpSocket, on_audio: &mut impl FnM
     true
 }
 
-/// Runs the session until `stop` completes or the connection closes: sends `source`'s audio
-/// every 20 ms once connected, hands decoded far-end audio to `on_audio`.
+/// Runs the session until `stop` completes or the connection closes: once connected, sends the
+/// frame `next_frame` gives every 20 ms; hands decoded far-end audio to `on_audio`.
 pub async fn run(
     mut peer: MediaPeer,
     socket: UdpSocket,
-    mut source: AudioSource,
+    mut next_frame: impl FnMut() -> Vec<i16>,
     stop: impl Future<Output = ()>,
     mut on_audio: impl FnMut(&[i16]),
 ) -> Result<Ended, MediaError> {
@@ -68,7 +67,7 @@ pub async fn run(
             () = tokio::time::sleep_until(wake) => peer.handle_timeout(Instant::now())?,
             _ = clock.tick() => {
                 if peer.is_connected() {
-                    let frame = source.next_frame();
+                    let frame = next_frame();
                     peer.send_audio(Instant::now(), &frame)?;
                 }
             }

@@ -18,7 +18,6 @@ use md5::{Digest, Md5};
 use sha1::Sha1;
 use tokio::net::UdpSocket;
 
-use crate::audio::AudioSource;
 use crate::peer::{MediaError, MediaPeer, PeerOutput};
 use crate::shell::Ended;
 
@@ -573,7 +572,7 @@ async fn pump(peer: &mut MediaPeer, relay: &mut Relay, on_audio: &mut impl FnMut
 pub async fn run_relayed(
     mut peer: MediaPeer,
     mut relay: Relay,
-    mut source: AudioSource,
+    mut next_frame: impl FnMut() -> Vec<i16>,
     stop: impl Future<Output = ()>,
     mut on_audio: impl FnMut(&[i16]),
 ) -> Result<Ended, MediaError> {
@@ -602,7 +601,7 @@ pub async fn run_relayed(
             }
             _ = clock.tick() => {
                 if peer.is_connected() {
-                    let frame = source.next_frame();
+                    let frame = next_frame();
                     peer.send_audio(Instant::now(), &frame)?;
                 }
             }

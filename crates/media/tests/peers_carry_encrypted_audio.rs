@@ -185,11 +185,15 @@ async fn the_udp_shell_carries_tones_over_loopback() {
     let answer = b.accept_offer(&offer).unwrap();
     a.accept_answer(&answer).unwrap();
     let stop = || tokio::time::sleep(Duration::from_secs(3));
+    let tone = |f: f64| {
+        let mut src = AudioSource::tone(f);
+        move || src.next_frame()
+    };
     let mut heard_a = Vec::new();
     let mut heard_b = Vec::new();
     let (ea, eb) = tokio::join!(
-        shell::run(a, sa, AudioSource::tone(440.0), stop(), |pcm| heard_a.extend_from_slice(pcm)),
-        shell::run(b, sb, AudioSource::tone(880.0), stop(), |pcm| heard_b.extend_from_slice(pcm)),
+        shell::run(a, sa, tone(440.0), stop(), |pcm| heard_a.extend_from_slice(pcm)),
+        shell::run(b, sb, tone(880.0), stop(), |pcm| heard_b.extend_from_slice(pcm)),
     );
     let (ea, eb) = (ea.unwrap(), eb.unwrap());
     assert!(ea.stats.frames_decoded > 50 && eb.stats.frames_decoded > 50, "{ea:?} {eb:?}");
