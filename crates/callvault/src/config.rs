@@ -17,6 +17,7 @@ pub(crate) const KEYS: &[(&str, Kind)] = &[
     ("nats", Kind::Str),
     ("registration", Kind::Str),
     ("log", Kind::Str),
+    ("web_dir", Kind::Str),
     ("limits.max_frame_bytes", Kind::Int),
     ("limits.messages_per_second", Kind::Int),
     ("limits.burst", Kind::Int),
@@ -96,6 +97,8 @@ struct Raw {
     vault: RawVault,
     #[serde(default = "default_grace")]
     shutdown_grace_secs: u64,
+    #[serde(default = "default_web_dir")]
+    web_dir: String,
 }
 
 fn default_listen() -> String {
@@ -109,6 +112,9 @@ fn default_registration() -> String {
 }
 fn default_log() -> String {
     "info".into()
+}
+fn default_web_dir() -> String {
+    "web/dist".into()
 }
 fn default_grace() -> u64 {
     10
@@ -342,7 +348,14 @@ fn check(raw: Raw) -> Result<ServeConfig, ConfigError> {
         listen,
         data_dir: PathBuf::from(raw.data_dir),
         nats: raw.nats,
-        gateway: GatewayConfig { limits, turn, registration_open, ..GatewayConfig::default() },
+        gateway: GatewayConfig {
+            limits,
+            turn,
+            registration_open,
+            // The web client is served when it was built (`npm ci && npm run build` in web/).
+            web_dir: Some(PathBuf::from(&raw.web_dir)).filter(|d| d.join("index.html").is_file()),
+            ..GatewayConfig::default()
+        },
         ring_timeout: Duration::from_secs(positive("vault.ring_timeout_secs", raw.vault.ring_timeout_secs)?),
         sweep_every: Duration::from_secs(positive("vault.sweep_every_secs", raw.vault.sweep_every_secs)?),
         log,

@@ -45,6 +45,31 @@ pub enum KeyAgreementError {
     NonContributory,
 }
 
+/// Hands out 32 given random bytes once (then zeros: never reached, the secret takes 32).
+struct Given(Option<[u8; 32]>);
+
+impl rand_core::RngCore for Given {
+    fn next_u32(&mut self) -> u32 {
+        rand_core::impls::next_u32_via_fill(self)
+    }
+    fn next_u64(&mut self) -> u64 {
+        rand_core::impls::next_u64_via_fill(self)
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        let bytes = self.0.take().unwrap_or([0; 32]);
+        for (d, b) in dest.iter_mut().zip(bytes.iter().cycle()) {
+            *d = *b;
+        }
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+
+// The bytes come from a cryptographic source by this type's contract.
+impl rand_core::CryptoRng for Given {}
+
 /// The ephemeral X25519 key of one side of one call.
 pub struct EphemeralKey {
     secret: EphemeralSecret,
@@ -67,6 +92,14 @@ impl EphemeralKey {
     /// A fresh key from the OS random source.
     pub fn generate() -> Self {
         let secret = EphemeralSecret::random_from_rng(OsRng);
+        let public = PublicKey::from(&secret);
+        Self { secret, public }
+    }
+
+    /// A key from 32 random bytes the caller got from a random source of its own (a browser's
+    /// `crypto.getRandomValues`, where this crate has no OS random source). Never reuse them.
+    pub fn from_random_bytes(bytes: [u8; 32]) -> Self {
+        let secret = EphemeralSecret::random_from_rng(Given(Some(bytes)));
         let public = PublicKey::from(&secret);
         Self { secret, public }
     }

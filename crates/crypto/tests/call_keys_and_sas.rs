@@ -120,3 +120,19 @@ fn keys_exchanged_inside_sealed_key_exchange_signals() {
         SealError::WrongCall
     );
 }
+
+#[test]
+fn keys_from_given_random_bytes_agree_like_generated_ones() {
+    let call = callvault_protocol::CallId::from_bytes([4; 16]);
+    let (a, b) = (callvault_protocol::Guid::from_public_key(&[1; 32]), callvault_protocol::Guid::from_public_key(&[2; 32]));
+    let x = callvault_crypto::callkeys::EphemeralKey::from_random_bytes([0x42; 32]);
+    let same = callvault_crypto::callkeys::EphemeralKey::from_random_bytes([0x42; 32]);
+    assert_eq!(x.public(), same.public(), "the key is the given bytes");
+    assert_ne!(x.public(), callvault_crypto::callkeys::EphemeralKey::from_random_bytes([0x43; 32]).public());
+    let y = callvault_crypto::callkeys::EphemeralKey::generate();
+    let (px, py) = (x.public(), y.public());
+    let kx = x.agree(callvault_crypto::callkeys::Role::Caller, &call, &a, &b, &py).unwrap();
+    let ky = y.agree(callvault_crypto::callkeys::Role::Callee, &call, &a, &b, &px).unwrap();
+    assert_eq!(kx.sas(), ky.sas());
+    assert_eq!(kx.send_base_key(), ky.recv_base_key());
+}

@@ -31,6 +31,9 @@ use crate::limits::TokenBucket;
 use crate::metrics::{self, GatewayMetrics};
 use crate::turn::{TurnConfig, TurnError};
 
+/// The browser client's E2EE module (`crates/e2ee-wasm`, built by this crate's build script).
+pub const E2EE_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/e2ee.wasm"));
+
 /// How the gateway behaves.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -42,6 +45,8 @@ pub struct GatewayConfig {
     pub registration_open: bool,
     /// How long the app has to answer the challenge (and to register).
     pub auth_timeout: Duration,
+    /// The browser client's built files (`web/dist`), served at `/`; none: no web client.
+    pub web_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for GatewayConfig {
@@ -57,6 +62,7 @@ impl Default for GatewayConfig {
             turn: None,
             registration_open: true,
             auth_timeout: Duration::from_secs(10),
+            web_dir: None,
         }
     }
 }
@@ -215,7 +221,29 @@ impl<B: Bus + Clone, S: Store> Gateway<B, S> {
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/readyz", get(Self::readyz))
             .route("/metrics", get(Self::metrics_text))
+            .route("/e2ee.wasm", get(|| async { ([(header::CONTENT_TYPE, "application/wasm")], E2EE_WASM) }))
+            .route("/", get(Self::web_file))
+            .route("/{file}", get(Self::web_file))
             .with_state(self.clone())
+    }
+
+    /// A file of the web client: only plain names of the build's files, never paths.
+    async fn web_file(State(gw): State<Arc<Self>>, file: Option<axum::extract::Path<String>>) -> Response {
+        let name = file.map_or_else(|| "index.html".to_owned(), |p| p.0);
+        let kind = match name.rsplit_once('.').map(|(_, ext)| ext) {
+            Some("html") => "text/html; charset=utf-8",
+            Some("js") => "text/javascript; charset=utf-8",
+            Some("css") => "text/css; charset=utf-8",
+            _ => return StatusCode::NOT_FOUND.into_response(),
+        };
+        let plain = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+        let Some(dir) = gw.config.web_dir.as_ref().filter(|_| plain && !name.starts_with('.')) else {
+            return StatusCode::NOT_FOUND.into_response();
+        };
+        match tokio::fs::read(dir.join(&name)).await {
+            Ok(body) => ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "no-cache")], body).into_response(),
+            Err(_) => StatusCode::NOT_FOUND.into_response(),
+        }
     }
 
     async fn readyz(State(gw): State<Arc<Self>>) -> Response {

@@ -1,0 +1,38 @@
+//! Builds the browser client's E2EE module (`crates/e2ee-wasm`) for wasm32-unknown-unknown, so the
+//! gateway serves a module made from the same sources as the Rust client's crypto: no committed
+//! binaries. The nested cargo uses its own target directory (a shared one would deadlock on cargo's
+//! lock) and the workspace's lockfile.
+
+// A build script fails the build by panicking, with the reason.
+#![allow(clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn main() {
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
+    let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let workspace = manifest.join("../..");
+    for dir in ["crates/e2ee-wasm", "crates/crypto/src", "crates/protocol/src"] {
+        println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
+    }
+    let target_dir = out.join("e2ee-target");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&workspace)
+        .args(["build", "--release", "--locked", "-p", "callvault-e2ee-wasm", "--target", "wasm32-unknown-unknown"])
+        .arg("--target-dir")
+        .arg(&target_dir);
+    // Whatever wraps this build (clippy, coverage) must not wrap the guest build.
+    for var in ["RUSTC_WORKSPACE_WRAPPER", "RUSTC_WRAPPER", "CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS", "CARGO_TARGET_DIR"]
+    {
+        cmd.env_remove(var);
+    }
+    let status = cmd.status().expect("run cargo for the E2EE module");
+    assert!(
+        status.success(),
+        "building the browser E2EE module failed (is the wasm32-unknown-unknown target installed? rust-toolchain.toml lists it)"
+    );
+    let wasm = target_dir.join("wasm32-unknown-unknown/release/callvault_e2ee_wasm.wasm");
+    std::fs::copy(&wasm, out.join("e2ee.wasm")).expect("copy the E2EE module");
+}
