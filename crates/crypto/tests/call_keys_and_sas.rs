@@ -124,7 +124,8 @@ fn keys_exchanged_inside_sealed_key_exchange_signals() {
 #[test]
 fn keys_from_given_random_bytes_agree_like_generated_ones() {
     let call = callvault_protocol::CallId::from_bytes([4; 16]);
-    let (a, b) = (callvault_protocol::Guid::from_public_key(&[1; 32]), callvault_protocol::Guid::from_public_key(&[2; 32]));
+    let (a, b) =
+        (callvault_protocol::Guid::from_public_key(&[1; 32]), callvault_protocol::Guid::from_public_key(&[2; 32]));
     let x = callvault_crypto::callkeys::EphemeralKey::from_random_bytes([0x42; 32]);
     let same = callvault_crypto::callkeys::EphemeralKey::from_random_bytes([0x42; 32]);
     assert_eq!(x.public(), same.public(), "the key is the given bytes");

@@ -119,7 +119,8 @@ pub fn keys(request: &Value) -> Result<Value, String> {
             if request.get("tamper").and_then(Value::as_bool) == Some(true) {
                 recv_key[0] ^= 0xff;
             }
-            state.sender = Some(FrameEncryptor::new(keys.send_base_key(), keys.send_key_id()).map_err(|e| e.to_string())?);
+            state.sender =
+                Some(FrameEncryptor::new(keys.send_base_key(), keys.send_key_id()).map_err(|e| e.to_string())?);
             let mut receiver = FrameDecryptor::new(DEFAULT_GRACE);
             receiver.add_key(Duration::ZERO, &recv_key, keys.recv_key_id(), |_| false).map_err(|e| e.to_string())?;
             state.receiver = Some(receiver);

@@ -236,7 +236,8 @@ impl<B: Bus + Clone, S: Store> Gateway<B, S> {
             Some("css") => "text/css; charset=utf-8",
             _ => return StatusCode::NOT_FOUND.into_response(),
         };
-        let plain = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+        let plain =
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
         let Some(dir) = gw.config.web_dir.as_ref().filter(|_| plain && !name.starts_with('.')) else {
             return StatusCode::NOT_FOUND.into_response();
         };

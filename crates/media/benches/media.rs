@@ -75,7 +75,7 @@ async fn run(mode: Mode, secs: u64, coturn: Option<&Coturn>) -> Run {
     let sent = marks.clone();
     let source = move || {
         n += 1;
-        if n % 50 == 0 {
+        if n.is_multiple_of(50) {
             sent.lock().unwrap().push(Instant::now());
             (0..FRAME_SAMPLES)
                 .map(|i| ((i as f64 * 2.0 * std::f64::consts::PI / 48.0).sin() * 20_000.0) as i16)

@@ -152,6 +152,7 @@ async fn run_media(
     let mut first: Option<Duration> = None;
     let id = call.to_string();
     let mut hung_up_by_peer = false;
+    let mut limit_reached = false;
     let relayed = match &transport {
         Transport::Relay(r) => Some(r.relayed()),
         Transport::Host(_) => None,
@@ -169,7 +170,7 @@ async fn run_media(
         let stop = async {
             tokio::select! {
                 r = peer_ended => { hung_up_by_peer = r.is_ok(); }
-                () = limit => {}
+                () = limit => { limit_reached = true; }
             }
         };
         let on_audio = |pcm: &[i16]| {
@@ -183,6 +184,15 @@ async fn run_media(
             }
         }
     };
+    if !hung_up_by_peer && !limit_reached {
+        // The media closed by itself: the peer hung up and its `call.ended` is on the way.
+        let ended = client
+            .wait_for(Duration::from_secs(3), "the end of the call", |e| {
+                e.call_id() == Some(id.as_str()) && e.kind == "call.ended"
+            })
+            .await;
+        hung_up_by_peer = ended.is_ok();
+    }
     if !hung_up_by_peer {
         client.hangup(call).await?;
     }

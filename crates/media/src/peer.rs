@@ -335,6 +335,11 @@ impl MediaPeer {
     }
 
     fn on_frame(&mut self, data: &[u8]) {
+        // Empty payloads (padding, which browsers send around the start of a stream) carry no
+        // frame: nothing to decrypt, nothing to decode.
+        if data.is_empty() {
+            return;
+        }
         self.stats.frames_received = self.stats.frames_received.saturating_add(1);
         if let Some(c) = &mut self.captured {
             c.push(data.to_vec());

@@ -1,0 +1,178 @@
+//! The browser client (`web/`, built by `npm ci && npm run build` in `web/`) in headless Debian
+//! Chromium driven by playwright-core (`web/tests/browser.mjs`), against `callvault serve` as a
+//! process: two browsers in a video call, E2EE on, each decoding the other's video; a tampered key
+//! gives "cannot decrypt" and no decoded media; a browser calls a Rust client and both decode the
+//! other's audio. Screenshots go to `target/browser-artifacts/`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing
+)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_callvault");
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+fn artifacts() -> PathBuf {
+    let dir = repo().join("target/browser-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+struct Serve {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve() -> Serve {
+    let web = repo().join("web/dist");
+    assert!(
+        web.join("index.html").is_file() && web.join("app.js").is_file(),
+        "the web client is not built: run `npm ci && npm run build` in web/ (.ci/run does)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("CALLVAULT_WEB_DIR", &web)
+        .env("CALLVAULT_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let addr = line.strip_prefix("callvault listening on ").unwrap().split(' ').next().unwrap().to_owned();
+    std::thread::spawn(move || for _ in out.lines() {});
+    Serve { child, base: format!("http://{addr}"), _dir: dir }
+}
+
+/// Runs a scenario of `web/tests/browser.mjs`; what it saw.
+fn browser(base: &str, scenario: &str, fake_audio: Option<&Path>, env: &[(&str, &str)]) -> Value {
+    let mut cmd = Command::new("node");
+    cmd.current_dir(repo().join("web")).arg("tests/browser.mjs").args([base, scenario]).arg(artifacts());
+    if let Some(wav) = fake_audio {
+        cmd.arg(wav);
+    }
+    let out = cmd.envs(env.iter().copied()).output().expect("node (Node.js) runs the browser tests");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+        panic!("browser run printed no JSON ({e}): {text}\n{}", String::from_utf8_lossy(&out.stderr))
+    });
+    assert!(v.get("error").is_none(), "browser scenario failed: {v:#}");
+    v
+}
+
+fn n(v: &Value, path: &[&str]) -> f64 {
+    let mut x = v;
+    for p in path {
+        x = &x[*p];
+    }
+    x.as_f64().unwrap_or_else(|| panic!("no number at {path:?} in {v:#}"))
+}
+
+#[test]
+fn two_browsers_hold_an_end_to_end_encrypted_video_call() {
+    let s = serve();
+    let v = browser(&s.base, "video-call", None, &[]);
+    for who in ["alice", "bob"] {
+        let first = n(&v, &[who, "first", "video", "framesDecoded"]);
+        let last = n(&v, &[who, "last", "video", "framesDecoded"]);
+        assert!(last > first + 30.0, "{who} decodes the other's video: {first} -> {last}");
+        assert!(
+            n(&v, &[who, "last", "audio", "totalAudioEnergy"]) > n(&v, &[who, "first", "audio", "totalAudioEnergy"])
+        );
+        assert!(n(&v, &[who, "e2ee", "decrypted"]) > 100.0, "{who}: frames went through SFrame");
+        assert_eq!(n(&v, &[who, "e2ee", "failed"]), 0.0);
+        assert_eq!(v[who]["e2ee"]["decryptText"], "end-to-end encrypted");
+    }
+    assert_eq!(v["alice"]["e2ee"]["sas"], v["bob"]["e2ee"]["sas"], "both show the same security code");
+    assert_eq!(v["bobAfterHangup"], "call ended");
+    let shot = artifacts().join("call-video-call-alice.png");
+    assert!(std::fs::metadata(&shot).unwrap().len() > 10_000, "a screenshot of the call");
+}
+
+#[test]
+fn a_wrong_key_shows_cannot_decrypt_and_decodes_nothing() {
+    let s = serve();
+    let v = browser(&s.base, "tamper", None, &[]);
+    assert_eq!(n(&v, &["bob", "last", "video", "framesDecoded"]), 0.0);
+    assert_eq!(n(&v, &["bob", "last", "audio", "totalSamplesReceived"]), 0.0);
+    assert!(n(&v, &["bob", "last", "video", "packetsReceived"]) > 50.0, "the packets did arrive");
+    assert!(n(&v, &["bob", "e2ee", "failed"]) > 50.0);
+    assert_eq!(n(&v, &["bob", "e2ee", "decrypted"]), 0.0);
+    assert_eq!(v["bob"]["e2ee"]["decryptText"], "cannot decrypt");
+    // Alice's keys are right: she decodes Bob.
+    assert!(n(&v, &["alice", "e2ee", "decrypted"]) > 100.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_browser_calls_a_rust_client_and_both_hear_each_other() {
+    use callvault_client::Client;
+    use callvault_crypto::SecretIdentity;
+    use callvault_media::audio::{AudioSource, tone_share, write_wav};
+    use callvault_media::call::{self, MediaOptions};
+    use callvault_protocol::{CallId, Guid};
+
+    let s = serve();
+    let url = format!("{}/app", s.base.replace("http://", "ws://"));
+    let mut rust = Client::connect(&url, Arc::new(SecretIdentity::generate()), "Rusty").await.unwrap();
+    let token = rust.invite(600).await.unwrap();
+    // The browser's microphone: a 440 Hz tone.
+    let wav = tempfile::NamedTempFile::with_suffix(".wav").unwrap();
+    let mut tone = AudioSource::tone(440.0);
+    let samples: Vec<i16> = (0..500).flat_map(|_| tone.next_frame()).collect();
+    write_wav(wav.path(), &samples).unwrap();
+    let base = s.base.clone();
+    let path = wav.path().to_owned();
+    let token_text = token.as_str().to_owned();
+    let page = tokio::task::spawn_blocking(move || {
+        browser(&base, "call-rust", Some(&path), &[("CALLVAULT_INVITE", token_text.as_str())])
+    });
+    let incoming = rust.wait_incoming(Duration::from_secs(60)).await.unwrap();
+    let id = CallId::parse(incoming.call_id().unwrap()).unwrap();
+    let from = Guid::parse(incoming.payload["peer_guid"].as_str().unwrap()).unwrap();
+    let options = MediaOptions {
+        source_spec: "tone:880".into(),
+        relay_only: false,
+        duration: None,
+        local_ip: Some("127.0.0.1".parse().unwrap()),
+        wait: Duration::from_secs(30),
+    };
+    let heard = call::answer(&mut rust, &url, &id, &from, &options).await.unwrap();
+    let v = page.await.unwrap();
+    // The Rust side decoded the browser's tone.
+    assert!(!heard.we_hung_up, "the browser hung up");
+    assert_eq!(heard.ended.stats.decrypt_failures, 0);
+    let tail = &heard.heard[heard.heard.len().min(48_000)..];
+    assert!(tail.len() > 48_000, "decoded {} samples", heard.heard.len());
+    assert!(tone_share(tail, 440.0) > 0.3, "440 Hz from the browser: {}", tone_share(tail, 440.0));
+    // The browser decoded the Rust side's audio, through its SFrame worker.
+    assert!(
+        n(&v, &["alice", "last", "audio", "totalAudioEnergy"])
+            > n(&v, &["alice", "first", "audio", "totalAudioEnergy"])
+    );
+    assert!(n(&v, &["alice", "e2ee", "decrypted"]) > 100.0);
+    assert_eq!(n(&v, &["alice", "e2ee", "failed"]), 0.0);
+    assert_eq!(v["alice"]["e2ee"]["sas"].as_str().unwrap(), heard.sas, "the browser and the Rust client show one code");
+}

@@ -1,0 +1,95 @@
+// Drives headless Chromium (Debian's, through playwright-core) against a callvault server for the
+// Rust tests in crates/callvault/tests/browser.rs. Usage:
+//   node browser.mjs <base url> <scenario> <artifact dir> [fake audio wav]
+// Scenarios: video-call (two pages call each other with video), tamper (the callee's keys are
+// corrupted), call-rust <peer display name> (one page calls a Rust client by name after connecting
+// with the invite in $CALLVAULT_INVITE). Prints one JSON object with what it saw.
+import { chromium } from 'playwright-core'
+
+const [base, scenario, artifacts, fakeAudio] = process.argv.slice(2)
+const args = [
+  '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+  '--allow-loopback-in-peer-connection', '--disable-features=WebRtcHideLocalIpsWithMdns',
+]
+if (fakeAudio) args.push(`--use-file-for-fake-audio-capture=${fakeAudio}`)
+const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true, args })
+const out = { scenario }
+const logs = []
+
+async function page(name, query = '') {
+  const ctx = await browser.newContext({ permissions: ['camera', 'microphone'], viewport: { width: 1000, height: 720 } })
+  const p = await ctx.newPage()
+  p.on('console', (m) => logs.push(`${name}: ${m.text()}`))
+  p.on('pageerror', (e) => logs.push(`${name} error: ${e.message}`))
+  await p.goto(`${base}/${query}`)
+  await p.fill('#name', name)
+  await p.click('#create-identity')
+  await p.waitForFunction(() => window.cv.state === 'ready', null, { timeout: 20000 })
+  return p
+}
+
+const state = (p) => p.evaluate(() => window.cv.state)
+const waitState = (p, s, timeout = 30000) => p.waitForFunction((s) => window.cv.state === s, s, { timeout })
+
+async function connectPages(a, b) {
+  await a.click('#invite-btn')
+  await a.waitForFunction(() => !!window.cv.inviteToken, null, { timeout: 10000 })
+  const token = await a.evaluate(() => window.cv.inviteToken)
+  await b.fill('#connect-token', token)
+  await b.click('#connect-btn')
+  await b.waitForSelector('.call-video', { timeout: 10000 })
+  await a.waitForSelector('.call-video', { timeout: 10000 })
+}
+
+async function sample(p, seconds) {
+  const first = await p.evaluate(() => window.cv.stats())
+  await p.waitForTimeout(seconds * 1000)
+  const last = await p.evaluate(() => window.cv.stats())
+  const e2ee = await p.evaluate(() => ({ ...window.cv.e2ee, decryptState: window.cv.decryptState, sas: window.cv.sas, state: window.cv.state, decryptText: document.getElementById('decrypt').textContent }))
+  return { first, last, e2ee }
+}
+
+try {
+  if (scenario === 'video-call' || scenario === 'tamper') {
+    const q = process.env.CV_QUERY || ''
+    const a = await page('Alice', q ? `?${q}` : '')
+    const b = await page('Bob', scenario === 'tamper' ? `?tamper=1${q ? '&' + q : ''}` : (q ? `?${q}` : ''))
+    await connectPages(a, b)
+    await a.click('.call-video')
+    await waitState(b, 'incoming call')
+    await b.click('#accept')
+    if (scenario === 'video-call') {
+      await waitState(a, 'in call')
+      await waitState(b, 'in call')
+    } else {
+      await a.waitForFunction(() => window.cv.e2ee.encrypted > 50, null, { timeout: 30000 })
+    }
+    await a.waitForTimeout(1500)
+    const [sa, sb] = await Promise.all([sample(a, 4), sample(b, 4)])
+    out.alice = sa
+    out.bob = sb
+    await a.screenshot({ path: `${artifacts}/call-${scenario}-alice.png` })
+    await b.screenshot({ path: `${artifacts}/call-${scenario}-bob.png` })
+    await a.click('#hangup')
+    await b.waitForFunction(() => window.cv.state.startsWith('call '), null, { timeout: 15000 })
+    out.bobAfterHangup = await state(b)
+  } else if (scenario === 'call-rust') {
+    const a = await page('Alice')
+    const token = process.env.CALLVAULT_INVITE
+    await a.fill('#connect-token', token)
+    await a.click('#connect-btn')
+    await a.waitForSelector('.call-audio', { timeout: 10000 })
+    await a.click('.call-audio')
+    await waitState(a, 'in call', 40000)
+    await a.waitForTimeout(1500)
+    out.alice = await sample(a, 4)
+    await a.screenshot({ path: `${artifacts}/call-rust-alice.png` })
+    await a.click('#hangup')
+  }
+} catch (e) {
+  out.error = String(e)
+}
+out.logs = logs.slice(-40)
+await browser.close()
+console.log(JSON.stringify(out))
