@@ -71,6 +71,15 @@ try {
     out.bob = sb
     await a.screenshot({ path: `${artifacts}/call-${scenario}-alice.png` })
     await b.screenshot({ path: `${artifacts}/call-${scenario}-bob.png` })
+    // Mute and camera off act on the local tracks (the peer receives silence and black frames).
+    await a.click('#mute')
+    await a.click('#camera')
+    out.aliceControls = await a.evaluate(() => ({
+      audio: window.cv.call.local.getAudioTracks()[0].enabled,
+      video: window.cv.call.local.getVideoTracks()[0].enabled,
+      mute: document.getElementById('mute').textContent,
+      camera: document.getElementById('camera').textContent,
+    }))
     await a.click('#hangup')
     await b.waitForFunction(() => window.cv.state.startsWith('call '), null, { timeout: 15000 })
     out.bobAfterHangup = await state(b)

@@ -67,8 +67,12 @@ fn serve() -> Serve {
     Serve { child, base: format!("http://{addr}"), _dir: dir }
 }
 
+/// One browser scenario at a time: two Chromiums with fake cameras are load enough for two cores.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Runs a scenario of `web/tests/browser.mjs`; what it saw.
 fn browser(base: &str, scenario: &str, fake_audio: Option<&Path>, env: &[(&str, &str)]) -> Value {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut cmd = Command::new("node");
     cmd.current_dir(repo().join("web")).arg("tests/browser.mjs").args([base, scenario]).arg(artifacts());
     if let Some(wav) = fake_audio {
@@ -108,6 +112,10 @@ fn two_browsers_hold_an_end_to_end_encrypted_video_call() {
     }
     assert_eq!(v["alice"]["e2ee"]["sas"], v["bob"]["e2ee"]["sas"], "both show the same security code");
     assert_eq!(v["bobAfterHangup"], "call ended");
+    assert_eq!(v["aliceControls"]["audio"], false, "muted");
+    assert_eq!(v["aliceControls"]["video"], false, "camera off");
+    assert_eq!(v["aliceControls"]["mute"], "Unmute");
+    assert_eq!(v["aliceControls"]["camera"], "Camera on");
     let shot = artifacts().join("call-video-call-alice.png");
     assert!(std::fs::metadata(&shot).unwrap().len() > 10_000, "a screenshot of the call");
 }
