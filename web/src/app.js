@@ -242,12 +242,13 @@ async function agree(call, peerPublic) {
 
 // --- calls -------------------------------------------------------------------------------------
 
-// RTCRtpScriptTransform is the standard (Safari, Firefox). Chromium has it too, but in Chromium 156
-// a receiver's script transform is handed no frames (its sender's is): measured here, see
-// docs/MEDIA.md. So where Chromium's createEncodedStreams exists it is used; `?transform=script`
-// forces the standard path.
-const legacyStreams = 'createEncodedStreams' in RTCRtpSender.prototype && params.get('transform') !== 'script'
-const insertable = 'RTCRtpScriptTransform' in window && !legacyStreams
+// RTCRtpScriptTransform is the standard; createEncodedStreams (Chromium's older API) is the
+// fallback where it is missing, or with `?transform=streams`. Chromium hands a receiver's script
+// transform frames only when the transform is set before the receiver starts (ontrack is too late),
+// so receivers are protected as soon as their transceivers exist.
+const insertable = 'RTCRtpScriptTransform' in window && params.get('transform') !== 'streams'
+const protectedReceivers = new WeakSet()
+cv.transformPath = insertable ? 'RTCRtpScriptTransform' : 'createEncodedStreams'
 
 function protectSender(sender, kind) {
   if (insertable) sender.transform = new RTCRtpScriptTransform(worker, { side: 'send', kind })
@@ -258,6 +259,8 @@ function protectSender(sender, kind) {
 }
 
 function protectReceiver(receiver, kind) {
+  if (protectedReceivers.has(receiver)) return
+  protectedReceivers.add(receiver)
   if (insertable) receiver.transform = new RTCRtpScriptTransform(worker, { side: 'recv', kind })
   else {
     const { readable, writable } = receiver.createEncodedStreams()
@@ -281,6 +284,7 @@ async function peerConnection(call) {
   call.local = media
   $('local').srcObject = media
   for (const track of media.getTracks()) protectSender(pc.addTrack(track, media), track.kind)
+  if (insertable) for (const t of pc.getTransceivers()) protectReceiver(t.receiver, t.receiver.track.kind)
   call.pc = pc
   return pc
 }

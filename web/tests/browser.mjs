@@ -1,8 +1,8 @@
 // Drives headless Chromium (Debian's, through playwright-core) against a callvault server for the
 // Rust tests in crates/callvault/tests/browser.rs. Usage:
 //   node browser.mjs <base url> <scenario> <artifact dir> [fake audio wav]
-// Scenarios: video-call (two pages call each other with video), tamper (the callee's keys are
-// corrupted), call-rust <peer display name> (one page calls a Rust client by name after connecting
+// Scenarios: video-call (two pages call each other with video; $CV_QUERY adds a query such as
+// transform=streams to both pages), tamper (the callee's keys are corrupted), call-rust <peer display name> (one page calls a Rust client by name after connecting
 // with the invite in $CALLVAULT_INVITE). Prints one JSON object with what it saw.
 import { chromium } from 'playwright-core'
 
@@ -46,7 +46,7 @@ async function sample(p, seconds) {
   const first = await p.evaluate(() => window.cv.stats())
   await p.waitForTimeout(seconds * 1000)
   const last = await p.evaluate(() => window.cv.stats())
-  const e2ee = await p.evaluate(() => ({ ...window.cv.e2ee, decryptState: window.cv.decryptState, sas: window.cv.sas, state: window.cv.state, decryptText: document.getElementById('decrypt').textContent }))
+  const e2ee = await p.evaluate(() => ({ ...window.cv.e2ee, decryptState: window.cv.decryptState, sas: window.cv.sas, state: window.cv.state, decryptText: document.getElementById('decrypt').textContent, path: window.cv.transformPath }))
   return { first, last, e2ee }
 }
 

@@ -95,10 +95,9 @@ fn n(v: &Value, path: &[&str]) -> f64 {
     x.as_f64().unwrap_or_else(|| panic!("no number at {path:?} in {v:#}"))
 }
 
-#[test]
-fn two_browsers_hold_an_end_to_end_encrypted_video_call() {
+fn video_call(query: &str, path: &str) -> Value {
     let s = serve();
-    let v = browser(&s.base, "video-call", None, &[]);
+    let v = browser(&s.base, "video-call", None, &[("CV_QUERY", query)]);
     for who in ["alice", "bob"] {
         let first = n(&v, &[who, "first", "video", "framesDecoded"]);
         let last = n(&v, &[who, "last", "video", "framesDecoded"]);
@@ -109,6 +108,7 @@ fn two_browsers_hold_an_end_to_end_encrypted_video_call() {
         assert!(n(&v, &[who, "e2ee", "decrypted"]) > 100.0, "{who}: frames went through SFrame");
         assert_eq!(n(&v, &[who, "e2ee", "failed"]), 0.0);
         assert_eq!(v[who]["e2ee"]["decryptText"], "end-to-end encrypted");
+        assert_eq!(v[who]["e2ee"]["path"], path);
     }
     assert_eq!(v["alice"]["e2ee"]["sas"], v["bob"]["e2ee"]["sas"], "both show the same security code");
     assert_eq!(v["bobAfterHangup"], "call ended");
@@ -118,6 +118,17 @@ fn two_browsers_hold_an_end_to_end_encrypted_video_call() {
     assert_eq!(v["aliceControls"]["camera"], "Camera on");
     let shot = artifacts().join("call-video-call-alice.png");
     assert!(std::fs::metadata(&shot).unwrap().len() > 10_000, "a screenshot of the call");
+    v
+}
+
+#[test]
+fn two_browsers_hold_an_end_to_end_encrypted_video_call() {
+    video_call("", "RTCRtpScriptTransform");
+}
+
+#[test]
+fn the_encoded_streams_fallback_carries_the_same_call() {
+    video_call("transform=streams", "createEncodedStreams");
 }
 
 #[test]
