@@ -316,3 +316,57 @@ async fn health_readiness_and_metrics() {
     s.gateway.begin_shutdown();
     assert_eq!(s.get("/readyz", &[]).await.0, 503);
 }
+
+#[tokio::test]
+async fn a_thousand_hostile_frames_are_refused_and_the_connection_keeps_working() {
+    let config = GatewayConfig {
+        limits: Limits { messages_per_second: 100_000, burst: 100_000, ..GatewayConfig::default().limits },
+        ..GatewayConfig::default()
+    };
+    let s = start(config).await;
+    let id = Arc::new(SecretIdentity::generate());
+    Client::connect(&s.url(), id.clone(), "Alice").await.unwrap().close().await;
+    let mut ws = ready(&s, &id).await;
+    let me = id.public().guid();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut sent = 0;
+    for i in 0..1_000u64 {
+        let r = next();
+        let frame = match i % 8 {
+            0 => (0..(r % 200)).map(|k| char::from(b' ' + ((r >> (k % 50)) % 90) as u8)).collect::<String>(),
+            1 => json!({"type": "publish", "subject": format!("OwnerSpace.{me}.forVault.{}", "x".repeat((r % 5) as usize)), "payload": r}).to_string(),
+            2 => json!({"type": "publish", "subject": r.to_string(), "payload": {}}).to_string(),
+            3 => json!({"type": "auth", "note": r.to_string()}).to_string(),
+            4 => json!({"type": "register", "delegation": "{}", "display_name": ""}).to_string(),
+            5 => json!({"type": "turn_credentials", "request_id": "x".repeat((r % 300) as usize)}).to_string(),
+            6 => format!("{{\"type\":\"publish\",\"subject\":\"OwnerSpace.{me}.forVault.call.end\",\"payload\":{}}}", "[".repeat((r % 64) as usize)),
+            _ => json!({"type": "ping", "extra": r}).to_string(),
+        };
+        send(&mut ws, serde_json::Value::String(String::new())).await; // an empty JSON string frame
+        futures_util::SinkExt::send(&mut ws, tokio_tungstenite::tungstenite::Message::Text(frame.into()))
+            .await
+            .unwrap();
+        sent += 2;
+    }
+    // Every hostile frame got its error frame, in order; the connection still works.
+    send(&mut ws, json!({"type": "ping"})).await;
+    let mut answers = 0;
+    loop {
+        match recv(&mut ws).await {
+            Some(ServerFrame::Pong {}) => break,
+            Some(ServerFrame::Error { .. }) => answers += 1,
+            Some(other) => panic!("unexpected {other:?}"),
+            None => panic!("the connection closed after {answers} answers"),
+        }
+    }
+    assert_eq!(answers, sent);
+    assert!(s.metric(&format!("{ERR}\"bad_frame\"}}")).await >= 1_000.0);
+    assert!(s.metric(&format!("{ERR}\"wrong_state\"}}")).await >= 250.0);
+    assert_eq!(s.get("/healthz", &[]).await.0, 200);
+}

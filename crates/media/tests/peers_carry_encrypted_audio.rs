@@ -201,3 +201,34 @@ async fn the_udp_shell_carries_tones_over_loopback() {
     assert!(tone_share(&tail(&heard_b), 440.0) > 0.5);
     assert!(tone_share(&tail(&heard_a), 880.0) > 0.5);
 }
+
+#[test]
+fn a_thousand_hostile_datagrams_do_not_disturb_a_call() {
+    let start = Instant::now();
+    let (ka, kb) = keys();
+    let mut a = Side::new(start, FrameProtection::from_keys(&ka).unwrap(), "10.0.0.1:5000", 440.0);
+    let mut b = Side::new(start, FrameProtection::from_keys(&kb).unwrap(), "10.0.0.2:6000", 880.0);
+    negotiate(&mut a, &mut b);
+    run(&mut a, &mut b, start, 1);
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let stranger: SocketAddr = "10.6.6.6:666".parse().unwrap();
+    for i in 0..1_000u64 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let len = (seed % 300) as usize;
+        let mut d: Vec<u8> = (0..len).map(|k| (seed >> (k % 56)) as u8).collect();
+        // Lead with the first bytes of STUN (0-1), DTLS (20-63) and RTP/RTCP (128-191) too.
+        if let Some(first) = d.first_mut() {
+            *first = [0u8, 1, 22, 23, 128, 144, 200, (seed % 256) as u8][(i % 8) as usize];
+        }
+        // From a stranger, and forged as if from the peer.
+        let from = if i % 2 == 0 { stranger } else { a.addr };
+        b.peer.handle_receive(start + Duration::from_secs(1), from, b.addr, &d).unwrap();
+    }
+    let before = b.heard.len();
+    run(&mut a, &mut b, start + Duration::from_secs(1), 2);
+    assert!(b.peer.is_connected());
+    assert!(b.heard.len() > before + 48_000, "audio kept flowing");
+    assert!(tone_share(&b.heard[before..], 440.0) > 0.5);
+}
