@@ -13,13 +13,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use callvault_crypto::callkeys::EphemeralKey;
+use callvault_crypto::invite::InviteToken;
 use callvault_crypto::{Delegation, PublicIdentity, SecretIdentity, seal};
+use callvault_protocol::app::ConnectionSummary;
 use callvault_protocol::app::{AUTH_KIND, AppErrorCode, AppFrame, ServerFrame, TurnCredentials};
 use callvault_protocol::calling::CallRecord;
 use callvault_protocol::fields::{CallType, DisplayName, SignalPayload, SignalType};
 use callvault_protocol::{CallId, Guid, KeyId, MessageId, Timestamp};
-use callvault_vault::admin::ConnectionSummary;
-use callvault_vault::invite::InviteToken;
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};

@@ -20,6 +20,7 @@ pub mod callkeys;
 pub mod frame;
 pub mod giftwrap;
 pub mod identity;
+pub mod invite;
 pub mod keyfile;
 pub mod mls;
 pub mod nip44;

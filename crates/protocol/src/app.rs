@@ -226,6 +226,29 @@ pub struct IceServer {
     pub credential: Option<String>,
 }
 
+/// Whether calls are allowed with a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionState {
+    /// Calls allowed.
+    Active,
+    /// Revoked by this user: calls refused both ways.
+    Revoked,
+}
+
+/// One connection as the app sees it (`connection.list`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionSummary {
+    /// The peer's guid.
+    pub guid: Guid,
+    /// Their identity key (hex): the app seals `call.signal` payloads to it.
+    pub user_key: String,
+    /// Their display name.
+    pub display_name: crate::fields::DisplayName,
+    /// Active or revoked.
+    pub state: ConnectionState,
+}
+
 /// Whether `subject` is one `guid`'s app may publish to: `OwnerSpace.{guid}.forVault.` and one
 /// to four more tokens of `[A-Za-z0-9_-]` (no wildcards).
 pub fn app_may_publish(guid: &Guid, subject: &str) -> bool {

@@ -16,13 +16,9 @@
 //!
 //! A request that fails is answered with `<area>.error` (`code`, `message`, `in_reply_to`).
 
-use serde::{Deserialize, Serialize};
-
 use callvault_protocol::Guid;
+pub use callvault_protocol::app::ConnectionSummary;
 use callvault_protocol::calling::CallRecord;
-use callvault_protocol::fields::DisplayName;
-
-use crate::connections::ConnectionState;
 
 /// Most history entries one answer carries.
 pub const MAX_HISTORY: usize = 200;
@@ -104,19 +100,6 @@ impl AdminRequest {
             other => Err(AdminError::Unknown(other.chars().take(64).collect())),
         }
     }
-}
-
-/// One connection as the app sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConnectionSummary {
-    /// The peer's guid.
-    pub guid: Guid,
-    /// Their identity key (hex): the app seals `call.signal` payloads to it.
-    pub user_key: String,
-    /// Their display name.
-    pub display_name: DisplayName,
-    /// Active or revoked.
-    pub state: ConnectionState,
 }
 
 /// Sorts records newest first and keeps `limit`.

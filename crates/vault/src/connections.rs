@@ -13,15 +13,7 @@ use callvault_protocol::fields::{DisplayName, PeerProfile};
 use callvault_store::{Kv, KvError};
 use serde::{Deserialize, Serialize};
 
-/// Whether calls are allowed with this connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ConnectionState {
-    /// Calls allowed.
-    Active,
-    /// Revoked by this user: calls refused both ways.
-    Revoked,
-}
+pub use callvault_protocol::app::ConnectionState;
 
 /// One connection as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -34,7 +34,7 @@ use tokio::sync::Mutex;
 
 use crate::admin::{self, AdminError, AdminRequest, ConnectionSummary};
 use crate::connections::{self, ConnectionState};
-use crate::invite::{self, InviteAccepted, InviteError, InviteToken, PendingInvite};
+use crate::invite::{self, InviteAccepted, InviteError, InviteToken, PendingInvite, Verify};
 use crate::modules;
 use crate::runtime::{HandlerError, HandlerLimits, HandlerRuntime};
 pub use crate::stats::VaultStats;
