@@ -11,6 +11,7 @@ use anyhow::{Context, anyhow, bail};
 use callvault_client::{Client, ClientError};
 use callvault_crypto::SecretIdentity;
 use callvault_crypto::keyfile::{self, KdfParams, KeyKind};
+#[cfg(feature = "media")]
 use callvault_media::call::{self as media_call, MediaCall, MediaOptions};
 use callvault_protocol::calling::CallRecord;
 use callvault_protocol::fields::{CallStatus, CallType, Direction};
@@ -103,8 +104,14 @@ fn passphrase() -> anyhow::Result<String> {
         .ok_or_else(|| anyhow!("set CALLVAULT_PASSPHRASE (8 characters or more) to protect the exported key"))
 }
 
+/// Why audio flags fail in a build without the `media` feature.
+#[cfg(not(feature = "media"))]
+const NO_MEDIA: &str =
+    "this build has no media: build with `cargo build --release --features media` (needs libopus-dev)";
+
 /// What `call` and `answer` do with audio (none: signalling only).
 #[derive(Debug, Clone, Default)]
+#[cfg_attr(not(feature = "media"), allow(dead_code))] // read only by the media paths
 pub(crate) struct Audio {
     /// `tone:<Hz>`, `silence` or a WAV file.
     pub(crate) input: Option<String>,
@@ -121,6 +128,7 @@ impl Audio {
         self.input.is_some() || self.output.is_some()
     }
 
+    #[cfg(feature = "media")]
     fn options(&self, wait: Duration) -> MediaOptions {
         MediaOptions {
             source_spec: self.input.clone().unwrap_or_else(|| "silence".to_owned()),
@@ -132,6 +140,7 @@ impl Audio {
     }
 }
 
+#[cfg(feature = "media")]
 fn report_media(home: &Home, audio: &Audio, m: &MediaCall) -> anyhow::Result<()> {
     if let Some(path) = &audio.output {
         callvault_media::audio::write_wav(path, &m.heard)
@@ -263,10 +272,15 @@ pub(crate) async fn call(
     let mut c = home.client().await?;
     let peer = resolve_peer(&mut c, peer).await?;
     if audio.wanted() {
-        let m = media_call::place(&mut c, &home.server, &peer, &audio.options(wait)).await?;
-        report_media(home, audio, &m)?;
-        c.close().await;
-        return Ok(true);
+        #[cfg(feature = "media")]
+        {
+            let m = media_call::place(&mut c, &home.server, &peer, &audio.options(wait)).await?;
+            report_media(home, audio, &m)?;
+            c.close().await;
+            return Ok(true);
+        }
+        #[cfg(not(feature = "media"))]
+        bail!("{NO_MEDIA}");
     }
     let started = std::time::Instant::now();
     let call_type = if video { CallType::Video } else { CallType::Audio };
@@ -347,13 +361,19 @@ pub(crate) async fn answer(home: &Home, call_id: Option<&str>, wait: Duration, a
     let mut c = home.client().await?;
     let id = target(&mut c, call_id, ringing_incoming, wait).await?;
     if audio.wanted() {
-        let calls = c.history(50).await?;
-        let caller =
-            calls.iter().find(|r| r.call_id == id).map(|r| r.peer_guid.clone()).ok_or(ClientError::CallNotFound)?;
-        let m = media_call::answer(&mut c, &home.server, &id, &caller, &audio.options(Duration::from_secs(30))).await?;
-        report_media(home, audio, &m)?;
-        c.close().await;
-        return Ok(());
+        #[cfg(feature = "media")]
+        {
+            let calls = c.history(50).await?;
+            let caller =
+                calls.iter().find(|r| r.call_id == id).map(|r| r.peer_guid.clone()).ok_or(ClientError::CallNotFound)?;
+            let m =
+                media_call::answer(&mut c, &home.server, &id, &caller, &audio.options(Duration::from_secs(30))).await?;
+            report_media(home, audio, &m)?;
+            c.close().await;
+            return Ok(());
+        }
+        #[cfg(not(feature = "media"))]
+        bail!("{NO_MEDIA}");
     }
     c.answer(&id).await?;
     home.print(&format!("answered call {id}"), json!({"call_id": id, "status": "active"}));

@@ -3,6 +3,7 @@
 //! process: two browsers in a video call, E2EE on, each decoding the other's video; a tampered key
 //! gives "cannot decrypt" and no decoded media; a browser calls a Rust client and both decode the
 //! other's audio. Screenshots go to `target/browser-artifacts/`.
+#![cfg(feature = "media")]
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

@@ -18,14 +18,22 @@
 
 pub mod callkeys;
 pub mod frame;
+#[cfg(feature = "identity")]
 pub mod giftwrap;
+#[cfg(feature = "identity")]
 pub mod identity;
+#[cfg(feature = "identity")]
 pub mod invite;
+#[cfg(feature = "identity")]
 pub mod keyfile;
+#[cfg(feature = "mls")]
 pub mod mls;
+#[cfg(feature = "identity")]
 pub mod nip44;
+#[cfg(feature = "identity")]
 pub mod seal;
 
+#[cfg(feature = "identity")]
 pub use identity::{
     Delegation, IdentityError, PublicIdentity, SecretIdentity, UserIdentity, VaultKey, VaultPublicKey,
     VerifiedDelegation, VerifiedNote, verify_note,

@@ -356,6 +356,7 @@ async fn the_client_sdk_carries_a_call_with_sealed_signals_through_a_serve_proce
     assert_eq!(history[0].call_id, call);
 }
 
+#[cfg(feature = "media")]
 #[test]
 fn cli_calls_carry_encrypted_audio_both_ways() {
     use callvault_media::audio::{read_wav, tone_share};
