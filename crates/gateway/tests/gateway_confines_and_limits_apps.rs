@@ -202,6 +202,7 @@ async fn oversized_frames_floods_extra_connections_and_idle_apps_are_refused() {
 
     // A flood: the burst passes, the rest is refused and counted, and a long flood is cut off.
     let mut ws = ready(&s, &id).await;
+    let flood_started = std::time::Instant::now();
     for _ in 0..300 {
         if futures_util::SinkExt::send(
             &mut ws,
@@ -222,7 +223,10 @@ async fn oversized_frames_floods_extra_connections_and_idle_apps_are_refused() {
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert!((10..=15).contains(&pongs), "the burst of 10 (and a few refills) passed: {pongs}");
+    // The burst of 10 passes, then what the rate (5/s) refills while the server works through the
+    // flood: at most 5 per second of the time from the first frame to the close.
+    let refill = (flood_started.elapsed().as_secs_f64() * 5.0).ceil() as usize;
+    assert!(pongs >= 10 && pongs <= 10 + refill, "the burst of 10 and {refill} refills at most passed: {pongs}");
     assert!(limited >= 1);
     assert!(s.metric(&format!("{ERR}\"rate_limited\"}}")).await >= 100.0);
     s.wait_connections(0.0).await;
