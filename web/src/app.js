@@ -122,10 +122,12 @@ function connect() {
 }
 
 let turnWaiter = null
+// Hide this device's addresses from the peer: media only through the TURN relay.
+const relayOnly = () => params.get('relay') === '1' || $('relay-only').checked
 function turnCredentials() {
   return new Promise((resolve) => {
     turnWaiter = (c) => { turnWaiter = null; resolve(c) }
-    send({ type: 'turn_credentials', request_id: uuid(), relay_only: params.get('relay') === '1' })
+    send({ type: 'turn_credentials', request_id: uuid(), relay_only: relayOnly() })
     setTimeout(() => { turnWaiter = null; resolve(null) }, 3000)
   })
 }
@@ -362,10 +364,12 @@ async function hangUp() {
 
 // Stats the tests read: decoded frames and audio energy per kind.
 cv.stats = async () => {
-  const out = { audio: null, video: null }
+  const out = { audio: null, video: null, localCandidateType: null }
   if (!cv.call?.pc) return out
-  for (const r of (await cv.call.pc.getStats()).values()) {
+  const stats = await cv.call.pc.getStats()
+  for (const r of stats.values()) {
     if (r.type === 'inbound-rtp') out[r.kind] = { framesDecoded: r.framesDecoded, totalAudioEnergy: r.totalAudioEnergy, totalSamplesReceived: r.totalSamplesReceived, packetsReceived: r.packetsReceived }
+    if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') out.localCandidateType = stats.get(r.localCandidateId)?.candidateType ?? null
   }
   return out
 }

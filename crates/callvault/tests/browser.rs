@@ -46,6 +46,10 @@ impl Drop for Serve {
 }
 
 fn serve() -> Serve {
+    serve_with(&[])
+}
+
+fn serve_with(env: &[(&str, &str)]) -> Serve {
     let web = repo().join("web/dist");
     assert!(
         web.join("index.html").is_file() && web.join("app.js").is_file(),
@@ -57,6 +61,7 @@ fn serve() -> Serve {
         .arg(dir.path())
         .env("CALLVAULT_WEB_DIR", &web)
         .env("CALLVAULT_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -97,7 +102,10 @@ fn n(v: &Value, path: &[&str]) -> f64 {
 }
 
 fn video_call(query: &str, path: &str) -> Value {
-    let s = serve();
+    video_call_on(&serve(), query, path)
+}
+
+fn video_call_on(s: &Serve, query: &str, path: &str) -> Value {
     let v = browser(&s.base, "video-call", None, &[("CV_QUERY", query)]);
     for who in ["alice", "bob"] {
         let first = n(&v, &[who, "first", "video", "framesDecoded"]);
@@ -130,6 +138,19 @@ fn two_browsers_hold_an_end_to_end_encrypted_video_call() {
 #[test]
 fn the_encoded_streams_fallback_carries_the_same_call() {
     video_call("transform=streams", "createEncodedStreams");
+}
+
+#[test]
+fn browsers_that_hide_their_addresses_call_through_a_relay() {
+    let secret = "relay-secret-0123456789";
+    let coturn = callvault_testkit::Coturn::start(&[secret]);
+    let url = format!("turn:127.0.0.1:{}?transport=udp", coturn.port());
+    let s = serve_with(&[("CALLVAULT_TURN_TURN_URLS", url.as_str()), ("CALLVAULT_TURN_SECRETS", secret)]);
+    let v = video_call_on(&s, "relay=1", "RTCRtpScriptTransform");
+    for who in ["alice", "bob"] {
+        assert_eq!(v[who]["last"]["localCandidateType"], "relay", "{who} sends only through the relay");
+    }
+    assert!(coturn.log().contains("ALLOCATE processed, success"), "the relays were allocated on coturn");
 }
 
 #[test]
