@@ -17,8 +17,7 @@
     missing_docs
 )]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,13 +25,13 @@ use callvault_client::Client;
 use callvault_crypto::SecretIdentity;
 use callvault_protocol::CallId;
 use callvault_protocol::fields::CallType;
-use callvault_testkit::NatsServer;
+use callvault_testkit::{NatsServer, ServeProcess};
 
 const BIN: &str = env!("CARGO_BIN_EXE_callvault");
 const CYCLES_PER_PAIR: usize = 6;
 
 struct Serve {
-    child: Child,
+    process: ServeProcess,
     url: String,
     _dir: tempfile::TempDir,
 }
@@ -40,42 +39,25 @@ struct Serve {
 impl Serve {
     fn start(nats: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut cmd = Command::new(BIN);
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(dir.path());
-        if let Some(url) = nats {
-            cmd.args(["--nats", url]);
-        }
-        let mut child = cmd
-            .env("CALLVAULT_LOG", "error")
-            // Benchmark clients connect many at once: lift the per-connection limits out of the way.
-            .env("CALLVAULT_LIMITS_MESSAGES_PER_SECOND", "100000")
-            .env("CALLVAULT_LIMITS_BURST", "100000")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        let addr = line.strip_prefix("callvault listening on ").unwrap().split(' ').next().unwrap().to_owned();
-        std::thread::spawn(move || for _ in out.lines() {});
-        Self { child, url: format!("ws://{addr}/app"), _dir: dir }
+        let args: Vec<&str> = nats.map(|url| vec!["--nats", url]).unwrap_or_default();
+        // Benchmark clients connect many at once: lift the per-connection limits out of the way.
+        let env = [
+            ("CALLVAULT_LOG", "error"),
+            ("CALLVAULT_LIMITS_MESSAGES_PER_SECOND", "100000"),
+            ("CALLVAULT_LIMITS_BURST", "100000"),
+        ];
+        let process = ServeProcess::start(Path::new(BIN), dir.path(), &args, &env);
+        Self { url: process.url(), process, _dir: dir }
     }
 
     fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.process.pid())).unwrap();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse().ok())
             .unwrap()
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -29,8 +29,9 @@ impl Timeline {
     }
 }
 
-fn short(g: &Guid) -> String {
-    g.as_str().chars().take(8).collect()
+/// The first 8 characters of a guid or call id, for the timeline.
+fn short(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
 }
 
 async fn stored(host: &VaultHost<MemoryBus, EmbeddedStore>, guid: &Guid, id: &CallId) -> anyhow::Result<CallRecord> {
@@ -41,7 +42,7 @@ async fn stored(host: &VaultHost<MemoryBus, EmbeddedStore>, guid: &Guid, id: &Ca
             return Ok(serde_json::from_slice(&e.value)?);
         }
     }
-    bail!("no record of the call in {}'s vault", short(guid))
+    bail!("no record of the call in {}'s vault", short(guid.as_str()))
 }
 
 /// Runs the demo; `hold` is how long the call stays up.
@@ -61,10 +62,10 @@ pub(crate) async fn run(hold: Duration) -> anyhow::Result<()> {
 
     let mut alice = Client::connect(&url, Arc::new(SecretIdentity::generate()), "Alice").await?;
     let a = alice.guid().clone();
-    t.say("alice", &format!("registered; her vault {} is hosted by the server", short(&a)));
+    t.say("alice", &format!("registered; her vault {} is hosted by the server", short(a.as_str())));
     let mut bob = Client::connect(&url, Arc::new(SecretIdentity::generate()), "Bob").await?;
     let b = bob.guid().clone();
-    t.say("bob", &format!("registered; his vault {} is hosted by the server", short(&b)));
+    t.say("bob", &format!("registered; his vault {} is hosted by the server", short(b.as_str())));
 
     let token = alice.invite(600).await?;
     t.say("alice", &format!("made an invite ({} characters, signed with her identity key)", token.as_str().len()));
@@ -78,7 +79,7 @@ pub(crate) async fn run(hold: Duration) -> anyhow::Result<()> {
 
     let setup = Instant::now();
     let id = alice.call(&b, CallType::Audio).await?;
-    t.say("alice", &format!("calls Bob (call {})", short_id(&id)));
+    t.say("alice", &format!("calls Bob (call {})", short(id.as_str())));
     let incoming = bob.wait_incoming(Duration::from_secs(10)).await?;
     let setup_latency = setup.elapsed();
     if incoming.call_id() != Some(id.as_str()) {
@@ -125,8 +126,4 @@ pub(crate) async fn run(hold: Duration) -> anyhow::Result<()> {
         &format!("stopped. Call setup latency: {:.1} ms. Every step happened.", setup_latency.as_secs_f64() * 1e3),
     );
     Ok(())
-}
-
-fn short_id(id: &CallId) -> String {
-    id.as_str().chars().take(8).collect()
 }

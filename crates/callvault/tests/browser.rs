@@ -12,12 +12,12 @@
     clippy::indexing_slicing
 )]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use callvault_testkit::ServeProcess;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_callvault");
@@ -33,16 +33,9 @@ fn artifacts() -> PathBuf {
 }
 
 struct Serve {
-    child: Child,
+    process: ServeProcess,
     base: String,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn serve() -> Serve {
@@ -56,21 +49,11 @@ fn serve_with(env: &[(&str, &str)]) -> Serve {
         "the web client is not built: run `npm ci && npm run build` in web/ (.ci/run does)"
     );
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .env("CALLVAULT_WEB_DIR", &web)
-        .env("CALLVAULT_LOG", "warn")
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let addr = line.strip_prefix("callvault listening on ").unwrap().split(' ').next().unwrap().to_owned();
-    std::thread::spawn(move || for _ in out.lines() {});
-    Serve { child, base: format!("http://{addr}"), _dir: dir }
+    let web = web.to_str().unwrap().to_owned();
+    let mut all = vec![("CALLVAULT_WEB_DIR", web.as_str())];
+    all.extend_from_slice(env);
+    let process = ServeProcess::start(Path::new(BIN), dir.path(), &[], &all);
+    Serve { base: process.base(), process, _dir: dir }
 }
 
 /// One browser scenario at a time: two Chromiums with fake cameras are load enough for two cores.
@@ -176,7 +159,7 @@ async fn a_browser_calls_a_rust_client_and_both_hear_each_other() {
     use callvault_protocol::{CallId, Guid};
 
     let s = serve();
-    let url = format!("{}/app", s.base.replace("http://", "ws://"));
+    let url = s.process.url();
     let mut rust = Client::connect(&url, Arc::new(SecretIdentity::generate()), "Rusty").await.unwrap();
     let token = rust.invite(600).await.unwrap();
     // The browser's microphone: a 440 Hz tone.

@@ -143,33 +143,34 @@ enum Read {
     Closed,
 }
 
+/// Decodes a data frame (text or binary) into an app frame, or says why it is refused.
+fn decode(msg: Message, max: usize) -> Result<AppFrame, (AppErrorCode, String)> {
+    let Message::Text(text) = msg else {
+        return Err((AppErrorCode::BadFrame, "binary frames are not part of the API".to_owned()));
+    };
+    if text.len() > max {
+        return Err((AppErrorCode::FrameTooLarge, format!("frame of {} bytes is over the limit of {max}", text.len())));
+    }
+    serde_json::from_str::<AppFrame>(text.as_str()).map_err(|e| {
+        (AppErrorCode::BadFrame, format!("not a frame: {}", e.to_string().chars().take(120).collect::<String>()))
+    })
+}
+
 async fn read_frame(rx: &mut SplitStream<WebSocket>, conn: &mut Conn, max: usize) -> Read {
     loop {
         let Some(Ok(msg)) = rx.next().await else { return Read::Closed };
         conn.metrics.frames_in.fetch_add(1, Ordering::Relaxed);
-        let text = match msg {
-            Message::Text(t) => t,
-            Message::Binary(_) => {
-                return if conn.refuse(AppErrorCode::BadFrame, "binary frames are not part of the API").await {
-                    Read::Refused
-                } else {
-                    Read::Closed
-                };
-            }
+        match msg {
             Message::Close(_) => return Read::Closed,
             Message::Ping(_) | Message::Pong(_) => continue,
-        };
-        if text.len() > max {
-            let m = format!("frame of {} bytes is over the limit of {max}", text.len());
-            return if conn.refuse(AppErrorCode::FrameTooLarge, &m).await { Read::Refused } else { Read::Closed };
-        }
-        return match serde_json::from_str::<AppFrame>(text.as_str()) {
-            Ok(f) => Read::Frame(f),
-            Err(e) => {
-                let m = format!("not a frame: {}", e.to_string().chars().take(120).collect::<String>());
-                if conn.refuse(AppErrorCode::BadFrame, &m).await { Read::Refused } else { Read::Closed }
+            data => {
+                return match decode(data, max) {
+                    Ok(f) => Read::Frame(f),
+                    Err((code, m)) if conn.refuse(code, &m).await => Read::Refused,
+                    Err(_) => Read::Closed,
+                };
             }
-        };
+        }
     }
 }
 
@@ -538,21 +539,9 @@ impl<B: Bus + Clone, S: Store> Gateway<B, S> {
 
     /// Handles one frame of an authenticated app; false when the connection should end.
     async fn on_frame(&self, guid: &Guid, msg: Message, conn: &mut Conn) -> bool {
-        let max = self.config.limits.max_frame_bytes;
-        let text = match msg {
-            Message::Text(t) => t,
-            _ => return conn.refuse(AppErrorCode::BadFrame, "binary frames are not part of the API").await,
-        };
-        if text.len() > max {
-            let m = format!("frame of {} bytes is over the limit of {max}", text.len());
-            return conn.refuse(AppErrorCode::FrameTooLarge, &m).await;
-        }
-        let frame = match serde_json::from_str::<AppFrame>(text.as_str()) {
+        let frame = match decode(msg, self.config.limits.max_frame_bytes) {
             Ok(f) => f,
-            Err(e) => {
-                let m = format!("not a frame: {}", e.to_string().chars().take(120).collect::<String>());
-                return conn.refuse(AppErrorCode::BadFrame, &m).await;
-            }
+            Err((code, m)) => return conn.refuse(code, &m).await,
         };
         match frame {
             AppFrame::Publish { subject, payload } => {

@@ -272,9 +272,10 @@ impl MediaPeer {
             return Ok(());
         }
         let Some(mid) = self.mid else { return Ok(()) };
-        let mut buf = [0u8; 1_500];
+        // A frame that would not fit fails to encode rather than being cut.
+        let mut buf = [0u8; MAX_ENCODED_FRAME];
         let n = self.encoder.encode(pcm, &mut buf).map_err(|e| MediaError::Codec(e.to_string()))?;
-        let encoded = buf.get(..n.min(MAX_ENCODED_FRAME)).unwrap_or_default();
+        let encoded = buf.get(..n).unwrap_or_default();
         let frame = match &mut self.protection {
             FrameProtection::Sframe { sender, .. } => sender.encrypt(encoded)?,
             FrameProtection::Plain => encoded.to_vec(),

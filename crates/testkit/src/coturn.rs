@@ -1,7 +1,6 @@
 //! coturn (Debian `coturn`) as a TURN server with TURN REST credentials (`use-auth-secret`), and
 //! its `turnutils_uclient` as an independent TURN client.
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,7 +13,6 @@ pub struct Coturn {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
-    realm: String,
 }
 
 impl Coturn {
@@ -23,7 +21,6 @@ impl Coturn {
         let binary = find_binary("turnserver", "CALLVAULT_TURNSERVER", INSTALL);
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
-        let realm = "callvault.test".to_owned();
         let log = std::fs::File::create(dir.path().join("turnserver.log")).expect("log file");
         // Line-buffered, so the log shows each request as it is handled (coturn block-buffers a
         // redirected stdout).
@@ -32,7 +29,7 @@ impl Coturn {
         cmd.args(["-n", "--verbose", "--log-file=stdout", "--simple-log", "--no-tls", "--no-dtls", "--no-cli"])
             .args(["--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1", "--allow-loopback-peers", "--use-auth-secret"])
             .arg(format!("--listening-port={port}"))
-            .arg(format!("--realm={realm}"))
+            .arg("--realm=callvault.test")
             .arg(format!("--db={}", dir.path().join("turndb").display()))
             .arg(format!("--pidfile={}", dir.path().join("turnserver.pid").display()));
         for s in secrets {
@@ -44,7 +41,7 @@ impl Coturn {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start turnserver: {e}. {INSTALL}"));
-        let me = Self { child, port, dir, realm };
+        let me = Self { child, port, dir };
         let deadline = Instant::now() + Duration::from_secs(15);
         while !me.log().contains("Total General servers") {
             assert!(Instant::now() < deadline, "turnserver did not start:\n{}", me.log());
@@ -56,11 +53,6 @@ impl Coturn {
     /// The listening port (UDP and TCP).
     pub fn port(&self) -> u16 {
         self.port
-    }
-
-    /// The realm.
-    pub fn realm(&self) -> &str {
-        &self.realm
     }
 
     /// `turn:` URLs for both transports.
@@ -107,11 +99,6 @@ impl Coturn {
         let out = child.wait_with_output().expect("turnutils_uclient output");
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         if status.success() { Ok(()) } else { Err(text) }
-    }
-
-    /// Where the server keeps its files.
-    pub fn dir(&self) -> PathBuf {
-        self.dir.path().to_owned()
     }
 }
 

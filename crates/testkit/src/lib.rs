@@ -3,6 +3,7 @@
 //!
 //! - [`NatsServer`]: nats-server >= 2.14 with JetStream, optionally with users and permissions,
 //!   restartable in place (same port, same JetStream store).
+//! - [`ServeProcess`]: `callvault serve` as a process (for the binary's tests and benches).
 //! - [`Coturn`]: coturn with TURN REST credentials, and its `turnutils_uclient` to allocate relays.
 #![forbid(unsafe_code)]
 // A harness for tests: failing loudly is its job.
@@ -11,7 +12,9 @@
 mod coturn;
 mod nats;
 mod process;
+mod serve;
 
 pub use coturn::Coturn;
 pub use nats::{MAX_PAYLOAD, NatsServer, NatsUser, Permissions};
 pub use process::free_port;
+pub use serve::ServeProcess;

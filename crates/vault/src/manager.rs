@@ -329,7 +329,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         let area = admin::area_of(verb_path);
         let answer = match AdminRequest::parse(verb_path, &json) {
             Ok(request) => self.admin_answer(request).await,
-            Err(e) => Err(AdminFailure::Refused(ErrorCode::InvalidMessage, e.to_string())),
+            Err(e) => Err(e.into()),
         };
         let (subject_tail, mut body) = match answer {
             Ok((reply, body)) => (reply, body),

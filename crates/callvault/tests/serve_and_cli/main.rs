@@ -9,70 +9,29 @@
     clippy::indexing_slicing
 )]
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use callvault_testkit::NatsServer;
+use callvault_testkit::{NatsServer, ServeProcess};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_callvault");
 
-/// A `callvault serve` process, killed on drop.
-struct Serve {
-    child: Child,
-    addr: String,
-    data_dir: PathBuf,
-}
+/// `callvault serve` as a process.
+struct Serve(ServeProcess);
 
 impl Serve {
     fn start(data_dir: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(extra)
-            .env("CALLVAULT_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        let addr = line
-            .strip_prefix("callvault listening on ")
-            .and_then(|r| r.split(' ').next())
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        // Keep draining stdout so the server never blocks on it.
-        std::thread::spawn(move || for _ in out.lines() {});
-        Self { child, addr, data_dir: data_dir.to_owned() }
+        Self(ServeProcess::start(Path::new(BIN), data_dir, extra, &[]))
     }
 
     fn url(&self) -> String {
-        format!("ws://{}/app", self.addr)
+        self.0.url()
     }
 
     fn terminate(&mut self) -> std::process::ExitStatus {
-        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s;
-            }
-            assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.terminate()
     }
 }
 
@@ -228,7 +187,7 @@ fn two_serve_processes_on_one_nats_server_carry_a_call() {
     let e = alice.fails(&["call", "Bob", "--ring-wait", "2"]);
     assert!(e.contains("peer offline"), "{e}");
     // It comes back (same data dir, same vault key): the call goes through again.
-    let s2 = Serve::start(&s2.data_dir.clone(), &["--nats", &nats.url()]);
+    let s2 = Serve::start(s2.0.data_dir(), &["--nats", &nats.url()]);
     let bob = User { home: bob.home, server: s2.url() };
     let caller = alice.spawn(&["call", "Bob", "--wait", "30"]);
     bob.ok(&["answer", "--wait", "20"]);
