@@ -21,6 +21,7 @@ use callvault_protocol::fields::{ErrorCode, ErrorText, PeerProfile};
 use callvault_protocol::subject::{PeerKind, RequestKind};
 use callvault_protocol::{Guid, Timestamp};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use crate::{Call, CallConfig, Disposition, Input, Output, Switchboard};
 
@@ -85,13 +86,48 @@ impl HandlerName {
     }
 }
 
-/// A message as it crosses the ABI: its subject kind's token and its JSON.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A message as it crosses the ABI: its subject kind's token and its JSON, carried verbatim (the
+/// handler parses it once, into the protocol type, and nothing builds a generic JSON tree).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WireMessage {
     /// The subject's last token (`initiate`, `incoming`, ...).
     pub kind: String,
     /// The message.
-    pub json: serde_json::Value,
+    pub json: Box<RawValue>,
+}
+
+impl PartialEq for WireMessage {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind && self.json.get() == other.json.get()
+    }
+}
+
+impl WireMessage {
+    /// A message as received: bytes that are not JSON become `null`, which every handler refuses
+    /// as an invalid message.
+    pub fn from_bytes(kind: impl Into<String>, bytes: &[u8]) -> Self {
+        let json = std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|s| RawValue::from_string(s.to_owned()).ok())
+            .unwrap_or_else(|| RawValue::NULL.to_owned());
+        Self { kind: kind.into(), json }
+    }
+
+    /// A message from a JSON value.
+    pub fn from_value(kind: impl Into<String>, value: &serde_json::Value) -> Self {
+        let json = serde_json::value::to_raw_value(value).unwrap_or_else(|_| RawValue::NULL.to_owned());
+        Self { kind: kind.into(), json }
+    }
+
+    /// The JSON text.
+    pub fn json(&self) -> &str {
+        self.json.get()
+    }
+
+    /// The JSON as a value (for callers that look inside; `null` if that ever fails).
+    pub fn value(&self) -> serde_json::Value {
+        serde_json::from_str(self.json.get()).unwrap_or(serde_json::Value::Null)
+    }
 }
 
 /// The event a handler handles.
@@ -182,12 +218,12 @@ pub struct HandlerOutput {
 }
 
 fn wire_notification(n: &AppNotification) -> Result<WireMessage, String> {
-    let json = serde_json::from_slice(&n.to_json().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    let json = n.to_raw_json().map_err(|e| e.to_string())?;
     Ok(WireMessage { kind: n.kind().token().to_owned(), json })
 }
 
 fn wire_peer(m: &PeerMessage) -> Result<WireMessage, String> {
-    let json = serde_json::from_slice(&m.to_json().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    let json = m.to_raw_json().map_err(|e| e.to_string())?;
     Ok(WireMessage { kind: m.kind().token().to_owned(), json })
 }
 
@@ -221,8 +257,8 @@ pub fn run(input: &HandlerInput) -> HandlerOutput {
             if HandlerName::for_request(kind) != input.handler {
                 return refused(ErrorCode::InvalidMessage, "request sent to the wrong handler");
             }
-            let bytes = serde_json::to_vec(&w.json).unwrap_or_default();
-            let req = match AppRequest::parse(kind, &bytes) {
+            let bytes = w.json.get().as_bytes();
+            let req = match AppRequest::parse(kind, bytes) {
                 Ok(r) => r,
                 Err(e) => return refused(ErrorCode::InvalidMessage, e.to_string()),
             };
@@ -241,8 +277,8 @@ pub fn run(input: &HandlerInput) -> HandlerOutput {
             if HandlerName::for_peer(kind) != input.handler {
                 return refused(ErrorCode::InvalidMessage, "message sent to the wrong handler");
             }
-            let bytes = serde_json::to_vec(&w.json).unwrap_or_default();
-            let message = match PeerMessage::parse(kind, &bytes) {
+            let bytes = w.json.get().as_bytes();
+            let message = match PeerMessage::parse(kind, bytes) {
                 Ok(m) => m,
                 Err(e) => return refused(ErrorCode::InvalidMessage, e.to_string()),
             };
@@ -281,11 +317,11 @@ pub fn run(input: &HandlerInput) -> HandlerOutput {
 fn not_connected(input: &HandlerInput, req: &AppRequest) -> HandlerOutput {
     let n = AppNotification::Error(CallErrorNotification {
         kind: tags::Error,
-        message_id: crate::call::derive_id(&[
-            b"not-connected",
-            input.local.as_str().as_bytes(),
-            req.message_id().as_str().as_bytes(),
-        ]),
+        message_id: crate::call::derive_id(
+            &input.local,
+            req.message_id().to_bytes(),
+            crate::call::IdPurpose::NotConnected,
+        ),
         timestamp: input.now,
         in_reply_to: req.message_id().clone(),
         code: ErrorCode::NotConnected,

@@ -600,7 +600,7 @@ impl Call {
     fn next_id(&mut self) -> MessageId {
         let seq = self.next_seq;
         self.next_seq = self.next_seq.saturating_add(1);
-        derive_id(&[self.local.as_str().as_bytes(), self.id().as_str().as_bytes(), &seq.to_be_bytes()])
+        derive_id(&self.local, self.id().to_bytes(), IdPurpose::Sequence(seq))
     }
 
     fn send(&self, out: &mut Outbox, message: PeerMessage) {
@@ -708,14 +708,33 @@ impl Call {
     }
 }
 
-/// A UUID-shaped id from SHA-256 over the parts (domain-separated).
-pub(crate) fn derive_id(parts: &[&[u8]]) -> MessageId {
-    let mut h = Sha256::new().chain_update(b"callvault-call-message-id-v1");
-    for p in parts {
-        h.update(u64::try_from(p.len()).unwrap_or(u64::MAX).to_be_bytes());
-        h.update(p);
-    }
-    let digest = h.finalize();
+/// What a derived message id answers: a call's n-th message, or the error reply to a request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum IdPurpose {
+    /// The `seq`-th message a vault sends about one call.
+    Sequence(u64),
+    /// The `call.error` answering a request.
+    Error,
+    /// The `call.error` answering a call to someone who is not a connection.
+    NotConnected,
+}
+
+/// A UUID-shaped id from SHA-256 over (purpose, local guid, call or message id, sequence), domain-separated. The
+/// parts are fixed-size bytes, 52 in all, so this is one SHA-256 block: handlers derive several
+/// ids per event under an interpreter, where each block costs thousands of instructions.
+pub(crate) fn derive_id(local: &Guid, of: [u8; 16], purpose: IdPurpose) -> MessageId {
+    let (tag, seq) = match purpose {
+        IdPurpose::Sequence(n) => (0u8, n),
+        IdPurpose::Error => (1, 0),
+        IdPurpose::NotConnected => (2, 0),
+    };
+    let digest = Sha256::new()
+        .chain_update(b"cvmid2")
+        .chain_update([tag, 0])
+        .chain_update(local.to_bytes())
+        .chain_update(of)
+        .chain_update(seq.to_be_bytes())
+        .finalize();
     let mut bytes = [0u8; 16];
     for (b, d) in bytes.iter_mut().zip(digest.iter()) {
         *b = *d;

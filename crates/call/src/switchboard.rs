@@ -7,7 +7,7 @@ use callvault_protocol::calling::*;
 use callvault_protocol::fields::{Direction, ErrorText, PeerProfile, RejectReason};
 use callvault_protocol::{CallId, Guid, Timestamp};
 
-use crate::call::{Outbox, derive_id};
+use crate::call::{IdPurpose, Outbox, derive_id};
 use crate::{Call, CallConfig, CallError, Disposition};
 
 /// What the vault feeds the switchboard.
@@ -361,7 +361,7 @@ impl Switchboard {
     fn error_notification(&self, now: Timestamp, req: &AppRequest, e: &CallError) -> AppNotification {
         AppNotification::Error(CallErrorNotification {
             kind: tags::Error,
-            message_id: derive_id(&[b"error", self.local.as_str().as_bytes(), req.message_id().as_str().as_bytes()]),
+            message_id: derive_id(&self.local, req.message_id().to_bytes(), IdPurpose::Error),
             timestamp: now,
             in_reply_to: req.message_id().clone(),
             code: e.code(),

@@ -54,21 +54,42 @@ fn check_uuid(s: &str) -> Result<(), IdError> {
 }
 
 fn check_chars(s: &str, len: usize, allowed: impl Fn(usize, char) -> bool) -> Result<(), IdError> {
+    // Every allowed character is ASCII, so a valid id has `len` bytes; the char-wise pass below
+    // runs only to describe a failure.
+    if s.len() == len && s.bytes().enumerate().all(|(i, b)| allowed(i, char::from(b))) {
+        return Ok(());
+    }
     if let Some((position, found)) = s.chars().enumerate().find(|&(i, c)| !allowed(i, c)) {
         return Err(IdError::Character { found, position });
     }
-    let found = s.chars().count();
-    if found != len {
-        return Err(IdError::Length { expected: len, found });
+    Err(IdError::Length { expected: len, found: s.chars().count() })
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Appends the lowercase hex of `bytes` (without `core::fmt`, which is slow under a WASM
+/// interpreter, where handlers make ids).
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    for b in bytes {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0x0f)]));
     }
-    Ok(())
 }
 
 fn lower_hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
     let mut out = String::with_capacity(bytes.len().saturating_mul(2));
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
+    push_hex(&mut out, bytes);
+    out
+}
+
+/// The bytes of validated lowercase hex (`[0-9a-f]` only; hyphens skipped).
+fn hex_bytes<const N: usize>(s: &str) -> [u8; N] {
+    let nibble = |c: u8| if c.is_ascii_digit() { c - b'0' } else { c.wrapping_sub(b'a').wrapping_add(10) };
+    let mut out = [0u8; N];
+    let mut digits = s.bytes().filter(|&c| c != b'-').map(nibble);
+    for o in &mut out {
+        let (hi, lo) = (digits.next().unwrap_or(0), digits.next().unwrap_or(0));
+        *o = (hi << 4) | (lo & 0x0f);
     }
     out
 }
@@ -134,6 +155,11 @@ impl Guid {
         let digest = Sha256::new().chain_update(GUID_DOMAIN).chain_update(x_only).finalize();
         Self(lower_hex(digest.get(..GUID_LEN / 2).unwrap_or_default()))
     }
+
+    /// The 20 bytes the guid spells.
+    pub fn to_bytes(&self) -> [u8; 20] {
+        hex_bytes(&self.0)
+    }
 }
 
 impl fmt::Debug for Guid {
@@ -151,16 +177,19 @@ macro_rules! uuid_id {
             pub fn from_bytes(mut b: [u8; 16]) -> Self {
                 b[6] = (b[6] & 0x0f) | 0x40;
                 b[8] = (b[8] & 0x3f) | 0x80;
-                let h = lower_hex(&b);
-                let part = |r: std::ops::Range<usize>| h.get(r).unwrap_or_default();
-                Self(format!(
-                    "{}-{}-{}-{}-{}",
-                    part(0..8),
-                    part(8..12),
-                    part(12..16),
-                    part(16..20),
-                    part(20..32)
-                ))
+                let mut s = String::with_capacity(UUID_LEN);
+                for (i, group) in [&b[0..4], &b[4..6], &b[6..8], &b[8..10], &b[10..16]].into_iter().enumerate() {
+                    if i > 0 {
+                        s.push('-');
+                    }
+                    push_hex(&mut s, group);
+                }
+                Self(s)
+            }
+
+            /// The 16 bytes the UUID spells.
+            pub fn to_bytes(&self) -> [u8; 16] {
+                hex_bytes(&self.0)
             }
         }
 
@@ -226,6 +255,31 @@ mod tests {
         assert!(CallId::parse("ABABABAB-ABAB-4BAB-ABAB-ABABABABABAB").is_err());
         assert!(CallId::parse("abababababab-4bab-abab-abababababab").is_err());
         assert!(MessageId::parse("abababab-abab-4bab-abab-abababababa").is_err());
+    }
+
+    #[test]
+    fn ids_give_back_their_bytes() {
+        for seed in [0u8, 0x5a, 0xff] {
+            let bytes: [u8; 16] =
+                std::array::from_fn(|i| seed.wrapping_add(u8::try_from(i).unwrap_or(0).wrapping_mul(37)));
+            let id = MessageId::from_bytes(bytes);
+            let mut versioned = bytes;
+            versioned[6] = (versioned[6] & 0x0f) | 0x40;
+            versioned[8] = (versioned[8] & 0x3f) | 0x80;
+            assert_eq!(id.to_bytes(), versioned);
+            assert_eq!(MessageId::parse(id.as_str()), Ok(id));
+        }
+        let g = Guid::from_public_key(&[9; 32]);
+        assert_eq!(lower_hex(&g.to_bytes()), g.as_str());
+    }
+
+    #[test]
+    fn id_errors_name_the_character_or_the_length() {
+        assert_eq!(
+            Guid::parse("0123456789abcdef0123456789abcdef0123456é"),
+            Err(IdError::Character { found: 'é', position: 39 })
+        );
+        assert_eq!(CallId::parse("abc"), Err(IdError::Length { expected: 36, found: 3 }));
     }
 
     #[test]

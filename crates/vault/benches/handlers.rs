@@ -26,14 +26,14 @@ fn input() -> HandlerInput {
         local: Guid::from_public_key(&[1; 32]),
         now,
         ring_timeout_secs: 60,
-        event: Event::App(WireMessage {
-            kind: "initiate".into(),
-            json: serde_json::json!({
+        event: Event::App(WireMessage::from_value(
+            "initiate",
+            &serde_json::json!({
                 "type": "call.initiate", "message_id": "00000000-0000-4000-8000-000000000001",
                 "call_id": "00000000-0000-4000-8000-0000000000aa", "timestamp": now.to_string(),
                 "peer_guid": peer.to_string(), "call_type": "audio"
             }),
-        }),
+        )),
         connection: Some(ConnectionInfo {
             guid: peer,
             profile: PeerProfile { display_name: DisplayName::new("Bob").unwrap(), avatar_url: None },

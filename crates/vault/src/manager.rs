@@ -167,6 +167,11 @@ fn unix_secs() -> u64 {
     secs(now())
 }
 
+/// A received message for a handler; one over the size limit goes as `null` (refused unread).
+fn wire(kind: &str, payload: &[u8]) -> WireMessage {
+    WireMessage::from_bytes(kind, if payload.len() <= MAX_MESSAGE_BYTES { payload } else { b"null" })
+}
+
 fn state_key(id: &CallId) -> String {
     format!("call.{id}")
 }
@@ -462,7 +467,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         };
         let connection = self.active_connection(peer.as_ref()).await?;
         let in_reply_to = json.get("message_id").and_then(|v| v.as_str()).and_then(|s| MessageId::parse(s).ok());
-        let event = Event::App(WireMessage { kind: kind.token().to_owned(), json });
+        let event = Event::App(wire(kind.token(), payload));
         let (outcome, notified) = self.run_handler(HandlerName::for_request(kind), event, connection, calls).await?;
         if let (Outcome::Refused { code, .. }, false) = (&outcome, notified) {
             // A request too broken for the handler to answer still gets an answer.
@@ -522,7 +527,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         }
         let named = json.get("call_id").and_then(|v| v.as_str()).and_then(|s| CallId::parse(s).ok());
         let calls = self.load_calls(named.as_ref()).await?;
-        let event = Event::Peer(WireMessage { kind: kind.token().to_owned(), json });
+        let event = Event::Peer(wire(kind.token(), unwrapped.content.as_bytes()));
         Ok(self.run_handler(HandlerName::for_peer(kind), event, conn.map(|c| c.info()), calls).await?.0)
     }
 
@@ -705,7 +710,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
                     return Ok(());
                 };
                 let vault_key = conn.vault_key()?;
-                match giftwrap::wrap(&self.key, &vault_key, &message.json.to_string(), secs(t)) {
+                match giftwrap::wrap(&self.key, &vault_key, message.json(), secs(t)) {
                     Ok(wrap) => {
                         self.bus.publish(&format!("MessageSpace.{to}.call.{}", message.kind), Bytes::from(wrap)).await?
                     }
@@ -714,7 +719,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             }
             OutputItem::Notify(n) => {
                 let subject = format!("OwnerSpace.{}.forApp.call.{}", self.guid, n.kind);
-                self.bus.publish(&subject, Bytes::from(n.json.to_string())).await?;
+                self.bus.publish(&subject, Bytes::copy_from_slice(n.json().as_bytes())).await?;
             }
             OutputItem::WakeAt(at) => {
                 *self.next_wake.lock().await = Some(at);

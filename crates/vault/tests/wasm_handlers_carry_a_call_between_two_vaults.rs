@@ -67,11 +67,8 @@ impl MiniVault {
         json: serde_json::Value,
         now: Timestamp,
     ) -> (Outcome, Vec<WireMessage>) {
-        let input = self.input(
-            HandlerName::for_request(kind),
-            Event::App(WireMessage { kind: kind.token().into(), json }),
-            now,
-        );
+        let input =
+            self.input(HandlerName::for_request(kind), Event::App(WireMessage::from_value(kind.token(), &json)), now);
         self.run(rt, input)
     }
 
@@ -124,7 +121,7 @@ fn answered_call_with_signals_and_hang_up() {
     let (_, out) = b.app_request(&rt, RequestKind::Accept, msg(2, serde_json::json!({"type": "call.accept", "public_key": key, "key_id": "00000000-0000-4000-8000-0000000000bb"}), at(1)), at(1));
     a.deliver(&rt, out, at(1));
     assert_eq!((a.status(&id), b.status(&id)), (CallStatus::Active, CallStatus::Active));
-    assert_eq!(a.app.last().unwrap().json["public_key"], key);
+    assert_eq!(a.app.last().unwrap().value()["public_key"], key);
 
     for (n, (side_is_a, t)) in
         [(true, "key_exchange"), (false, "key_exchange"), (true, "offer")].into_iter().enumerate()
@@ -137,11 +134,11 @@ fn answered_call_with_signals_and_hang_up() {
         if side_is_a {
             let (_, out) = a.app_request(&rt, RequestKind::Signal, req, at(2));
             b.deliver(&rt, out, at(2));
-            assert_eq!(b.app.last().unwrap().json["signal_type"], t);
+            assert_eq!(b.app.last().unwrap().value()["signal_type"], t);
         } else {
             let (_, out) = b.app_request(&rt, RequestKind::Signal, req, at(2));
             a.deliver(&rt, out, at(2));
-            assert_eq!(a.app.last().unwrap().json["signal_type"], t);
+            assert_eq!(a.app.last().unwrap().value()["signal_type"], t);
         }
     }
     assert!(a.calls[&id].record().key_exchange_complete && b.calls[&id].record().key_exchange_complete);
@@ -162,7 +159,7 @@ fn a_call_to_a_non_connection_is_refused_with_an_error_notification() {
     assert_eq!(out, abi::run(&initiate_input(1, 3, false, at(0))));
     assert!(matches!(out.outcome, Outcome::Refused { code: ErrorCode::NotConnected, .. }));
     assert!(
-        matches!(&out.outputs[..], [OutputItem::Notify(n)] if n.kind == "error" && n.json["code"] == "not_connected")
+        matches!(&out.outputs[..], [OutputItem::Notify(n)] if n.kind == "error" && n.value()["code"] == "not_connected")
     );
 }
 
@@ -192,4 +189,33 @@ fn events_sent_to_the_wrong_handler_are_refused() {
     let raw = rt.invoke_raw(HandlerName::Accept, b"{not json").unwrap();
     let out: HandlerOutput = serde_json::from_slice(&raw).unwrap();
     assert!(matches!(out.outcome, Outcome::Refused { code: ErrorCode::InvalidMessage, .. }));
+}
+
+#[test]
+fn deeply_nested_json_is_handled_within_the_module_stack() {
+    // The module's stack is small (its build script sets it) so that every event's fresh instance
+    // is cheap; serde_json's recursion limit (128) must be reached before the stack runs out.
+    let rt = HandlerRuntime::with_builtins(HandlerLimits::default()).unwrap();
+    for depth in [64usize, 126, 127, 128, 129, 400, 5_000] {
+        let nested = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+        let mut input = initiate_input(1, 2, true, at(0));
+        let Event::App(w) = &input.event else { unreachable!() };
+        let mut v = w.value();
+        v["ext"] = serde_json::json!({"deep": serde_json::Value::Null});
+        let text = v.to_string().replace("null", &nested);
+        input.event = Event::App(WireMessage::from_bytes("initiate", text.as_bytes()));
+        let out = rt
+            .invoke_raw(HandlerName::Initiate, &serde_json::to_vec(&input).unwrap())
+            .unwrap_or_else(|e| panic!("depth {depth}: {e}"));
+        let out: HandlerOutput = serde_json::from_slice(&out).unwrap();
+        // Within the limit the call is placed (and the nesting kept in `ext`); past it, refused.
+        match out.outcome {
+            Outcome::Applied => assert!(depth < 128, "depth {depth} applied"),
+            Outcome::Refused { code: ErrorCode::InvalidMessage, .. } => assert!(depth >= 126, "depth {depth} refused"),
+            other => panic!("depth {depth}: {other:?}"),
+        }
+    }
+    // And the runtime still serves an ordinary event.
+    let out = rt.invoke(HandlerName::Initiate, &initiate_input(1, 2, true, at(0))).unwrap();
+    assert_eq!(out.outcome, Outcome::Applied);
 }

@@ -42,6 +42,11 @@ macro_rules! envelope {
             pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
                 match self { $(Self::$variant(m) => m.to_json()),+ }
             }
+
+            /// The JSON, held as written (embedding it in another document copies it verbatim).
+            pub fn to_raw_json(&self) -> Result<Box<serde_json::value::RawValue>, serde_json::Error> {
+                match self { $(Self::$variant(m) => serde_json::value::to_raw_value(m)),+ }
+            }
         }
     };
 }

@@ -42,7 +42,7 @@ pub fn initiate_input(local: u8, peer: u8, connected: bool, now: Timestamp) -> H
         local: guid(local),
         now,
         ring_timeout_secs: 60,
-        event: Event::App(WireMessage { kind: "initiate".into(), json }),
+        event: Event::App(WireMessage::from_value("initiate", &json)),
         connection: connected.then(|| connection(peer, "Bob")),
         calls: Vec::new(),
     }
