@@ -2,7 +2,7 @@
 //! message, sealed by the sending vault's key and addressed to the receiving vault's key.
 //!
 //! Unwrapping checks, in order, each with its own error: size; the outer event parses, is kind
-//! 1059, has a valid id and signature, and is addressed (`p` tag) to us; the seal decrypts, is kind
+//! 1059, is addressed (`p` tag) to us, and has a valid id and signature; the seal decrypts, is kind
 //! 13 with no tags and a valid signature; the rumor decrypts, has a valid id, the seal's author as
 //! its author, and kind [`CALL_RUMOR_KIND`]; and the rumor is fresh.
 //!
@@ -10,10 +10,15 @@
 //! backdates by up to two days on purpose. A rumor is accepted from [`MAX_AGE`] in the past to
 //! [`MAX_SKEW`] in the future of the receiver's clock. Duplicates inside that window are the
 //! receiver's to drop (by `message_id`).
+//!
+//! A vault wraps and unwraps through [`SealKeys`], which keeps the seal layer's conversation key
+//! per peer vault: one ECDH per message instead of two.
 
 use std::time::Duration;
 
 use nostr::prelude::*;
+
+use nostr::nips::nip44::v2::ConversationKey;
 
 use crate::nip44::{self, conversation_key};
 use crate::{PublicIdentity, SecretIdentity};
@@ -98,8 +103,76 @@ impl Unwrapped {
     }
 }
 
+/// Seal-layer conversation keys, derived once per (own key, peer key) pair and kept.
+///
+/// A gift wrap has two NIP-44 layers. The outer one is keyed by a fresh ephemeral key every time;
+/// the seal's is the ECDH of the two vaults' long-lived keys, the same for every message between
+/// them, so a vault derives it once per peer instead of once per message. At most
+/// [`SealKeys::CAPACITY`] pairs are kept (then the cache starts over), so senders with ever new
+/// keys cannot grow it. The keys stay in this process's memory, as the vault key itself does.
+#[derive(Default)]
+pub struct SealKeys {
+    cache: std::sync::Mutex<std::collections::HashMap<([u8; 32], [u8; 32]), ConversationKey>>,
+}
+
+impl std::fmt::Debug for SealKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealKeys").finish_non_exhaustive()
+    }
+}
+
+impl SealKeys {
+    /// Most pairs kept.
+    pub const CAPACITY: usize = 4096;
+
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn get(&self, me: &SecretIdentity, peer: &PublicIdentity) -> Result<ConversationKey, GiftWrapError> {
+        let pair = (me.public().to_bytes(), peer.to_bytes());
+        let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(ck) = cache.get(&pair) {
+            return Ok(*ck);
+        }
+        let ck = conversation_key(me, peer).map_err(|_| GiftWrapError::Decrypt)?;
+        if cache.len() >= Self::CAPACITY {
+            cache.clear();
+        }
+        cache.insert(pair, ck);
+        Ok(ck)
+    }
+}
+
+/// NIP-59: seals and wraps are dated up to two days before `now`, at random.
+fn tweaked(now: u64) -> Timestamp {
+    let back = rand_core::RngCore::next_u64(&mut rand_core::OsRng) % (2 * 24 * 60 * 60);
+    Timestamp::from_secs(now.saturating_sub(back))
+}
+
+/// A signed event. Unlike nostr's builder, this does not check the fresh signature again (nostr
+/// verifies every event it signs); [`wrap_with`] checks the one made with a long-lived key.
+fn signed(keys: &Keys, kind: Kind, tags: Vec<Tag>, created_at: Timestamp, content: String) -> Event {
+    let tags = Tags::from_list(tags);
+    let id = EventId::compute(&keys.public_key(), &created_at, &kind, &tags, &content);
+    let sig = keys.sign_schnorr(id.as_bytes());
+    Event::new(id, keys.public_key(), created_at, kind, tags, content, sig)
+}
+
 /// Wraps `message` (protocol JSON) from `sender` to `receiver`, created at `now` (Unix seconds).
 pub fn wrap(
+    sender: &SecretIdentity,
+    receiver: &PublicIdentity,
+    message: &str,
+    now: u64,
+) -> Result<String, GiftWrapError> {
+    wrap_with(&SealKeys::new(), sender, receiver, message, now)
+}
+
+/// [`wrap`], with the seal's conversation key from (and into) `keys`.
+pub fn wrap_with(
+    keys: &SealKeys,
     sender: &SecretIdentity,
     receiver: &PublicIdentity,
     message: &str,
@@ -113,16 +186,39 @@ pub fn wrap(
         .finalize_unsigned(sender.keys().public_key());
     rumor.ensure_id();
     // JSON escaping can make the rumor longer than the message.
-    if rumor.try_as_json().map_err(|_| GiftWrapError::Wrap)?.len() > MAX_RUMOR_BYTES {
+    let rumor_json = rumor.try_as_json().map_err(|_| GiftWrapError::Wrap)?;
+    if rumor_json.len() > MAX_RUMOR_BYTES {
         return Err(GiftWrapError::TooLarge);
     }
+    let sealed =
+        nip44::encrypt(&keys.get(sender, receiver)?, rumor_json.as_bytes()).map_err(|_| GiftWrapError::Wrap)?;
+    let seal = signed(sender.keys(), Kind::Seal, Vec::new(), tweaked(now), sealed);
+    // BIP-340 advises checking a signature after making it (a fault could leak the key); this is
+    // the vault's long-lived key, so the check stays. The wrap's key is used once and dropped.
+    if !seal.verify_signature() {
+        return Err(GiftWrapError::Wrap);
+    }
+    let ephemeral = SecretIdentity::generate();
+    let outer_key = conversation_key(&ephemeral, receiver).map_err(|_| GiftWrapError::Wrap)?;
+    let wrapped = nip44::encrypt(&outer_key, seal.as_json().as_bytes()).map_err(|_| GiftWrapError::Wrap)?;
     let wrap =
-        GiftWrapBuilder::new(*receiver.nostr(), rumor).finalize(sender.keys()).map_err(|_| GiftWrapError::Wrap)?;
+        signed(ephemeral.keys(), Kind::GiftWrap, vec![Tag::public_key(*receiver.nostr())], tweaked(now), wrapped);
     wrap.try_as_json().map_err(|_| GiftWrapError::Wrap)
 }
 
 /// Unwraps a gift wrap addressed to `receiver`, checking everything listed in the module docs.
 pub fn unwrap(receiver: &SecretIdentity, wrap: &[u8], now: u64) -> Result<Unwrapped, GiftWrapError> {
+    unwrap_with(&SealKeys::new(), receiver, wrap, now)
+}
+
+/// [`unwrap`], with the seal's conversation key from (and into) `keys`. A key is derived (and
+/// kept) only for a seal whose signature verified.
+pub fn unwrap_with(
+    keys: &SealKeys,
+    receiver: &SecretIdentity,
+    wrap: &[u8],
+    now: u64,
+) -> Result<Unwrapped, GiftWrapError> {
     if wrap.len() > MAX_WRAP_BYTES {
         return Err(GiftWrapError::TooLarge);
     }
@@ -130,11 +226,12 @@ pub fn unwrap(receiver: &SecretIdentity, wrap: &[u8], now: u64) -> Result<Unwrap
     if outer.kind != Kind::GiftWrap {
         return Err(GiftWrapError::NotAGiftWrap);
     }
-    outer.verify().map_err(|_| GiftWrapError::BadWrapSignature)?;
+    // Addressed to us is the cheaper check, so wraps for others cost no signature check.
     let me = receiver.keys().public_key();
     if !outer.tags.public_keys().any(|pk| pk == me) {
         return Err(GiftWrapError::NotForUs);
     }
+    outer.verify().map_err(|_| GiftWrapError::BadWrapSignature)?;
     let wrapper = PublicIdentity::checked(outer.pubkey).map_err(|_| GiftWrapError::BadWrapSignature)?;
     let ck = conversation_key(receiver, &wrapper).map_err(|_| GiftWrapError::Decrypt)?;
     let seal_json = nip44::decrypt(&ck, &outer.content).map_err(|_| GiftWrapError::Decrypt)?;
@@ -144,8 +241,8 @@ pub fn unwrap(receiver: &SecretIdentity, wrap: &[u8], now: u64) -> Result<Unwrap
     }
     seal.verify().map_err(|_| GiftWrapError::BadSealSignature)?;
     let sealer = PublicIdentity::checked(seal.pubkey).map_err(|_| GiftWrapError::BadSeal)?;
-    let ck = conversation_key(receiver, &sealer).map_err(|_| GiftWrapError::Decrypt)?;
-    let rumor_json = nip44::decrypt(&ck, &seal.content).map_err(|_| GiftWrapError::Decrypt)?;
+    let rumor_json =
+        nip44::decrypt(&keys.get(receiver, &sealer)?, &seal.content).map_err(|_| GiftWrapError::Decrypt)?;
     let rumor = UnsignedEvent::from_json(rumor_json.as_slice()).map_err(|_| GiftWrapError::BadRumor)?;
     if rumor.id.is_none() || rumor.verify_id().is_err() {
         return Err(GiftWrapError::BadRumor);

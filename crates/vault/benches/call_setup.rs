@@ -129,6 +129,7 @@ async fn run<B: Bus + Clone, S: Store>(
     let (p50, p99) = (samples[samples.len() / 2], samples[samples.len() * 99 / 100]);
     // Throughput: 8 pairs in parallel.
     let per_pair = 60u64;
+    let cpu = cpu_seconds();
     let t = Instant::now();
     let mut tasks = Vec::new();
     for (k, (a, mut b)) in pairs.into_iter().enumerate() {
@@ -144,24 +145,43 @@ async fn run<B: Bus + Clone, S: Store>(
         task.await.unwrap();
     }
     let setups = per_pair * 8;
+    let wall = t.elapsed().as_secs_f64();
     println!(
-        "{name:<9} setup latency p50 {p50:>9.2?}  p99 {p99:>9.2?}   sustained {:>6.0} setups/s (8 pairs; each setup also cancels the call)",
-        setups as f64 / t.elapsed().as_secs_f64()
+        "{name:<9} setup latency p50 {p50:>9.2?}  p99 {p99:>9.2?}   sustained {:>6.0} setups/s (8 pairs; each setup also cancels the call; {:.2} cores busy)",
+        setups as f64 / wall,
+        (cpu_seconds() - cpu) / wall
     );
     drop(keep);
 }
 
+/// CPU time of this process so far (user + system), from `/proc/self/stat` (clock ticks of 10 ms).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest.split_whitespace().skip(11).take(2).filter_map(|v| v.parse().ok()).collect();
+    f.iter().sum::<f64>() / 100.0
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    // `CALLVAULT_BENCH_ONLY=embedded` (or `nats`) runs one backend, e.g. under a profiler.
+    let only = std::env::var("CALLVAULT_BENCH_ONLY").ok();
+    let wanted = |name: &str| only.as_deref().is_none_or(|o| o == name);
     let dir = tempfile::tempdir().unwrap();
     let mem = MemoryBus::new();
-    run(
-        "embedded",
-        || mem.clone(),
-        |g| (EmbeddedStore::open(dir.path().join(format!("{g}.redb"))).unwrap(), BucketNaming::Local),
-        &mem,
-    )
-    .await;
+    if wanted("embedded") {
+        run(
+            "embedded",
+            || mem.clone(),
+            |g| (EmbeddedStore::open(dir.path().join(format!("{g}.redb"))).unwrap(), BucketNaming::Local),
+            &mem,
+        )
+        .await;
+    }
+    if !wanted("nats") {
+        return;
+    }
 
     let server = NatsServer::start();
     let connect =

@@ -129,6 +129,8 @@ pub struct Vault<B: Bus + Clone, K: Kv + Clone> {
     unsettled: Mutex<std::collections::BTreeMap<CallId, CallStatus>>,
     /// Set once the subscriptions are live and the recovery sweep ran.
     serving: tokio::sync::watch::Sender<bool>,
+    /// Seal-layer conversation keys with peer vaults (one ECDH per peer, not per message).
+    seal_keys: giftwrap::SealKeys,
 }
 
 fn now() -> Timestamp {
@@ -229,6 +231,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             one_at_a_time: Mutex::new(()),
             unsettled: Mutex::new(unsettled),
             serving: tokio::sync::watch::channel(false).0,
+            seal_keys: giftwrap::SealKeys::new(),
         })
     }
 
@@ -501,7 +504,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
     /// Handles one gift wrap from a peer vault (what arrives on `MessageSpace.{guid}.call.<kind>`).
     pub async fn handle_peer(&self, kind: PeerKind, wrap: &[u8]) -> Result<Outcome, VaultError> {
         let _one = self.one_at_a_time.lock().await;
-        let unwrapped = match giftwrap::unwrap(&self.key, wrap, unix_secs()) {
+        let unwrapped = match giftwrap::unwrap_with(&self.seal_keys, &self.key, wrap, unix_secs()) {
             Ok(u) => u,
             Err(e) => {
                 self.stats.bad_wraps.fetch_add(1, Ordering::Relaxed);
@@ -556,7 +559,8 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             from_guid: self.guid.clone(),
         };
         let json = serde_json::to_string(&msg).map_err(|_| InviteError::Malformed)?;
-        let wrap = giftwrap::wrap(&self.key, &v.vault_key, &json, t).map_err(|_| InviteError::Signing)?;
+        let wrap = giftwrap::wrap_with(&self.seal_keys, &self.key, &v.vault_key, &json, t)
+            .map_err(|_| InviteError::Signing)?;
         self.bus.publish(&format!("MessageSpace.{}.connection.accept", v.connection.guid), Bytes::from(wrap)).await?;
         Ok(v.connection.guid)
     }
@@ -565,7 +569,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
     pub async fn handle_invite_accepted(&self, wrap: &[u8]) -> Result<Guid, VaultError> {
         let _one = self.one_at_a_time.lock().await;
         let t = unix_secs();
-        let unwrapped = match giftwrap::unwrap(&self.key, wrap, t) {
+        let unwrapped = match giftwrap::unwrap_with(&self.seal_keys, &self.key, wrap, t) {
             Ok(u) => u,
             Err(e) => {
                 self.stats.bad_wraps.fetch_add(1, Ordering::Relaxed);
@@ -710,7 +714,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
                     return Ok(());
                 };
                 let vault_key = conn.vault_key()?;
-                match giftwrap::wrap(&self.key, &vault_key, message.json(), secs(t)) {
+                match giftwrap::wrap_with(&self.seal_keys, &self.key, &vault_key, message.json(), secs(t)) {
                     Ok(wrap) => {
                         self.bus.publish(&format!("MessageSpace.{to}.call.{}", message.kind), Bytes::from(wrap)).await?
                     }
