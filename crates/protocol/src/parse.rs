@@ -72,8 +72,17 @@ pub(crate) fn from_json_value<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Pa
     if bytes.len() > MAX_MESSAGE_BYTES {
         return Err(ParseError::TooLarge { len: bytes.len(), max: MAX_MESSAGE_BYTES });
     }
+    // Valid input, the common case, parses without tracking the path (which wraps every field's
+    // deserializer, a real cost under a WASM interpreter). Input that fails parses again with the
+    // tracking, to name the field at fault.
+    if let Ok(v) = serde_json::from_slice(bytes) {
+        return Ok(v);
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| classify(e, bytes))
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| classify(e, bytes))?;
+    // What the fast path refused but a lone value parses: characters after the value.
+    de.end().map_err(|e| ParseError::Syntax { line: e.line(), column: e.column() })?;
+    Ok(value)
 }
 
 fn classify(err: serde_path_to_error::Error<serde_json::Error>, bytes: &[u8]) -> ParseError {
@@ -112,6 +121,19 @@ mod tests {
 
     const GUID: &str = "0123456789abcdef0123456789abcdef01234567";
     const ID: &str = "6f9619ff-8b86-4d01-b42d-00cf4fc964ff";
+
+    #[test]
+    fn one_message_per_document() {
+        let ok = format!(
+            r#"{{"type":"call.initiate","message_id":"{ID}","call_id":"{ID}","timestamp":"2026-11-22T10:00:00Z","peer_guid":"{GUID}","call_type":"audio"}}"#
+        );
+        assert!(CallInitiateRequest::from_json(ok.as_bytes()).is_ok());
+        assert!(CallInitiateRequest::from_json(format!("  {ok}\n").as_bytes()).is_ok());
+        for trailing in [format!("{ok} x"), format!("{ok}{ok}"), format!("{ok},")] {
+            let e = CallInitiateRequest::from_json(trailing.as_bytes()).unwrap_err();
+            assert!(matches!(e, ParseError::Syntax { .. }), "{e}");
+        }
+    }
 
     #[test]
     fn errors_name_the_field() {

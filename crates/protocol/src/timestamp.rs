@@ -124,11 +124,70 @@ fn has_rfc3339_shape(s: &str) -> bool {
     }
 }
 
+/// The RFC 3339 text of a [`Timestamp`], on the stack: `YYYY-MM-DDTHH:MM:SS[.fraction]Z` with the
+/// fraction's trailing zeros dropped, exactly as the `time` crate writes it. Written by hand
+/// because handlers print timestamps under a WASM interpreter, where `core::fmt` and `time`'s
+/// formatter cost far more than these few stores.
+struct Rfc3339Text {
+    buf: [u8; 30],
+    len: usize,
+}
+
+impl Rfc3339Text {
+    /// `None` for years RFC 3339 cannot write (outside 0000..=9999).
+    fn of(t: &OffsetDateTime) -> Option<Self> {
+        let year = u32::try_from(t.year()).ok().filter(|y| *y <= 9999)?;
+        let mut out = Self { buf: [0; 30], len: 0 };
+        out.digits(year, 4);
+        out.push(b'-');
+        out.digits(u32::from(u8::from(t.month())), 2);
+        out.push(b'-');
+        out.digits(u32::from(t.day()), 2);
+        out.push(b'T');
+        out.digits(u32::from(t.hour()), 2);
+        out.push(b':');
+        out.digits(u32::from(t.minute()), 2);
+        out.push(b':');
+        out.digits(u32::from(t.second()), 2);
+        let mut nanos = t.nanosecond();
+        if nanos != 0 {
+            out.push(b'.');
+            let mut width = 9;
+            while nanos % 10 == 0 {
+                nanos /= 10;
+                width -= 1;
+            }
+            out.digits(nanos, width);
+        }
+        out.push(b'Z');
+        Some(out)
+    }
+
+    /// `n` in `width` decimal digits, zero-padded.
+    fn digits(&mut self, n: u32, width: u32) {
+        for i in (0..width).rev() {
+            let d = n.checked_div(10u32.saturating_pow(i)).unwrap_or(0) % 10;
+            self.push(b'0'.saturating_add(u8::try_from(d).unwrap_or(0)));
+        }
+    }
+
+    fn push(&mut self, b: u8) {
+        if let Some(slot) = self.buf.get_mut(self.len) {
+            *slot = b;
+            self.len = self.len.saturating_add(1);
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(self.buf.get(..self.len).unwrap_or_default()).unwrap_or_default()
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0.format(&Rfc3339) {
-            Ok(s) => f.write_str(&s),
-            Err(_) => Err(fmt::Error),
+        match Rfc3339Text::of(&self.0) {
+            Some(t) => f.write_str(t.as_str()),
+            None => Err(fmt::Error),
         }
     }
 }
@@ -141,7 +200,10 @@ impl fmt::Debug for Timestamp {
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        match Rfc3339Text::of(&self.0) {
+            Some(t) => s.serialize_str(t.as_str()),
+            None => Err(serde::ser::Error::custom("year outside 0000..=9999")),
+        }
     }
 }
 
@@ -155,6 +217,30 @@ impl<'de> Deserialize<'de> for Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The hand-written RFC 3339 text is the `time` crate's, byte for byte, over the whole
+        /// range it can write (and both refuse the years outside it).
+        #[test]
+        fn writes_what_the_time_crate_writes(nanos in -300_000_000_000_000_000_000i128..253_402_300_800_000_000_000i128,
+                                              coarse in 0u8..4) {
+            // Also instants on whole seconds and milliseconds, which real timestamps mostly are.
+            let nanos = match coarse { 0 => nanos - nanos % 1_000_000_000, 1 => nanos - nanos % 1_000_000, _ => nanos };
+            let t = OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap();
+            let ours = Rfc3339Text::of(&t).map(|x| x.as_str().to_owned());
+            proptest::prop_assert_eq!(ours, t.format(&Rfc3339).ok());
+        }
+    }
+
+    #[test]
+    fn edge_instants_print_as_the_time_crate_prints_them() {
+        for nanos in
+            [0i128, 1, 10, 100_000_000, 999_999_999, -1, 253_402_300_799_999_999_999, -62_167_219_200_000_000_000]
+        {
+            let t = OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap();
+            assert_eq!(Rfc3339Text::of(&t).map(|x| x.as_str().to_owned()), t.format(&Rfc3339).ok(), "{nanos}");
+        }
+    }
 
     #[test]
     fn parses_and_normalises_to_utc() {

@@ -29,6 +29,7 @@ pub async fn run_all<S: Store>(s: &S) {
     put_get_and_revisions(s).await;
     create_fails_on_a_live_key_only(s).await;
     compare_and_set(s).await;
+    concurrent_writes_are_answered_one_by_one(s).await;
     delete_hides_and_keeps_a_tombstone(s).await;
     history_depth_is_kept(s).await;
     value_size_limit(s).await;
@@ -80,6 +81,41 @@ pub async fn compare_and_set<S: Store>(s: &S) {
     // Revision 0 means "no revision yet": it creates a fresh key and fails on an existing one.
     kv.update("fresh", b("z"), 0).await.unwrap();
     assert!(matches!(kv.update("fresh", b("z"), 0).await, Err(KvError::WrongRevision { expected: 0, .. })));
+}
+
+/// Many writes at once, to two buckets (the embedded store commits writes that queue together in
+/// one transaction): each is answered for itself. Puts all land with distinct revisions; of
+/// sixteen updates from one revision and eight creates of one key, exactly one of each wins.
+pub async fn concurrent_writes_are_answered_one_by_one<S: Store>(s: &S) {
+    use futures_util::future::join_all;
+    let (a, c) = (open(s, "conf_many_a", 1, 1024, None).await, open(s, "conf_many_b", 1, 1024, None).await);
+    let r0 = a.put("shared", b("v0")).await.unwrap();
+    let puts = (0..32).map(|i| {
+        let kv = if i % 2 == 0 { &a } else { &c };
+        async move { (i, kv.put(&format!("k{i}"), b(&format!("v{i}"))).await) }
+    });
+    let updates = (0..16).map(|i| a.update("shared", b(&format!("u{i}")), r0));
+    let creates = (0..8).map(|i| c.create("once", b(&format!("c{i}"))));
+    let (puts, updates, creates) = tokio::join!(join_all(puts), join_all(updates), join_all(creates));
+    let mut revisions = std::collections::BTreeSet::new();
+    for (i, r) in &puts {
+        let rev = r.clone().unwrap_or_else(|e| panic!("put k{i}: {e}"));
+        let kv = if i % 2 == 0 { &a } else { &c };
+        assert!(revisions.insert((i % 2, rev)), "revision {rev} given twice");
+        let e = kv.get(&format!("k{i}")).await.unwrap().unwrap();
+        assert_eq!((e.value, e.revision), (b(&format!("v{i}")), rev));
+    }
+    let won: Vec<_> = updates.iter().filter(|r| r.is_ok()).collect();
+    assert_eq!(won.len(), 1, "exactly one update from one revision wins: {updates:?}");
+    assert!(
+        updates
+            .iter()
+            .filter(|r| r.is_err())
+            .all(|r| matches!(r, Err(KvError::WrongRevision { expected, .. }) if *expected == r0))
+    );
+    assert_eq!(a.get("shared").await.unwrap().unwrap().revision, *won[0].as_ref().unwrap());
+    assert_eq!(creates.iter().filter(|r| r.is_ok()).count(), 1, "exactly one create wins: {creates:?}");
+    assert!(creates.iter().filter(|r| r.is_err()).all(|r| r == &Err(KvError::AlreadyExists)));
 }
 
 /// Deleting hides the key from `get` and `keys`; its history ends with a tombstone.

@@ -2,8 +2,9 @@
 //!
 //! Layout: table `buckets` (name -> configuration), table `seq` (bucket -> last revision), and one
 //! table `kv/<bucket>` per bucket mapping each key to its kept revisions (oldest first). Every
-//! write is one redb transaction committed with fsync before the call returns, so an acknowledged
-//! write survives a crash. Expired values are hidden at once and removed from disk when their key
+//! write is committed with fsync before the call returns, so an acknowledged write survives a
+//! crash. Writes that arrive while a commit is under way are committed together in the next one
+//! (group commit): one fsync for all of them, each still checked and answered on its own. Expired values are hidden at once and removed from disk when their key
 //! is next written or by the sweeper (every minute, and [`EmbeddedStore::sweep_expired`]).
 
 use std::collections::HashMap;
@@ -37,7 +38,75 @@ pub struct EmbeddedStore {
 struct Inner {
     db: Database,
     watchers: Mutex<HashMap<String, broadcast::Sender<Entry>>>,
+    /// Writes waiting for the next commit (group commit, see [`EmbeddedKv::write_async`]).
+    batch: Mutex<Batch>,
 }
+
+/// Writes queued for one commit, and whether a committer is at work.
+#[derive(Default)]
+struct Batch {
+    pending: Vec<PendingWrite>,
+    committing: bool,
+}
+
+/// One write waiting to be committed, and where its result goes.
+struct PendingWrite {
+    /// The bucket's table, configuration and name (no handle on the store itself, so a queued
+    /// write never keeps the store open).
+    table: Arc<str>,
+    config: BucketConfig,
+    name: Arc<str>,
+    key: String,
+    operation: Operation,
+    value: Bytes,
+    expect: Expect,
+    reply: tokio::sync::oneshot::Sender<Result<Entry, KvError>>,
+}
+
+impl PendingWrite {
+    /// Applies the write inside `txn`; an unmet expectation or an unreadable record changes
+    /// nothing (only a backend failure can leave the transaction half done, and then it is not
+    /// committed).
+    fn apply(&self, txn: &redb::WriteTransaction) -> Result<Entry, KvError> {
+        let (key, expect) = (self.key.as_str(), self.expect);
+        let mut t = txn.open_table(TableDefinition::<&str, &[u8]>::new(&self.table)).map_err(backend)?;
+        let mut seq = txn.open_table(SEQ).map_err(backend)?;
+        let mut hist = match t.get(key).map_err(backend)? {
+            Some(v) => codec::decode_history(v.value())?,
+            None => Vec::new(),
+        };
+        let now = SystemTime::now();
+        prune(&mut hist, &self.config, now);
+        let latest = hist.last();
+        match expect {
+            Expect::Anything => {}
+            Expect::NoLiveValue if latest.is_some_and(|e| e.operation == Operation::Put) => {
+                return Err(KvError::AlreadyExists);
+            }
+            Expect::NoLiveValue => {}
+            Expect::Revision(r) => {
+                let current = latest.map(|e| e.revision);
+                if current.unwrap_or(0) != r {
+                    return Err(KvError::WrongRevision { expected: r, current });
+                }
+            }
+        }
+        let last = seq.get(self.config.name.as_str()).map_err(backend)?.map_or(0, |g| g.value());
+        let revision = last.checked_add(1).ok_or_else(|| KvError::Backend("revision overflow".into()))?;
+        seq.insert(self.config.name.as_str(), revision).map_err(backend)?;
+        let stored = Stored { revision, operation: self.operation, created: now, value: self.value.clone() };
+        hist.push(stored.clone());
+        let keep = usize::from(self.config.history);
+        if hist.len() > keep {
+            hist.drain(..hist.len().saturating_sub(keep));
+        }
+        t.insert(key, codec::encode_history(&hist).as_slice()).map_err(backend)?;
+        Ok(stored.entry(key))
+    }
+}
+
+/// Most writes one commit takes (the rest wait for the next one).
+const MAX_BATCH: usize = 256;
 
 impl std::fmt::Debug for EmbeddedStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -61,7 +130,9 @@ impl EmbeddedStore {
         txn.open_table(BUCKETS).map_err(backend)?;
         txn.open_table(SEQ).map_err(backend)?;
         txn.commit().map_err(backend)?;
-        let store = Self { inner: Arc::new(Inner { db, watchers: Mutex::new(HashMap::new()) }) };
+        let store = Self {
+            inner: Arc::new(Inner { db, watchers: Mutex::new(HashMap::new()), batch: Mutex::new(Batch::default()) }),
+        };
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(sweeper(Arc::downgrade(&store.inner)));
         }
@@ -241,58 +312,96 @@ impl EmbeddedKv {
         Ok(hist)
     }
 
-    fn write(&self, key: &str, operation: Operation, value: Bytes, expect: Expect) -> Result<Entry, KvError> {
-        let txn = self.inner.db.begin_write().map_err(backend)?;
-        let stored = {
-            let mut t = txn.open_table(TableDefinition::<&str, &[u8]>::new(&self.table)).map_err(backend)?;
-            let mut seq = txn.open_table(SEQ).map_err(backend)?;
-            let mut hist = match t.get(key).map_err(backend)? {
-                Some(v) => codec::decode_history(v.value())?,
-                None => Vec::new(),
-            };
-            let now = SystemTime::now();
-            prune(&mut hist, &self.config, now);
-            let latest = hist.last();
-            match expect {
-                Expect::Anything => {}
-                Expect::NoLiveValue if latest.is_some_and(|e| e.operation == Operation::Put) => {
-                    return Err(KvError::AlreadyExists);
-                }
-                Expect::NoLiveValue => {}
-                Expect::Revision(r) => {
-                    let current = latest.map(|e| e.revision);
-                    if current.unwrap_or(0) != r {
-                        return Err(KvError::WrongRevision { expected: r, current });
-                    }
-                }
-            }
-            let last = seq.get(self.config.name.as_str()).map_err(backend)?.map_or(0, |g| g.value());
-            let revision = last.checked_add(1).ok_or_else(|| KvError::Backend("revision overflow".into()))?;
-            seq.insert(self.config.name.as_str(), revision).map_err(backend)?;
-            let stored = Stored { revision, operation, created: now, value };
-            hist.push(stored.clone());
-            let keep = usize::from(self.config.history);
-            if hist.len() > keep {
-                hist.drain(..hist.len().saturating_sub(keep));
-            }
-            t.insert(key, codec::encode_history(&hist).as_slice()).map_err(backend)?;
-            stored
-        };
-        txn.commit().map_err(backend)?;
-        let entry = stored.entry(key);
-        // Nobody watching is fine (and then no channel exists: an idle bucket costs no queue).
-        let watchers = self.inner.watchers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(tx) = watchers.get(&*self.name) {
-            let _ = tx.send(entry.clone());
-        }
-        Ok(entry)
-    }
-
+    /// Queues a write for the next commit and waits for its result. The first writer to find no
+    /// commit under way starts one on the blocking pool; that commit takes everything queued by
+    /// then, and goes on with what queued meanwhile until the queue is empty.
     async fn write_async(&self, key: &str, operation: Operation, value: Bytes, expect: Expect) -> Result<u64, KvError> {
         check_key(key)?;
         check_value(value.len(), &self.config)?;
-        let key = key.to_owned();
-        self.blocking(move |kv| kv.write(&key, operation, value, expect).map(|e| e.revision)).await
+        let (reply, result) = tokio::sync::oneshot::channel();
+        let pending = PendingWrite {
+            table: self.table.clone(),
+            config: self.config.clone(),
+            name: self.name.clone(),
+            key: key.to_owned(),
+            operation,
+            value,
+            expect,
+            reply,
+        };
+        let start = {
+            let mut batch = self.inner.batch.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            batch.pending.push(pending);
+            !std::mem::replace(&mut batch.committing, true)
+        };
+        if start {
+            let inner = self.inner.clone();
+            drop(tokio::task::spawn_blocking(move || commit_batches(&inner)));
+        }
+        result.await.map_err(|_| KvError::Backend("the commit was abandoned".into()))?.map(|e| e.revision)
+    }
+}
+
+/// Commits queued writes, a batch at a time, until none are left.
+fn commit_batches(inner: &Inner) {
+    loop {
+        let writes: Vec<PendingWrite> = {
+            let mut batch = inner.batch.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if batch.pending.is_empty() {
+                batch.committing = false;
+                return;
+            }
+            let n = batch.pending.len().min(MAX_BATCH);
+            batch.pending.drain(..n).collect()
+        };
+        commit_one(inner, writes);
+    }
+}
+
+/// One transaction for `writes`, in order (a later write sees the earlier ones). A write whose
+/// expectation fails is answered with its error and the others go on; if the transaction itself
+/// fails, every write in it gets that error and none is stored.
+fn commit_one(inner: &Inner, writes: Vec<PendingWrite>) {
+    let txn = match inner.db.begin_write() {
+        Ok(t) => t,
+        Err(e) => {
+            let err = backend(e);
+            for w in writes {
+                let _ = w.reply.send(Err(err.clone()));
+            }
+            return;
+        }
+    };
+    let mut results = Vec::with_capacity(writes.len());
+    let mut failed = None;
+    for w in &writes {
+        match w.apply(&txn) {
+            Err(e @ KvError::Backend(_)) => {
+                failed = Some(e);
+                break;
+            }
+            r => results.push(r),
+        }
+    }
+    let outcome = match failed {
+        Some(e) => Err(e),
+        None => txn.commit().map_err(backend),
+    };
+    if let Err(e) = outcome {
+        for w in writes {
+            let _ = w.reply.send(Err(e.clone()));
+        }
+        return;
+    }
+    for (w, r) in writes.into_iter().zip(results) {
+        if let Ok(entry) = &r {
+            // Nobody watching is fine (and then no channel exists: an idle bucket costs no queue).
+            let watchers = inner.watchers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(tx) = watchers.get(&*w.name) {
+                let _ = tx.send(entry.clone());
+            }
+        }
+        let _ = w.reply.send(r);
     }
 }
 
@@ -347,8 +456,7 @@ impl Kv for EmbeddedKv {
 
     async fn history(&self, key: &str) -> Result<Vec<Entry>, KvError> {
         check_key(key)?;
-        let key = key.to_owned();
-        self.blocking(move |kv| Ok(kv.history_now(&key)?.iter().map(|e| e.entry(&key)).collect())).await
+        Ok(self.history_now(key)?.iter().map(|e| e.entry(key)).collect())
     }
 
     async fn watch(&self, pattern: &str) -> Result<Watch, KvError> {

@@ -1,7 +1,8 @@
 //! Call setup: from `call.initiate` published on A's `forVault` to `call.incoming` on B's
 //! `forApp`, through both vaults (WASM handlers, gift wraps, stores); p50/p99 one at a time, and
-//! sustained setups per second with 8 caller/callee pairs in parallel; on the embedded default and
-//! on NATS. `cargo bench -p callvault-vault --bench call_setup`.
+//! sustained setups per second with 8 caller/callee pairs in parallel; on the embedded default (one
+//! store file for all vaults, as `callvault serve` runs), on a store file per vault, and on NATS.
+//! `cargo bench -p callvault-vault --bench call_setup`.
 
 #![allow(
     clippy::unwrap_used,
@@ -128,7 +129,7 @@ async fn run<B: Bus + Clone, S: Store>(
     samples.sort();
     let (p50, p99) = (samples[samples.len() / 2], samples[samples.len() * 99 / 100]);
     // Throughput: 8 pairs in parallel.
-    let per_pair = 60u64;
+    let per_pair = 150u64;
     let cpu = cpu_seconds();
     let t = Instant::now();
     let mut tasks = Vec::new();
@@ -165,14 +166,27 @@ fn cpu_seconds() -> f64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    // `CALLVAULT_BENCH_ONLY=embedded` (or `nats`) runs one backend, e.g. under a profiler.
+    // `CALLVAULT_BENCH_ONLY=embedded` (or `files`, `nats`) runs one setup, e.g. under a profiler.
     let only = std::env::var("CALLVAULT_BENCH_ONLY").ok();
     let wanted = |name: &str| only.as_deref().is_none_or(|o| o == name);
     let dir = tempfile::tempdir().unwrap();
+    let embedded = EmbeddedStore::open(dir.path().join("callvault.redb")).unwrap();
     let mem = MemoryBus::new();
     if wanted("embedded") {
         run(
             "embedded",
+            || mem.clone(),
+            // As `callvault serve` runs it: one store file for every vault, buckets named per user.
+            |g| (embedded.clone(), BucketNaming::Shared { guid: g.to_string() }),
+            &mem,
+        )
+        .await;
+    }
+    if wanted("files") {
+        // A redb file per vault, as a vault running alone would have: commits of different vaults
+        // do not queue behind one writer.
+        run(
+            "files",
             || mem.clone(),
             |g| (EmbeddedStore::open(dir.path().join(format!("{g}.redb"))).unwrap(), BucketNaming::Local),
             &mem,

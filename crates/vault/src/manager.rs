@@ -696,9 +696,14 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         match item {
             OutputItem::Store(call) => {
                 let record = serde_json::to_vec(call.record()).unwrap_or_default();
-                self.buckets.calls.put(call.id().as_str(), Bytes::from(record)).await?;
                 let state = serde_json::to_vec(&*call).unwrap_or_default();
-                self.buckets.state.put(&state_key(call.id()), Bytes::from(state)).await?;
+                // Both at once: the embedded store commits them together (one fsync), JetStream
+                // takes them in one round trip.
+                let key = state_key(call.id());
+                tokio::try_join!(
+                    self.buckets.calls.put(call.id().as_str(), Bytes::from(record)),
+                    self.buckets.state.put(&key, Bytes::from(state)),
+                )?;
                 let mut unsettled = self.unsettled.lock().await;
                 let status = call.record().status;
                 if status.is_terminal() {
