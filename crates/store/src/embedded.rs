@@ -107,6 +107,8 @@ impl PendingWrite {
 
 /// Most writes one commit takes (the rest wait for the next one).
 const MAX_BATCH: usize = 256;
+/// Most value bytes one commit takes (a single larger write still goes alone).
+const MAX_BATCH_BYTES: usize = 1024 * 1024;
 
 impl std::fmt::Debug for EmbeddedStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -351,7 +353,20 @@ fn commit_batches(inner: &Inner) {
                 batch.committing = false;
                 return;
             }
-            let n = batch.pending.len().min(MAX_BATCH);
+            // Up to MAX_BATCH writes and MAX_BATCH_BYTES of values (at least one write): a burst
+            // of large values (a handler module is half a megabyte) must not make one huge
+            // transaction that holds all of them in memory at once.
+            let mut bytes = 0usize;
+            let n = batch
+                .pending
+                .iter()
+                .take(MAX_BATCH)
+                .take_while(|w| {
+                    let first = bytes == 0;
+                    bytes = bytes.saturating_add(w.value.len().max(1));
+                    first || bytes <= MAX_BATCH_BYTES
+                })
+                .count();
             batch.pending.drain(..n).collect()
         };
         commit_one(inner, writes);

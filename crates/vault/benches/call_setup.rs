@@ -102,7 +102,7 @@ async fn run<B: Bus + Clone, S: Store>(
     // Pairs of users, connected.
     let mut pairs = Vec::new();
     let mut keep = Vec::new();
-    for _ in 0..8 {
+    for _ in 0..pairs_n() {
         let (ka, ga, da) = ids();
         let (kb, gb, db) = ids();
         let (sa, na) = store_for(&ga);
@@ -128,8 +128,8 @@ async fn run<B: Bus + Clone, S: Store>(
     }
     samples.sort();
     let (p50, p99) = (samples[samples.len() / 2], samples[samples.len() * 99 / 100]);
-    // Throughput: 8 pairs in parallel.
-    let per_pair = 150u64;
+    // Throughput: every pair at once.
+    let per_pair = (1200 / pairs_n()).max(1) as u64;
     let cpu = cpu_seconds();
     let t = Instant::now();
     let mut tasks = Vec::new();
@@ -145,14 +145,20 @@ async fn run<B: Bus + Clone, S: Store>(
     for task in tasks {
         task.await.unwrap();
     }
-    let setups = per_pair * 8;
+    let setups = per_pair * pairs_n() as u64;
     let wall = t.elapsed().as_secs_f64();
     println!(
-        "{name:<9} setup latency p50 {p50:>9.2?}  p99 {p99:>9.2?}   sustained {:>6.0} setups/s (8 pairs; each setup also cancels the call; {:.2} cores busy)",
+        "{name:<9} setup latency p50 {p50:>9.2?}  p99 {p99:>9.2?}   sustained {:>6.0} setups/s ({} pairs; each setup also cancels the call; {:.2} cores busy)",
         setups as f64 / wall,
+        pairs_n(),
         (cpu_seconds() - cpu) / wall
     );
     drop(keep);
+}
+
+/// Caller/callee pairs (`CALLVAULT_BENCH_PAIRS`, default 8).
+fn pairs_n() -> usize {
+    std::env::var("CALLVAULT_BENCH_PAIRS").ok().and_then(|v| v.parse().ok()).unwrap_or(8)
 }
 
 /// CPU time of this process so far (user + system), from `/proc/self/stat` (clock ticks of 10 ms).
@@ -202,7 +208,7 @@ async fn main() {
         || async { NatsBus::connect(NatsOptions { url: server.url(), ..NatsOptions::default() }).await.unwrap() };
     let app_bus = connect().await;
     let mut buses = Vec::new();
-    for _ in 0..32 {
+    for _ in 0..2 * pairs_n() {
         buses.push(connect().await);
     }
     let next = std::sync::Mutex::new(buses.into_iter());
