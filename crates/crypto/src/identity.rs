@@ -42,6 +42,13 @@ impl PublicIdentity {
         Self::checked(pk)
     }
 
+    /// Parses a key this process checked before storing it (a connection's vault key), without
+    /// checking the point again: that costs a square root on the curve, and every use of the key
+    /// (an ECDH, a signature check) fails on a bad point anyway.
+    pub fn parse_stored(s: &str) -> Result<Self, IdentityError> {
+        PublicKey::parse(s).map(Self).map_err(|_| IdentityError::InvalidKey)
+    }
+
     /// From 32 x-only bytes, checking the point.
     pub fn from_bytes(bytes: [u8; 32]) -> Result<Self, IdentityError> {
         Self::checked(PublicKey::from_byte_array(bytes))
@@ -50,6 +57,12 @@ impl PublicIdentity {
     pub(crate) fn checked(pk: PublicKey) -> Result<Self, IdentityError> {
         pk.xonly().map_err(|_| IdentityError::InvalidKey)?;
         Ok(Self(pk))
+    }
+
+    /// A key that has just verified a signature, so is a valid point: checking it again would
+    /// cost another square root on the curve (nostr keeps keys as bytes and lifts them each use).
+    pub(crate) fn verified_signer(pk: PublicKey) -> Self {
+        Self(pk)
     }
 
     /// The user's guid (see `callvault_protocol::ids`).

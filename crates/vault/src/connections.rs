@@ -69,10 +69,10 @@ impl Connection {
     }
 
     /// The peer's vault key. The delegation that authorizes it was verified when the entry was
-    /// made ([`Connection::from_delegation`]); entries live in the vault's own bucket, so this only
-    /// parses the key (it runs for every message to or from the peer).
+    /// made ([`Connection::from_delegation`]), which checked the key too; entries live in the
+    /// vault's own bucket, so this only parses it (it runs for every message to or from the peer).
     pub fn vault_key(&self) -> Result<PublicIdentity, ConnectionError> {
-        PublicIdentity::parse(&self.vault_key).map_err(|_| ConnectionError::BadDelegation)
+        PublicIdentity::parse_stored(&self.vault_key).map_err(|_| ConnectionError::BadDelegation)
     }
 
     /// What a handler needs to know.
