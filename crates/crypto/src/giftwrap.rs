@@ -112,8 +112,12 @@ impl Unwrapped {
 /// keys cannot grow it. The keys stay in this process's memory, as the vault key itself does.
 #[derive(Default)]
 pub struct SealKeys {
-    cache: std::sync::Mutex<std::collections::HashMap<([u8; 32], [u8; 32]), ConversationKey>>,
+    /// Keyed by (own public key, peer public key).
+    cache: std::sync::Mutex<std::collections::HashMap<KeyPair, ConversationKey>>,
 }
+
+/// (own public key, peer public key), x-only bytes.
+type KeyPair = ([u8; 32], [u8; 32]);
 
 impl std::fmt::Debug for SealKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -11,10 +11,15 @@
 //! 3. the host calls `cv_output()` for the output's address and reads the
 //!    [`HandlerOutput`](callvault_call::abi::HandlerOutput).
 //!
-//! The buffers are statics inside the module, so this needs no `unsafe`: handing the host an
-//! address is a plain integer, and the host writes through wasmi's memory API.
+//! The buffers are statics inside the module, so the ABI needs no `unsafe`: handing the host an
+//! address is a plain integer, and the host writes through wasmi's memory API. The module's heap
+//! is a bump allocator (`heap`, wasm32 only), the crate's one piece of unsafe code: every event
+//! runs in a fresh instance, so freeing memory would buy nothing.
 
 use std::sync::Mutex;
+
+#[cfg(target_arch = "wasm32")]
+mod heap;
 
 use callvault_call::abi::{self, HandlerName};
 
@@ -27,7 +32,7 @@ fn address(buf: &mut [u8]) -> i32 {
 }
 
 /// Makes the input buffer `len` bytes long and returns its address.
-#[allow(unsafe_code)] // the export needs its symbol name; no unsafe block anywhere
+#[allow(unsafe_code)] // the export needs its symbol name
 #[unsafe(no_mangle)]
 pub extern "C" fn cv_input(len: i32) -> i32 {
     let mut input = INPUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

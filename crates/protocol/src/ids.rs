@@ -70,9 +70,10 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 /// Appends the lowercase hex of `bytes` (without `core::fmt`, which is slow under a WASM
 /// interpreter, where handlers make ids).
 fn push_hex(out: &mut String, bytes: &[u8]) {
+    let digit = |n: u8| char::from(HEX.get(usize::from(n & 0x0f)).copied().unwrap_or(b'0'));
     for b in bytes {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 0x0f)]));
+        out.push(digit(b >> 4));
+        out.push(digit(*b));
     }
 }
 
@@ -84,7 +85,7 @@ fn lower_hex(bytes: &[u8]) -> String {
 
 /// The bytes of validated lowercase hex (`[0-9a-f]` only; hyphens skipped).
 fn hex_bytes<const N: usize>(s: &str) -> [u8; N] {
-    let nibble = |c: u8| if c.is_ascii_digit() { c - b'0' } else { c.wrapping_sub(b'a').wrapping_add(10) };
+    let nibble = |c: u8| if c.is_ascii_digit() { c.wrapping_sub(b'0') } else { c.wrapping_sub(b'a').wrapping_add(10) };
     let mut out = [0u8; N];
     let mut digits = s.bytes().filter(|&c| c != b'-').map(nibble);
     for o in &mut out {

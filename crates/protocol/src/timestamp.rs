@@ -152,10 +152,10 @@ impl Rfc3339Text {
         let mut nanos = t.nanosecond();
         if nanos != 0 {
             out.push(b'.');
-            let mut width = 9;
-            while nanos % 10 == 0 {
+            let mut width = 9u32;
+            while nanos.is_multiple_of(10) {
                 nanos /= 10;
-                width -= 1;
+                width = width.saturating_sub(1);
             }
             out.digits(nanos, width);
         }
@@ -225,7 +225,7 @@ mod tests {
         fn writes_what_the_time_crate_writes(nanos in -300_000_000_000_000_000_000i128..253_402_300_800_000_000_000i128,
                                               coarse in 0u8..4) {
             // Also instants on whole seconds and milliseconds, which real timestamps mostly are.
-            let nanos = match coarse { 0 => nanos - nanos % 1_000_000_000, 1 => nanos - nanos % 1_000_000, _ => nanos };
+            let nanos = match coarse { 0 => nanos.wrapping_sub(nanos % 1_000_000_000), 1 => nanos.wrapping_sub(nanos % 1_000_000), _ => nanos };
             let t = OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap();
             let ours = Rfc3339Text::of(&t).map(|x| x.as_str().to_owned());
             proptest::prop_assert_eq!(ours, t.format(&Rfc3339).ok());
