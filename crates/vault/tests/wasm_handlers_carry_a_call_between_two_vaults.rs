@@ -142,6 +142,13 @@ fn answered_call_with_signals_and_hang_up() {
         }
     }
     assert!(a.calls[&id].record().key_exchange_complete && b.calls[&id].record().key_exchange_complete);
+    // A large signal (an SDP with many candidates, sealed): the module's heap grows by many pages
+    // and its buffers move; the result is still the native one (`run` compares them).
+    let big = "QUJD".repeat(12_000);
+    let req = msg(15, serde_json::json!({"type": "call.signal", "signal_type": "ice", "payload": big}), at(2));
+    let (_, out) = a.app_request(&rt, RequestKind::Signal, req, at(2));
+    b.deliver(&rt, out, at(2));
+    assert_eq!(b.app.last().unwrap().value()["payload"].as_str().map(str::len), Some(48_000));
 
     let (_, out) =
         a.app_request(&rt, RequestKind::End, msg(20, serde_json::json!({"type": "call.end"}), at(33)), at(33));
