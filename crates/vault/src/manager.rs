@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use callvault_bus::Bus;
 use callvault_call::Call;
-use callvault_call::abi::{ConnectionInfo, Event, HandlerInput, HandlerName, Outcome, OutputItem, WireMessage};
+use callvault_call::abi::{Event, HandlerInput, HandlerName, Outcome, OutputItem, WireMessage};
 use callvault_crypto::{VaultKey, giftwrap};
 use callvault_protocol::calling::{CallErrorNotification, CallRecord, tags};
 use callvault_protocol::fields::{CallStatus, ErrorCode, ErrorText};
@@ -33,7 +33,7 @@ use callvault_store::{BucketConfig, BucketNaming, Kv, KvError, Store};
 use tokio::sync::Mutex;
 
 use crate::admin::{self, AdminError, AdminRequest, ConnectionSummary};
-use crate::connections::{self, ConnectionState};
+use crate::connections::{self, Connection, ConnectionState};
 use crate::invite::{self, InviteAccepted, InviteError, InviteToken, PendingInvite, Verify};
 use crate::modules;
 use crate::runtime::{HandlerError, HandlerLimits, HandlerRuntime};
@@ -124,9 +124,10 @@ pub struct Vault<B: Bus + Clone, K: Kv + Clone> {
     stats: Arc<VaultStats>,
     next_wake: Mutex<Option<Timestamp>>,
     one_at_a_time: Mutex<()>,
-    /// Calls not yet settled (loaded at open, kept up to date on every store), so an event reads
-    /// only the calls it may touch instead of listing the bucket.
-    unsettled: Mutex<std::collections::BTreeMap<CallId, CallStatus>>,
+    /// Calls not yet settled, as last stored (loaded at open, replaced after every store), so an
+    /// event finds the calls it may touch without listing or reading the bucket. The vault is the
+    /// only writer of its `handler-state` bucket, so this is what the bucket holds.
+    unsettled: Mutex<std::collections::BTreeMap<CallId, Call>>,
     /// Set once the subscriptions are live and the recovery sweep ran.
     serving: tokio::sync::watch::Sender<bool>,
     /// Seal-layer conversation keys with peer vaults (one ECDH per peer, not per message).
@@ -216,7 +217,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
                 if call.record().status == CallStatus::Active {
                     stats.active_calls.fetch_add(1, Ordering::Relaxed);
                 }
-                unsettled.insert(call.id().clone(), call.record().status);
+                unsettled.insert(call.id().clone(), call);
             }
         }
         Ok(Self {
@@ -531,7 +532,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         let named = json.get("call_id").and_then(|v| v.as_str()).and_then(|s| CallId::parse(s).ok());
         let calls = self.load_calls(named.as_ref()).await?;
         let event = Event::Peer(wire(kind.token(), unwrapped.content.as_bytes()));
-        Ok(self.run_handler(HandlerName::for_peer(kind), event, conn.map(|c| c.info()), calls).await?.0)
+        Ok(self.run_handler(HandlerName::for_peer(kind), event, conn, calls).await?.0)
     }
 
     /// Records an invite this vault's user made, so that its acceptance is taken (once, before
@@ -614,37 +615,36 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         }
     }
 
-    async fn active_connection(&self, peer: Option<&Guid>) -> Result<Option<ConnectionInfo>, VaultError> {
+    async fn active_connection(&self, peer: Option<&Guid>) -> Result<Option<Connection>, VaultError> {
         let Some(g) = peer else { return Ok(None) };
         Ok(connections::get(&self.buckets.connections, g)
             .await?
-            .filter(|c| c.state == ConnectionState::Active && c.vault_key().is_ok())
-            .map(|c| c.info()))
+            .filter(|c| c.state == ConnectionState::Active && c.vault_key().is_ok()))
     }
 
     /// The named call and every call not yet settled.
     async fn load_calls(&self, named: Option<&CallId>) -> Result<Vec<Call>, VaultError> {
-        let mut ids: std::collections::BTreeSet<CallId> = self.unsettled.lock().await.keys().cloned().collect();
-        if let Some(id) = named {
-            ids.insert(id.clone());
-        }
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            let Some(e) = self.buckets.state.get(&state_key(&id)).await? else { continue };
+        let mut out: Vec<Call> = self.unsettled.lock().await.values().cloned().collect();
+        // A settled (or unknown) call is read from the bucket.
+        if let Some(id) = named.filter(|id| !out.iter().any(|c| c.id() == *id)) {
+            let Some(e) = self.buckets.state.get(&state_key(id)).await? else { return Ok(out) };
             match serde_json::from_slice::<Call>(&e.value) {
                 Ok(call) => out.push(call),
                 Err(_) => tracing::warn!("unreadable call state skipped"),
             }
         }
+        // In call-id order, as listing the bucket would give them.
+        out.sort_by(|a, b| a.id().cmp(b.id()));
         Ok(out)
     }
 
     /// Runs a handler and performs its outputs; returns its outcome and whether it notified the app.
+    /// `connection` is the event's peer as just read (active), which outputs to that peer reuse.
     async fn run_handler(
         &self,
         name: HandlerName,
         event: Event,
-        connection: Option<ConnectionInfo>,
+        connection: Option<Connection>,
         calls: Vec<Call>,
     ) -> Result<(Outcome, bool), VaultError> {
         let t = now();
@@ -656,7 +656,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             now: t,
             ring_timeout_secs: self.options.ring_timeout.as_secs(),
             event,
-            connection,
+            connection: connection.as_ref().map(Connection::info),
             calls,
         };
         let started = std::time::Instant::now();
@@ -682,7 +682,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         self.stats.handled.fetch_add(1, Ordering::Relaxed);
         let notified = output.outputs.iter().any(|o| matches!(o, OutputItem::Notify(_)));
         for item in output.outputs {
-            self.perform(item, t, &mut prior).await?;
+            self.perform(item, t, &mut prior, connection.as_ref()).await?;
         }
         Ok((output.outcome, notified))
     }
@@ -692,6 +692,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         item: OutputItem,
         t: Timestamp,
         prior: &mut std::collections::BTreeMap<CallId, CallStatus>,
+        known: Option<&Connection>,
     ) -> Result<(), VaultError> {
         match item {
             OutputItem::Store(call) => {
@@ -709,12 +710,16 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
                 if status.is_terminal() {
                     unsettled.remove(call.id());
                 } else {
-                    unsettled.insert(call.id().clone(), status);
+                    unsettled.insert(call.id().clone(), (*call).clone());
                 }
                 self.stats.transition(call.record().direction, prior.insert(call.id().clone(), status), status);
             }
             OutputItem::Send { to, message } => {
-                let Some(conn) = connections::get(&self.buckets.connections, &to).await? else {
+                let conn = match known.filter(|c| c.guid == to) {
+                    Some(c) => Some(c.clone()),
+                    None => connections::get(&self.buckets.connections, &to).await?,
+                };
+                let Some(conn) = conn else {
                     tracing::info!("message for a peer that is no connection not sent");
                     return Ok(());
                 };
