@@ -42,7 +42,7 @@ impl Serve {
         let args: Vec<&str> = nats.map(|url| vec!["--nats", url]).unwrap_or_default();
         // Benchmark clients connect many at once: lift the per-connection limits out of the way.
         let env = [
-            ("CALLVAULT_LOG", "error"),
+            ("CALLVAULT_LOG", "warn"),
             ("CALLVAULT_LIMITS_MESSAGES_PER_SECOND", "100000"),
             ("CALLVAULT_LIMITS_BURST", "100000"),
         ];
