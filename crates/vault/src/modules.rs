@@ -1,8 +1,9 @@
 //! Handler modules in the vault's `handlers` bucket.
 //!
-//! Keys are `call.<handler>` (`call.initiate`, ... `call.timeout`), values the WASM module bytes.
-//! On start the vault writes the built-in module under every key the bucket lacks
-//! ([`install_builtins`]) and loads every key into the runtime ([`load_all`]).
+//! Keys are `call.<handler>` (`call.initiate`, ... `call.timeout`), values the WASM module bytes,
+//! and [`BUILTIN_MARKER`]. On start the vault writes the built-in module under every key the bucket
+//! lacks and over copies of an earlier built-in ([`install_builtins`]), then loads every key into
+//! the runtime ([`load_all`]).
 //!
 //! **Installing a newer version without a restart**: write the new module bytes to the handler's
 //! key (e.g. `call.initiate`) in the vault's `handlers` bucket. [`watch_and_reload`] sees the
@@ -14,6 +15,8 @@
 use bytes::Bytes;
 use callvault_call::abi::HandlerName;
 use callvault_store::{Kv, KvError, Operation};
+
+use sha2::{Digest, Sha256};
 
 use crate::runtime::{BUILTIN_MODULE, HandlerError, HandlerRuntime};
 
@@ -42,17 +45,45 @@ pub enum ModulesError {
     },
 }
 
-/// Writes the built-in module under every handler key the bucket lacks; returns how many.
+/// The key that records which built-in module this vault last installed (its SHA-256, hex).
+pub const BUILTIN_MARKER: &str = "builtin.sha256";
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes the built-in module under every handler key the bucket lacks, and replaces the copies
+/// of an earlier built-in module (after an upgrade of callvault) with the current one; a module
+/// installed by hand (any other bytes) stays. Returns how many keys were written.
+///
+/// Which stored modules are built-in copies is known from [`BUILTIN_MARKER`], written after the
+/// modules: a start interrupted in between finishes the upgrade at the next start. A vault made
+/// before the marker existed keeps what it stored (delete a key to return it to the built-in).
 pub async fn install_builtins(bucket: &impl Kv) -> Result<usize, ModulesError> {
-    let mut installed = 0usize;
+    let current = hex(&crate::runtime::builtin_digest());
+    let previous = bucket.get(BUILTIN_MARKER).await?.map(|e| e.value);
+    let mut written = 0usize;
     for name in HandlerName::ALL {
-        match bucket.create(&key(name), Bytes::from_static(BUILTIN_MODULE)).await {
-            Ok(_) => installed = installed.saturating_add(1),
-            Err(KvError::AlreadyExists) => {}
+        let result = match bucket.get(&key(name)).await? {
+            None => bucket.create(&key(name), Bytes::from_static(BUILTIN_MODULE)).await,
+            Some(e) if e.value == BUILTIN_MODULE => continue,
+            Some(e) if previous.as_deref() == Some(hex(&Sha256::digest(&e.value)).as_bytes()) => {
+                tracing::info!(handler = name.as_str(), "built-in handler module upgraded");
+                bucket.update(&key(name), Bytes::from_static(BUILTIN_MODULE), e.revision).await
+            }
+            Some(_) => continue,
+        };
+        match result {
+            Ok(_) => written = written.saturating_add(1),
+            // Someone else wrote the key meanwhile: theirs stands.
+            Err(KvError::AlreadyExists | KvError::WrongRevision { .. }) => {}
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(installed)
+    if previous.as_deref() != Some(current.as_bytes()) {
+        bucket.put(BUILTIN_MARKER, Bytes::from(current)).await?;
+    }
+    Ok(written)
 }
 
 /// Loads every handler's module from the bucket into the runtime.

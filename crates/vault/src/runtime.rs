@@ -20,6 +20,12 @@ use wasmi::{Caller, Config, Engine, Linker, Module, Store, StoreLimits, StoreLim
 /// The built-in handlers module, built from `crates/handlers` by this crate's build script.
 pub const BUILTIN_MODULE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/callvault_handlers.wasm"));
 
+/// SHA-256 of [`BUILTIN_MODULE`] (computed once).
+pub fn builtin_digest() -> [u8; 32] {
+    static DIGEST: OnceLock<[u8; 32]> = OnceLock::new();
+    *DIGEST.get_or_init(|| Sha256::digest(BUILTIN_MODULE).into())
+}
+
 /// Budgets of one invocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HandlerLimits {
@@ -147,12 +153,7 @@ impl HandlerRuntime {
     fn compile(&self, wasm: &[u8]) -> Result<Arc<Module>, HandlerError> {
         // Every vault loads its modules from its own bucket; most are the built-in module, which a
         // byte comparison recognises far faster than hashing half a megabyte again.
-        static BUILTIN_DIGEST: OnceLock<[u8; 32]> = OnceLock::new();
-        let digest: [u8; 32] = if wasm == BUILTIN_MODULE {
-            *BUILTIN_DIGEST.get_or_init(|| Sha256::digest(BUILTIN_MODULE).into())
-        } else {
-            Sha256::digest(wasm).into()
-        };
+        let digest = if wasm == BUILTIN_MODULE { builtin_digest() } else { Sha256::digest(wasm).into() };
         let mut cache = compiled_cache().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(m) = cache.get(&digest).and_then(std::sync::Weak::upgrade) {
             return Ok(m);

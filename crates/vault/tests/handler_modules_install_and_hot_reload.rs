@@ -30,6 +30,41 @@ fn ignoring_module() -> Vec<u8> {
     .unwrap()
 }
 
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn an_upgrade_replaces_builtin_copies_and_keeps_modules_installed_by_hand() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path().join("vault.redb")).unwrap();
+    let bucket = store.bucket(&BucketConfig::seed("handlers").unwrap()).await.unwrap();
+    // What an earlier callvault left: its built-in module (here: another module) under two keys,
+    // with the marker naming it, and a module installed by hand under a third.
+    let old_builtin = ignoring_module();
+    bucket.put(modules::BUILTIN_MARKER, Bytes::from(sha256_hex(&old_builtin))).await.unwrap();
+    bucket.put("call.end", Bytes::from(old_builtin.clone())).await.unwrap();
+    bucket.put("call.timeout", Bytes::from(old_builtin.clone())).await.unwrap();
+    let mut by_hand = old_builtin.clone();
+    by_hand.extend_from_slice(&[0, 5, 4, b'n', b'o', b't', b'e']); // a custom section: other bytes
+    bucket.put("call.initiate", Bytes::from(by_hand.clone())).await.unwrap();
+
+    // Four keys were missing, two held the old built-in: six written.
+    assert_eq!(modules::install_builtins(&bucket).await.unwrap(), 6);
+    for k in ["call.end", "call.timeout", "call.accept", "call.signal"] {
+        assert_eq!(bucket.get(k).await.unwrap().unwrap().value, Bytes::from_static(BUILTIN_MODULE), "{k}");
+    }
+    assert_eq!(bucket.get("call.initiate").await.unwrap().unwrap().value, Bytes::from(by_hand));
+    let marker = bucket.get(modules::BUILTIN_MARKER).await.unwrap().unwrap().value;
+    assert_eq!(marker, Bytes::from(sha256_hex(BUILTIN_MODULE)));
+    // The module installed by hand is the one that runs.
+    let rt = HandlerRuntime::new(HandlerLimits::default());
+    modules::load_all(&bucket, &rt).await.unwrap();
+    assert_eq!(rt.invoke(HandlerName::Initiate, &initiate_input(1, 2, true, at(0))).unwrap().outcome, Outcome::Ignored);
+    assert_eq!(modules::install_builtins(&bucket).await.unwrap(), 0, "nothing more to do at the next start");
+}
+
 async fn eventually(rt: &HandlerRuntime, expected: Outcome) {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -50,7 +85,8 @@ async fn builtins_are_installed_and_a_new_version_takes_over_without_restart() {
     assert_eq!(modules::install_builtins(&bucket).await.unwrap(), 7);
     assert_eq!(modules::install_builtins(&bucket).await.unwrap(), 0, "a second start installs nothing");
     let keys = bucket.keys().await.unwrap();
-    assert_eq!(keys.len(), 7);
+    assert_eq!(keys.iter().filter(|k| k.starts_with("call.")).count(), 7);
+    assert_eq!(keys.len(), 8, "the seven modules and the marker of the built-in: {keys:?}");
     assert_eq!(bucket.get("call.timeout").await.unwrap().unwrap().value, Bytes::from_static(BUILTIN_MODULE));
 
     let rt = Arc::new(HandlerRuntime::new(HandlerLimits::default()));
