@@ -346,6 +346,22 @@ impl EmbeddedKv {
 
 /// Commits queued writes, a batch at a time, until none are left.
 fn commit_batches(inner: &Inner) {
+    // Should a commit panic (a redb bug), the writes queued behind it are answered with an error
+    // and the next write starts a committer again, instead of every later write waiting forever.
+    // (The writes of the failed batch see their reply channel dropped: "abandoned".)
+    struct Unstuck<'a>(&'a Inner);
+    impl Drop for Unstuck<'_> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                let mut batch = self.0.batch.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                batch.committing = false;
+                for w in batch.pending.drain(..) {
+                    let _ = w.reply.send(Err(KvError::Backend("an earlier commit failed".into())));
+                }
+            }
+        }
+    }
+    let _unstuck = Unstuck(inner);
     loop {
         let writes: Vec<PendingWrite> = {
             let mut batch = inner.batch.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
