@@ -18,6 +18,11 @@ pub struct CallConfig {
     pub signal_buffer: usize,
     /// message_ids remembered per call to drop duplicates.
     pub replay_window: usize,
+    /// Calls ringing or active at once in one vault. Past it an incoming call is rejected `busy`
+    /// and an `initiate` refused `busy`: every event carries the unsettled calls to its handler,
+    /// so without a bound a connection sending calls faster than they time out could push every
+    /// handler run, the timeout sweep included, past its fuel budget.
+    pub max_unsettled: usize,
 }
 
 impl Default for CallConfig {
@@ -28,6 +33,7 @@ impl Default for CallConfig {
             max_clock_skew: Duration::from_secs(30),
             signal_buffer: 32,
             replay_window: 64,
+            max_unsettled: 64,
         }
     }
 }

@@ -105,6 +105,12 @@ pub enum CallError {
     /// The peer is the local user.
     #[error("a user cannot call themself")]
     SelfCall,
+    /// As many calls as the vault takes at once are ringing or active.
+    #[error("{limit} calls are ringing or active; no more for now")]
+    TooManyCalls {
+        /// The limit ([`crate::CallConfig::max_unsettled`]).
+        limit: usize,
+    },
 }
 
 impl CallError {
@@ -120,6 +126,7 @@ impl CallError {
             Self::Stale { .. } => ErrorCode::Stale,
             Self::SignalBufferFull { .. } => ErrorCode::SignalBufferFull,
             Self::SelfCall => ErrorCode::SelfCall,
+            Self::TooManyCalls { .. } => ErrorCode::Busy,
         }
     }
 }

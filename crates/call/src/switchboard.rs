@@ -61,6 +61,8 @@ pub enum RestoreError {
 /// Policies that span calls:
 /// - **One active call.** `initiate` and `accept` are refused while another call is active; a call
 ///   that arrives meanwhile is rejected `busy` (the app is told, so it can show the attempt).
+/// - **A bound on unsettled calls.** With [`CallConfig::max_unsettled`] calls ringing or active,
+///   a call that arrives is rejected `busy` and `initiate` is refused (`busy`).
 /// - **Glare.** When both users call each other, the call with the lower `call_id` survives on
 ///   both sides. A losing outgoing call is superseded (the app gets `call.rejected` with
 ///   `replaced_by`, and the winning `call.incoming` carries `replaces_call_id`); a losing incoming
@@ -197,6 +199,11 @@ impl Switchboard {
         self.calls.values().find(|c| c.is_active())
     }
 
+    /// Calls ringing or active (not yet settled).
+    fn unsettled(&self) -> usize {
+        self.calls.values().filter(|c| !c.record().status.is_terminal()).count()
+    }
+
     /// A working copy of a call; the switchboard adopts it from the `Store` output on success.
     fn copy_of(&self, id: &CallId) -> Result<Call, CallError> {
         self.calls.get(id).cloned().ok_or_else(|| CallError::UnknownCall { call_id: id.clone() })
@@ -249,6 +256,9 @@ impl Switchboard {
         }
         if let Some(active) = self.active_call() {
             return Err(CallError::AlreadyInCall { active: active.id().clone() });
+        }
+        if self.unsettled() >= self.config.max_unsettled {
+            return Err(CallError::TooManyCalls { limit: self.config.max_unsettled });
         }
         let same_peer: Vec<&Call> =
             self.calls.values().filter(|c| c.peer() == &r.peer_guid && c.is_live_unanswered()).collect();
@@ -338,7 +348,7 @@ impl Switchboard {
             })
             .map(|c| c.id().clone())
             .collect();
-        let busy = self.active_call().is_some();
+        let busy = self.active_call().is_some() || self.unsettled() >= self.config.max_unsettled;
         if busy || ours.iter().any(|o| o < &m.call_id) {
             let reason = if busy { RejectReason::Busy } else { RejectReason::Glare };
             let mark = out.len();

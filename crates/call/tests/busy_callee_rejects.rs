@@ -55,3 +55,40 @@ fn the_busy_user_cannot_start_or_accept_another_call() {
     assert_eq!(e.call_id, Some(call_id(9)));
     assert!(p.a.sb.call(&call_id(9)).is_none(), "no call was created");
 }
+
+#[test]
+fn a_vault_takes_only_so_many_unsettled_calls_at_once() {
+    // Seed the limit small; the default (64) behaves the same.
+    let config = callvault_call::CallConfig { max_unsettled: 3, ..callvault_call::CallConfig::default() };
+    let mut p = Pair::with_config(config);
+    // Three strangers' calls ring at Bob's (no call is active).
+    for n in 1..=3u8 {
+        let from = Guid::from_public_key(&[10 + n; 32]);
+        let m = incoming_from(&p, &from, &call_id(n));
+        p.input(Side::B, callvault_call::Input::Peer { message: m, profile: profile("Caller") }).unwrap();
+        assert_eq!(p.b.status(&call_id(n)), CallStatus::Ringing);
+    }
+    // A fourth is rejected busy, and its caller told so.
+    let fourth = Guid::from_public_key(&[20; 32]);
+    p.elsewhere.clear();
+    let m = incoming_from(&p, &fourth, &call_id(4));
+    p.input(Side::B, callvault_call::Input::Peer { message: m, profile: profile("Caller") }).unwrap();
+    let rec = p.b.record(&call_id(4));
+    assert_eq!((rec.status, rec.end_reason), (CallStatus::Rejected, Some(EndReason::Busy)));
+    assert!(
+        matches!(p.elsewhere.as_slice(), [(to, PeerMessage::Reject(r))] if to == &fourth && r.reason == RejectReason::Busy)
+    );
+    // Bob cannot place a call either, until one settles.
+    let r = p.initiate(Side::B, &call_id(9));
+    assert_eq!(p.app(Side::B, r), Err(CallError::TooManyCalls { limit: 3 }));
+    let AppNotification::Error(e) = p.b.last() else { panic!("no error notification") };
+    assert_eq!(e.code, ErrorCode::Busy);
+    // The ringing calls time out; then calls are taken again.
+    p.advance(std::time::Duration::from_secs(61));
+    for n in 1..=3u8 {
+        assert_eq!(p.b.status(&call_id(n)), CallStatus::Missed);
+    }
+    let m = incoming_from(&p, &fourth, &call_id(5));
+    p.input(Side::B, callvault_call::Input::Peer { message: m, profile: profile("Caller") }).unwrap();
+    assert_eq!(p.b.status(&call_id(5)), CallStatus::Ringing);
+}
