@@ -23,6 +23,11 @@ pub struct CallConfig {
     /// so without a bound a connection sending calls faster than they time out could push every
     /// handler run, the timeout sweep included, past its fuel budget.
     pub max_unsettled: usize,
+    /// Calls from one peer ringing at once. An honest peer's vault never has two (it refuses a
+    /// second call to the same peer while one rings); a few allow for an `end` overtaken by the
+    /// next call. Past it that peer's call is rejected `busy`, so one connection cannot take every
+    /// slot of [`CallConfig::max_unsettled`].
+    pub max_ringing_per_peer: usize,
 }
 
 impl Default for CallConfig {
@@ -34,6 +39,7 @@ impl Default for CallConfig {
             signal_buffer: 32,
             replay_window: 64,
             max_unsettled: 64,
+            max_ringing_per_peer: 4,
         }
     }
 }

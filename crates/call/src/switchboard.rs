@@ -62,7 +62,8 @@ pub enum RestoreError {
 /// - **One active call.** `initiate` and `accept` are refused while another call is active; a call
 ///   that arrives meanwhile is rejected `busy` (the app is told, so it can show the attempt).
 /// - **A bound on unsettled calls.** With [`CallConfig::max_unsettled`] calls ringing or active,
-///   a call that arrives is rejected `busy` and `initiate` is refused (`busy`).
+///   a call that arrives is rejected `busy` and `initiate` is refused (`busy`); a peer with
+///   [`CallConfig::max_ringing_per_peer`] calls already ringing here is rejected `busy` too.
 /// - **Glare.** When both users call each other, the call with the lower `call_id` survives on
 ///   both sides. A losing outgoing call is superseded (the app gets `call.rejected` with
 ///   `replaced_by`, and the winning `call.incoming` carries `replaces_call_id`); a losing incoming
@@ -348,7 +349,16 @@ impl Switchboard {
             })
             .map(|c| c.id().clone())
             .collect();
-        let busy = self.active_call().is_some() || self.unsettled() >= self.config.max_unsettled;
+        let theirs_ringing = self
+            .calls
+            .values()
+            .filter(|c| {
+                c.peer() == &m.from_guid && c.is_live_unanswered() && c.record().direction == Direction::Incoming
+            })
+            .count();
+        let busy = self.active_call().is_some()
+            || self.unsettled() >= self.config.max_unsettled
+            || theirs_ringing >= self.config.max_ringing_per_peer;
         if busy || ours.iter().any(|o| o < &m.call_id) {
             let reason = if busy { RejectReason::Busy } else { RejectReason::Glare };
             let mark = out.len();

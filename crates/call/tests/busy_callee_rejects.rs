@@ -92,3 +92,23 @@ fn a_vault_takes_only_so_many_unsettled_calls_at_once() {
     p.input(Side::B, callvault_call::Input::Peer { message: m, profile: profile("Caller") }).unwrap();
     assert_eq!(p.b.status(&call_id(5)), CallStatus::Ringing);
 }
+
+#[test]
+fn one_peer_gets_only_so_many_calls_ringing() {
+    let mut p = Pair::new();
+    let limit = callvault_call::CallConfig::default().max_ringing_per_peer;
+    let mallory = Guid::from_public_key(&[30; 32]);
+    for n in 1..=limit as u8 + 2 {
+        let m = incoming_from(&p, &mallory, &call_id(n));
+        p.input(Side::B, callvault_call::Input::Peer { message: m, profile: profile("Mallory") }).unwrap();
+    }
+    let ringing = (1..=limit as u8 + 2).filter(|n| p.b.status(&call_id(*n)) == CallStatus::Ringing).count();
+    assert_eq!(ringing, limit);
+    let rec = p.b.record(&call_id(limit as u8 + 1));
+    assert_eq!((rec.status, rec.end_reason), (CallStatus::Rejected, Some(EndReason::Busy)));
+    // Someone else's call still rings.
+    let carol = Guid::from_public_key(&[31; 32]);
+    let m = incoming_from(&p, &carol, &call_id(99));
+    p.input(Side::B, callvault_call::Input::Peer { message: m, profile: profile("Carol") }).unwrap();
+    assert_eq!(p.b.status(&call_id(99)), CallStatus::Ringing);
+}
