@@ -83,7 +83,7 @@ impl InviteToken {
             delegation: delegation.to_json(),
             display_name,
             reach: reach.to_owned(),
-            nonce: nonce.iter().map(|b| format!("{b:02x}")).collect(),
+            nonce: callvault_protocol::ids::lower_hex(&nonce),
             expires_at: now.saturating_add(ttl_secs),
         };
         let content = serde_json::to_string(&body).map_err(|_| InviteError::Malformed)?;

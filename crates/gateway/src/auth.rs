@@ -38,7 +38,7 @@ pub fn new_challenge() -> String {
     if getrandom::fill(&mut b).is_err() {
         tracing::error!("OS random number generator failed");
     }
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    callvault_protocol::ids::lower_hex(&b)
 }
 
 /// Checks the app's answer to `challenge`; returns the signer.

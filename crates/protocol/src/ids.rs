@@ -77,7 +77,8 @@ fn push_hex(out: &mut String, bytes: &[u8]) {
     }
 }
 
-fn lower_hex(bytes: &[u8]) -> String {
+/// Lowercase hex of `bytes` (ids, nonces, digests).
+pub fn lower_hex(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len().saturating_mul(2));
     push_hex(&mut out, bytes);
     out

@@ -4,8 +4,9 @@
 //! table `kv/<bucket>` per bucket mapping each key to its kept revisions (oldest first). Every
 //! write is committed with fsync before the call returns, so an acknowledged write survives a
 //! crash. Writes that arrive while a commit is under way are committed together in the next one
-//! (group commit): one fsync for all of them, each still checked and answered on its own. Expired values are hidden at once and removed from disk when their key
-//! is next written or by the sweeper (every minute, and [`EmbeddedStore::sweep_expired`]).
+//! (group commit): one fsync for all of them, each still checked and answered on its own.
+//! Expired values are hidden at once and removed from disk when their key is next written or by
+//! the sweeper (every minute, and [`EmbeddedStore::sweep_expired`]).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -51,11 +52,10 @@ struct Batch {
 
 /// One write waiting to be committed, and where its result goes.
 struct PendingWrite {
-    /// The bucket's table, configuration and name (no handle on the store itself, so a queued
-    /// write never keeps the store open).
+    /// The bucket's table and configuration (no handle on the store itself, so a queued write
+    /// never keeps the store open).
     table: Arc<str>,
     config: BucketConfig,
-    name: Arc<str>,
     key: String,
     operation: Operation,
     value: Bytes,
@@ -324,7 +324,6 @@ impl EmbeddedKv {
         let pending = PendingWrite {
             table: self.table.clone(),
             config: self.config.clone(),
-            name: self.name.clone(),
             key: key.to_owned(),
             operation,
             value,
@@ -428,7 +427,7 @@ fn commit_one(inner: &Inner, writes: Vec<PendingWrite>) {
         if let Ok(entry) = &r {
             // Nobody watching is fine (and then no channel exists: an idle bucket costs no queue).
             let watchers = inner.watchers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(tx) = watchers.get(&*w.name) {
+            if let Some(tx) = watchers.get(w.config.name.as_str()) {
                 let _ = tx.send(entry.clone());
             }
         }

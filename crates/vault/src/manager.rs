@@ -625,16 +625,16 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
     /// The named call and every call not yet settled.
     async fn load_calls(&self, named: Option<&CallId>) -> Result<Vec<Call>, VaultError> {
         let mut out: Vec<Call> = self.unsettled.lock().await.values().cloned().collect();
-        // A settled (or unknown) call is read from the bucket.
-        if let Some(id) = named.filter(|id| !out.iter().any(|c| c.id() == *id)) {
-            let Some(e) = self.buckets.state.get(&state_key(id)).await? else { return Ok(out) };
+        // A settled (or unknown) call the event names is read from the bucket. (Order does not
+        // matter: the switchboard keys what it restores by call id.)
+        if let Some(id) = named.filter(|id| !out.iter().any(|c| c.id() == *id))
+            && let Some(e) = self.buckets.state.get(&state_key(id)).await?
+        {
             match serde_json::from_slice::<Call>(&e.value) {
                 Ok(call) => out.push(call),
                 Err(_) => tracing::warn!("unreadable call state skipped"),
             }
         }
-        // In call-id order, as listing the bucket would give them.
-        out.sort_by(|a, b| a.id().cmp(b.id()));
         Ok(out)
     }
 
@@ -705,25 +705,26 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
                     self.buckets.calls.put(call.id().as_str(), Bytes::from(record)),
                     self.buckets.state.put(&key, Bytes::from(state)),
                 )?;
-                let mut unsettled = self.unsettled.lock().await;
                 let status = call.record().status;
+                self.stats.transition(call.record().direction, prior.insert(call.id().clone(), status), status);
+                let mut unsettled = self.unsettled.lock().await;
                 if status.is_terminal() {
                     unsettled.remove(call.id());
                 } else {
-                    unsettled.insert(call.id().clone(), (*call).clone());
+                    unsettled.insert(call.id().clone(), *call);
                 }
-                self.stats.transition(call.record().direction, prior.insert(call.id().clone(), status), status);
             }
             OutputItem::Send { to, message } => {
-                let conn = match known.filter(|c| c.guid == to) {
-                    Some(c) => Some(c.clone()),
-                    None => connections::get(&self.buckets.connections, &to).await?,
+                let vault_key = match known.filter(|c| c.guid == to) {
+                    Some(c) => c.vault_key()?,
+                    None => match connections::get(&self.buckets.connections, &to).await? {
+                        Some(c) => c.vault_key()?,
+                        None => {
+                            tracing::info!("message for a peer that is no connection not sent");
+                            return Ok(());
+                        }
+                    },
                 };
-                let Some(conn) = conn else {
-                    tracing::info!("message for a peer that is no connection not sent");
-                    return Ok(());
-                };
-                let vault_key = conn.vault_key()?;
                 match giftwrap::wrap_with(&self.seal_keys, &self.key, &vault_key, message.json(), secs(t)) {
                     Ok(wrap) => {
                         self.bus.publish(&format!("MessageSpace.{to}.call.{}", message.kind), Bytes::from(wrap)).await?

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use callvault_call::abi::HandlerName;
 use callvault_store::{Kv, KvError, Operation};
 
+use callvault_protocol::ids::lower_hex;
 use sha2::{Digest, Sha256};
 
 use crate::runtime::{BUILTIN_MODULE, HandlerError, HandlerRuntime};
@@ -48,10 +49,6 @@ pub enum ModulesError {
 /// The key that records which built-in module this vault last installed (its SHA-256, hex).
 pub const BUILTIN_MARKER: &str = "builtin.sha256";
 
-fn hex(digest: &[u8]) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Writes the built-in module under every handler key the bucket lacks, and replaces the copies
 /// of an earlier built-in module (after an upgrade of callvault) with the current one; a module
 /// installed by hand (any other bytes) stays. Returns how many keys were written.
@@ -60,14 +57,14 @@ fn hex(digest: &[u8]) -> String {
 /// modules: a start interrupted in between finishes the upgrade at the next start. A vault made
 /// before the marker existed keeps what it stored (delete a key to return it to the built-in).
 pub async fn install_builtins(bucket: &impl Kv) -> Result<usize, ModulesError> {
-    let current = hex(&crate::runtime::builtin_digest());
+    let current = lower_hex(&crate::runtime::builtin_digest());
     let previous = bucket.get(BUILTIN_MARKER).await?.map(|e| e.value);
     let mut written = 0usize;
     for name in HandlerName::ALL {
         let result = match bucket.get(&key(name)).await? {
             None => bucket.create(&key(name), Bytes::from_static(BUILTIN_MODULE)).await,
             Some(e) if e.value == BUILTIN_MODULE => continue,
-            Some(e) if previous.as_deref() == Some(hex(&Sha256::digest(&e.value)).as_bytes()) => {
+            Some(e) if previous.as_deref() == Some(lower_hex(&Sha256::digest(&e.value)).as_bytes()) => {
                 tracing::info!(handler = name.as_str(), "built-in handler module upgraded");
                 bucket.update(&key(name), Bytes::from_static(BUILTIN_MODULE), e.revision).await
             }

@@ -32,7 +32,7 @@ fn ignoring_module() -> Vec<u8> {
 
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    callvault_protocol::ids::lower_hex(&sha2::Sha256::digest(bytes))
 }
 
 #[tokio::test]
