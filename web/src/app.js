@@ -4,6 +4,7 @@ import { finalizeEvent, getPublicKey, generateSecretKey } from 'nostr-tools/pure
 import * as nip44 from 'nostr-tools/nip44'
 import { bytesToHex, hexToBytes } from 'nostr-tools/utils'
 import { sha256 } from '@noble/hashes/sha2.js'
+import { displayNameProblem } from './names.js'
 
 const $ = (id) => document.getElementById(id)
 const params = new URLSearchParams(location.search)
@@ -387,7 +388,10 @@ async function start() {
 }
 
 $('create-identity').onclick = () => {
-  createIdentity($('name').value || 'callvault user', $('import').value || null)
+  const name = $('name').value || 'callvault user'
+  const problem = displayNameProblem(name)
+  if (problem) return fail(problem)
+  createIdentity(name, $('import').value || null)
   start().catch((e) => fail(String(e)))
 }
 $('invite-btn').onclick = async () => {

@@ -236,6 +236,11 @@ fn kind_of<K: Copy>(all: &[K], token: impl Fn(K) -> &'static str, wanted: &str) 
 }
 
 /// Runs one handler. Never panics on any input: a bad event is refused with a code.
+///
+/// Whatever the outcome (a refusal included), the outputs end with the vault's next deadline as
+/// the handler sees it: one [`OutputItem::WakeAt`], or none when nothing is due. The host keeps
+/// that one wake time and replaces it after every run, so a vault whose calls have all settled
+/// sleeps until the next event instead of running the timeout handler again and again.
 pub fn run(input: &HandlerInput) -> HandlerOutput {
     let config =
         CallConfig { ring_timeout: std::time::Duration::from_secs(input.ring_timeout_secs), ..CallConfig::default() };
@@ -243,6 +248,16 @@ pub fn run(input: &HandlerInput) -> HandlerOutput {
         Ok(sb) => sb,
         Err(e) => return refused(ErrorCode::Internal, e.to_string()),
     };
+    let mut output = run_on(&mut sb, input);
+    output.outputs.retain(|o| !matches!(o, OutputItem::WakeAt(_)));
+    if let Some(t) = sb.next_deadline() {
+        output.outputs.push(OutputItem::WakeAt(t));
+    }
+    output
+}
+
+/// [`run`] on a restored switchboard, before the deadline is appended.
+fn run_on(sb: &mut Switchboard, input: &HandlerInput) -> HandlerOutput {
     let sb_input = match &input.event {
         Event::Tick => {
             if input.handler != HandlerName::Timeout {

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use callvault_gateway::{GatewayConfig, TurnConfig};
+use callvault_gateway::{GatewayConfig, ListenConfig, TurnConfig};
 use callvault_protocol::app::Limits;
 use serde::Deserialize;
 
@@ -23,6 +23,17 @@ pub(crate) const KEYS: &[(&str, Kind)] = &[
     ("limits.burst", Kind::Int),
     ("limits.connections_per_identity", Kind::Int),
     ("limits.idle_timeout_secs", Kind::Int),
+    ("limits.max_connections", Kind::Int),
+    ("limits.max_connections_per_source", Kind::Int),
+    ("limits.header_timeout_secs", Kind::Int),
+    ("limits.auth_timeout_secs", Kind::Int),
+    ("limits.max_unauthenticated", Kind::Int),
+    ("limits.max_unauthenticated_per_source", Kind::Int),
+    ("limits.logins_per_second", Kind::Int),
+    ("limits.login_burst", Kind::Int),
+    ("limits.send_timeout_secs", Kind::Int),
+    ("limits.max_queued_bytes", Kind::Int),
+    ("metrics.token", Kind::Str),
     ("turn.stun_urls", Kind::List),
     ("turn.turn_urls", Kind::List),
     ("turn.secrets", Kind::List),
@@ -95,6 +106,8 @@ struct Raw {
     turn: RawTurn,
     #[serde(default)]
     vault: RawVault,
+    #[serde(default)]
+    metrics: RawMetrics,
     #[serde(default = "default_grace")]
     shutdown_grace_secs: u64,
     #[serde(default = "default_web_dir")]
@@ -128,19 +141,51 @@ struct RawLimits {
     burst: u64,
     connections_per_identity: u64,
     idle_timeout_secs: u64,
+    max_connections: u64,
+    max_connections_per_source: u64,
+    header_timeout_secs: u64,
+    auth_timeout_secs: u64,
+    max_unauthenticated: u64,
+    max_unauthenticated_per_source: u64,
+    logins_per_second: u64,
+    login_burst: u64,
+    send_timeout_secs: u64,
+    max_queued_bytes: u64,
+}
+
+fn wide(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
 }
 
 impl Default for RawLimits {
     fn default() -> Self {
-        let d = GatewayConfig::default().limits;
+        let g = GatewayConfig::default();
+        let d = g.limits;
+        let l = ListenConfig::default();
         Self {
-            max_frame_bytes: u64::try_from(d.max_frame_bytes).unwrap_or(u64::MAX),
+            max_frame_bytes: wide(d.max_frame_bytes),
             messages_per_second: d.messages_per_second.into(),
             burst: d.burst.into(),
             connections_per_identity: d.connections_per_identity.into(),
             idle_timeout_secs: d.idle_timeout_secs,
+            max_connections: wide(l.max_connections),
+            max_connections_per_source: wide(l.max_connections_per_source),
+            header_timeout_secs: l.header_timeout.as_secs(),
+            auth_timeout_secs: g.auth_timeout.as_secs(),
+            max_unauthenticated: wide(g.max_unauthenticated),
+            max_unauthenticated_per_source: wide(g.max_unauthenticated_per_source),
+            logins_per_second: g.logins_per_second.into(),
+            login_burst: g.login_burst.into(),
+            send_timeout_secs: g.send_timeout.as_secs(),
+            max_queued_bytes: wide(g.max_queued_bytes),
         }
     }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawMetrics {
+    token: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -183,6 +228,8 @@ pub(crate) struct ServeConfig {
     pub(crate) nats: Option<String>,
     /// The gateway.
     pub(crate) gateway: GatewayConfig,
+    /// The listening socket's caps and deadlines.
+    pub(crate) listen_limits: ListenConfig,
     /// Ring timeout.
     pub(crate) ring_timeout: Duration,
     /// Sweep period.
@@ -237,6 +284,14 @@ fn positive(key: &str, v: u64) -> Result<u64, ConfigError> {
 
 fn small(key: &str, v: u64) -> Result<u32, ConfigError> {
     u32::try_from(positive(key, v)?).map_err(|_| key_error(key, "too large"))
+}
+
+fn count(key: &str, v: u64) -> Result<usize, ConfigError> {
+    usize::try_from(positive(key, v)?).map_err(|_| key_error(key, "too large"))
+}
+
+fn secs(key: &str, v: u64) -> Result<Duration, ConfigError> {
+    Ok(Duration::from_secs(positive(key, v)?))
 }
 
 /// Loads the configuration: `file` (if any), then `env` (name, value pairs), then `flags`
@@ -344,6 +399,16 @@ fn check(raw: Raw) -> Result<ServeConfig, ConfigError> {
             relay_only: t.relay_only,
         })
     };
+    if let Some(token) = &raw.metrics.token
+        && token.len() < 16
+    {
+        return Err(key_error("metrics.token", "must be 16 characters or more"));
+    }
+    let listen_limits = ListenConfig {
+        max_connections: count("limits.max_connections", l.max_connections)?,
+        max_connections_per_source: count("limits.max_connections_per_source", l.max_connections_per_source)?,
+        header_timeout: secs("limits.header_timeout_secs", l.header_timeout_secs)?,
+    };
     Ok(ServeConfig {
         listen,
         data_dir: PathBuf::from(raw.data_dir),
@@ -354,8 +419,19 @@ fn check(raw: Raw) -> Result<ServeConfig, ConfigError> {
             registration_open,
             // The web client is served when it was built (`npm ci && npm run build` in web/).
             web_dir: Some(PathBuf::from(&raw.web_dir)).filter(|d| d.join("index.html").is_file()),
-            ..GatewayConfig::default()
+            auth_timeout: secs("limits.auth_timeout_secs", l.auth_timeout_secs)?,
+            max_unauthenticated: count("limits.max_unauthenticated", l.max_unauthenticated)?,
+            max_unauthenticated_per_source: count(
+                "limits.max_unauthenticated_per_source",
+                l.max_unauthenticated_per_source,
+            )?,
+            logins_per_second: small("limits.logins_per_second", l.logins_per_second)?,
+            login_burst: small("limits.login_burst", l.login_burst)?,
+            send_timeout: secs("limits.send_timeout_secs", l.send_timeout_secs)?,
+            max_queued_bytes: count("limits.max_queued_bytes", l.max_queued_bytes)?,
+            metrics_token: raw.metrics.token,
         },
+        listen_limits,
         ring_timeout: Duration::from_secs(positive("vault.ring_timeout_secs", raw.vault.ring_timeout_secs)?),
         sweep_every: Duration::from_secs(positive("vault.sweep_every_secs", raw.vault.sweep_every_secs)?),
         log,

@@ -55,8 +55,8 @@ pub(crate) async fn run(hold: Duration) -> anyhow::Result<()> {
     let gateway = Gateway::new(host.clone(), bus, GatewayConfig::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let router = gateway.router();
-    let server = tokio::spawn(async move { axum::serve(callvault_gateway::nodelay(listener), router).await });
+    let gw = gateway.clone();
+    let server = tokio::spawn(async move { gw.serve_until_dropped(listener, Default::default()).await });
     let url = format!("ws://{addr}/app");
     t.say("server", &format!("embedded server up at {url} (in-process bus, redb store in a temp dir)"));
 

@@ -26,8 +26,7 @@ pub(crate) async fn run(
     stop: impl Future<Output = ()> + Send + 'static,
     on_listen: impl FnOnce(Listening) + Send,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+    private_dir(&config.data_dir)?;
     match config.nats.clone() {
         Some(url) => {
             let bus = NatsBus::connect(NatsOptions { url: url.clone(), ..NatsOptions::default() })
@@ -65,15 +64,49 @@ async fn run_with<B: Bus + Clone, S: Store>(
     on_listen(Listening { addr, backend });
     let app = gateway.router();
     let gw = gateway.clone();
-    axum::serve(callvault_gateway::nodelay(listener), app)
-        .with_graceful_shutdown(async move {
-            stop.await;
-            tracing::info!("shutting down");
-            gw.begin_shutdown();
-        })
-        .await?;
+    let stopping = async move {
+        stop.await;
+        tracing::info!("shutting down");
+        gw.begin_shutdown();
+    };
+    callvault_gateway::serve(listener, app, config.listen_limits, gateway.metrics(), stopping, config.shutdown_grace)
+        .await;
     host.shutdown(config.shutdown_grace).await;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Makes `dir` the server's private data directory: created 0700 if missing (whatever the
+/// umask), refused if others may write to it (they could swap the store or the vault keys), and
+/// otherwise narrowed to 0700 (file names hold guids).
+fn private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .with_context(|| format!("cannot create data_dir {}", dir.display()))?;
+        }
+        let meta = std::fs::metadata(dir).with_context(|| format!("cannot read data_dir {}", dir.display()))?;
+        anyhow::ensure!(meta.is_dir(), "data_dir {} is not a directory", dir.display());
+        let mode = meta.permissions().mode() & 0o777;
+        anyhow::ensure!(
+            mode & 0o022 == 0,
+            "data_dir {} is writable by other users (mode {mode:03o}); it holds the vault keys and the store, \
+             so callvault refuses it: run `chmod 700 {}` or choose another data_dir",
+            dir.display(),
+            dir.display()
+        );
+        if mode != 0o700 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("cannot make data_dir {} private (chmod 700)", dir.display()))?;
+        }
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create data_dir {}", dir.display()))?;
     Ok(())
 }
 

@@ -68,6 +68,9 @@ impl Home {
     }
 
     fn store_identity(&self, id: &SecretIdentity, name: &str, force: bool) -> anyhow::Result<()> {
+        if let Err(e) = callvault_protocol::fields::DisplayName::new(name) {
+            bail!("{name:?} cannot be a display name: {e}");
+        }
         std::fs::create_dir_all(&self.dir).with_context(|| format!("cannot create {}", self.dir.display()))?;
         let path = self.identity_path();
         if path.exists() && !force {
@@ -420,15 +423,22 @@ pub(crate) async fn history(home: &Home, limit: usize) -> anyhow::Result<()> {
     } else if calls.is_empty() {
         out("no calls yet");
     } else {
+        // People by name: the connection's display name, or a short guid for a peer who is no
+        // longer one.
+        let names: std::collections::HashMap<Guid, String> =
+            c.connections().await?.into_iter().map(|c| (c.guid, c.display_name.as_str().to_owned())).collect();
         for r in &calls {
             let d = r.duration_seconds.map(|d| format!(" {}s", d.get())).unwrap_or_default();
+            let who = names
+                .get(&r.peer_guid)
+                .cloned()
+                .unwrap_or_else(|| callvault_protocol::redact::Redacted(&r.peer_guid).to_string());
             out(&format!(
-                "{}  {:<8} {:<5} {:<9} {}{d}  {}",
+                "{}  {:<8} {:<5} {:<9} {who}{d}  {}",
                 r.created_at,
                 format!("{:?}", r.direction).to_lowercase(),
                 format!("{:?}", r.call_type).to_lowercase(),
                 format!("{:?}", r.status).to_lowercase(),
-                r.peer_guid,
                 r.call_id
             ));
         }

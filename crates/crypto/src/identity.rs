@@ -145,7 +145,24 @@ impl SecretIdentity {
     /// Signs `content` as a Nostr event of `kind` created at `created_at` (Unix seconds); returns
     /// the event JSON. For statements others verify with [`verify_note`] or any Nostr client.
     pub fn sign_note(&self, kind: u16, content: &str, created_at: u64) -> Result<String, IdentityError> {
+        self.sign_tagged_note(kind, content, &[], created_at)
+    }
+
+    /// Signs a note of `kind` with `tags` (each a name and one value, e.g. NIP-98's `u` and
+    /// `method`).
+    pub fn sign_tagged_note(
+        &self,
+        kind: u16,
+        content: &str,
+        tags: &[(&str, &str)],
+        created_at: u64,
+    ) -> Result<String, IdentityError> {
+        let tags = tags
+            .iter()
+            .map(|(name, value)| Tag::parse([*name, *value]).map_err(|_| IdentityError::Signing))
+            .collect::<Result<Vec<_>, _>>()?;
         EventBuilder::new(Kind::Custom(kind), content)
+            .tags(tags)
             .custom_created_at(Timestamp::from_secs(created_at))
             .finalize(&self.keys)
             .map_err(|_| IdentityError::Signing)?
@@ -163,6 +180,17 @@ pub struct VerifiedNote {
     pub content: String,
     /// Unix seconds.
     pub created_at: u64,
+    /// The note's id (hex): unique per note, for refusing replays.
+    pub id: String,
+    /// Its tags, each as its strings.
+    pub tags: Vec<Vec<String>>,
+}
+
+impl VerifiedNote {
+    /// The first value of the first tag called `name`.
+    pub fn tag(&self, name: &str) -> Option<&str> {
+        self.tags.iter().find(|t| t.first().is_some_and(|n| n == name)).and_then(|t| t.get(1)).map(String::as_str)
+    }
 }
 
 /// Verifies a note made by [`SecretIdentity::sign_note`]: id, signature and kind.
@@ -174,6 +202,8 @@ pub fn verify_note(json: &[u8], kind: u16) -> Result<VerifiedNote, IdentityError
     }
     Ok(VerifiedNote {
         signer: PublicIdentity::checked(event.pubkey)?,
+        id: event.id.to_hex(),
+        tags: event.tags.iter().map(|t| t.as_slice().to_vec()).collect(),
         content: event.content,
         created_at: event.created_at.as_secs(),
     })

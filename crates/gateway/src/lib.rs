@@ -7,22 +7,11 @@
 
 pub mod auth;
 pub mod limits;
+pub mod listener;
 pub mod metrics;
 pub mod server;
 pub mod turn;
 
+pub use listener::{ListenConfig, Peer, serve};
 pub use server::{Gateway, GatewayConfig};
 pub use turn::{TurnConfig, TurnError};
-
-/// `listener` with TCP_NODELAY set on every accepted connection: app frames are small and
-/// latency-bound, so they go out at once instead of waiting on Nagle's algorithm.
-pub fn nodelay(
-    listener: tokio::net::TcpListener,
-) -> impl axum::serve::Listener<Io = tokio::net::TcpStream, Addr = std::net::SocketAddr> {
-    use axum::serve::ListenerExt;
-    listener.tap_io(|s: &mut tokio::net::TcpStream| {
-        if let Err(e) = s.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY not set");
-        }
-    })
-}

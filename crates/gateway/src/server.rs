@@ -1,35 +1,48 @@
 //! The HTTP side: the app WebSocket (`/app`), `GET /calls/turn-credentials`, `/healthz`,
-//! `/readyz`, `/metrics`.
+//! `/readyz`, `/metrics`, and the browser client's files.
+//!
+//! Before authentication a socket has one deadline, counted from accept
+//! ([`GatewayConfig::auth_timeout`]), for the challenge's answer and any registration; any bad
+//! frame in that phase closes it; sockets not yet authenticated are capped in total and per
+//! source, and each source has a budget of logins. After `ready`, an identity's frames share one
+//! rate budget across its connections (kept after they close until it refills). What is sent to
+//! an app goes through a bounded queue drained by a writer with a send deadline: an app that does
+//! not read is closed (`slow_consumer`) instead of holding the server's memory.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::Router;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Extension, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Router, middleware};
 use bytes::Bytes;
 use callvault_bus::{Bus, Subscription};
 use callvault_crypto::{Delegation, PublicIdentity};
 use callvault_protocol::app::{AppErrorCode, AppFrame, Limits, ServerFrame, app_may_publish};
 use callvault_protocol::fields::DisplayName;
+use callvault_protocol::ratelog::RateLimitedLog;
 use callvault_protocol::redact::Redacted;
 use callvault_protocol::{Guid, MAX_MESSAGE_BYTES};
 use callvault_store::Store;
 use callvault_vault::host::{Account, HostError, VaultHost};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use serde::Deserialize;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
-use crate::auth::{self, AuthError};
-use crate::limits::TokenBucket;
+use crate::auth::{self, AuthError, SeenNotes};
+use crate::limits::{CapSlot, Caps, KeyedBuckets};
+use crate::listener::Peer;
 use crate::metrics::{self, GatewayMetrics};
 use crate::turn::{TurnConfig, TurnError};
+
+/// Log lines about refused frames: at most this many a second, process-wide.
+static REFUSALS: RateLimitedLog = RateLimitedLog::per_second(10);
 
 /// The browser client's E2EE module (`crates/e2ee-wasm`, built by this crate's build script).
 pub const E2EE_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/e2ee.wasm"));
@@ -47,6 +60,21 @@ pub struct GatewayConfig {
     pub auth_timeout: Duration,
     /// The browser client's built files (`web/dist`), served at `/`; none: no web client.
     pub web_dir: Option<std::path::PathBuf>,
+    /// Sockets not yet authenticated, at once, in total.
+    pub max_unauthenticated: usize,
+    /// Sockets not yet authenticated, at once, from one source.
+    pub max_unauthenticated_per_source: usize,
+    /// Logins (WebSocket upgrades) one source may start per second, after `login_burst`.
+    pub logins_per_second: u32,
+    /// Logins one source may start at once.
+    pub login_burst: u32,
+    /// How long one send to an app may take before the app counts as not reading.
+    pub send_timeout: Duration,
+    /// Bytes queued for one app before it counts as not reading.
+    pub max_queued_bytes: usize,
+    /// Who may read `/metrics`: with a token, requests bearing it (`Authorization: Bearer`);
+    /// without, loopback clients only.
+    pub metrics_token: Option<String>,
 }
 
 impl Default for GatewayConfig {
@@ -63,6 +91,13 @@ impl Default for GatewayConfig {
             registration_open: true,
             auth_timeout: Duration::from_secs(10),
             web_dir: None,
+            max_unauthenticated: 1024,
+            max_unauthenticated_per_source: 16,
+            logins_per_second: 5,
+            login_burst: 20,
+            send_timeout: Duration::from_secs(10),
+            max_queued_bytes: 1024 * 1024,
+            metrics_token: None,
         }
     }
 }
@@ -74,6 +109,15 @@ pub struct Gateway<B: Bus + Clone, S: Store> {
     config: GatewayConfig,
     metrics: Arc<GatewayMetrics>,
     per_identity: std::sync::Mutex<HashMap<Guid, u32>>,
+    /// Frame budgets, one per identity across its connections.
+    budgets: KeyedBuckets<Guid>,
+    /// Login budgets, one per source.
+    logins: KeyedBuckets<IpAddr>,
+    unauthenticated: Arc<Caps<IpAddr>>,
+    /// Signed HTTP requests seen (replays are refused).
+    seen_notes: SeenNotes,
+    /// The origin of the budgets' clock.
+    origin: tokio::time::Instant,
     shutdown: watch::Sender<bool>,
 }
 
@@ -109,36 +153,152 @@ impl Drop for Open {
     }
 }
 
-/// One app connection's sending half and bookkeeping.
+/// What goes to an app: frames queued for its writer task, which sends each within the send
+/// deadline. A full queue or a late send ends the connection as `slow_consumer`.
 struct Conn {
-    tx: SplitSink<WebSocket, Message>,
+    queue: Option<mpsc::Sender<Message>>,
+    queued: Arc<AtomicUsize>,
+    max_queued: usize,
+    writer: tokio::task::JoinHandle<()>,
+    /// How the writer ended (none while it runs; the sender is dropped if it was stopped).
+    ended: watch::Receiver<Option<WriterEnd>>,
     metrics: Arc<GatewayMetrics>,
 }
 
+/// How a writer task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriterEnd {
+    /// Its queue closed; everything was sent and the socket closed.
+    Done,
+    /// The socket failed.
+    Broken,
+    /// A send did not complete in time.
+    Slow,
+}
+
+fn wire_len(m: &Message) -> usize {
+    match m {
+        Message::Text(t) => t.len(),
+        Message::Binary(b) | Message::Ping(b) | Message::Pong(b) => b.len(),
+        Message::Close(c) => c.as_ref().map_or(0, |c| c.reason.len()).saturating_add(2),
+    }
+}
+
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut queue: mpsc::Receiver<Message>,
+    queued: Arc<AtomicUsize>,
+    send_timeout: Duration,
+) -> WriterEnd {
+    while let Some(m) = queue.recv().await {
+        let len = wire_len(&m);
+        match tokio::time::timeout(send_timeout, sink.send(m)).await {
+            Ok(Ok(())) => {
+                queued.fetch_sub(len, Ordering::Relaxed);
+            }
+            Ok(Err(_)) => return WriterEnd::Broken,
+            Err(_) => return WriterEnd::Slow,
+        }
+    }
+    let _ = tokio::time::timeout(send_timeout, sink.close()).await;
+    WriterEnd::Done
+}
+
 impl Conn {
+    fn new(sink: SplitSink<WebSocket, Message>, config: &GatewayConfig, metrics: Arc<GatewayMetrics>) -> Self {
+        // Bytes are what is bounded; the channel's slots (allocated as used) only cap tiny frames.
+        let (tx, rx) = mpsc::channel(16_384);
+        let queued = Arc::new(AtomicUsize::new(0));
+        let (end_tx, ended) = watch::channel(None);
+        let send_timeout = config.send_timeout;
+        let q = queued.clone();
+        let writer = tokio::spawn(async move {
+            let end = write_loop(sink, rx, q, send_timeout).await;
+            end_tx.send_replace(Some(end));
+        });
+        Self { queue: Some(tx), queued, max_queued: config.max_queued_bytes, writer, ended, metrics }
+    }
+
+    /// Queues `m`; false when the app cannot keep up (then the connection must end).
+    fn push(&mut self, m: Message) -> bool {
+        let Some(queue) = self.queue.as_ref() else { return false };
+        let len = wire_len(&m);
+        let held = self.queued.load(Ordering::Relaxed);
+        if held > 0 && held.saturating_add(len) > self.max_queued {
+            self.slow();
+            return false;
+        }
+        self.queued.fetch_add(len, Ordering::Relaxed);
+        if queue.try_send(m).is_err() {
+            self.slow();
+            return false;
+        }
+        true
+    }
+
+    /// The app does not read: counted, logged (rate-limited), and its writer stopped at once.
+    fn slow(&mut self) {
+        self.queue = None;
+        self.writer.abort();
+        self.metrics.refuse(AppErrorCode::SlowConsumer);
+        if let Some(suppressed) = REFUSALS.allow() {
+            tracing::info!(code = "slow_consumer", suppressed, "app that does not read closed");
+        }
+    }
+
     async fn send(&mut self, frame: &ServerFrame) -> bool {
         let Ok(text) = serde_json::to_string(frame) else { return false };
         self.metrics.frames_out.fetch_add(1, Ordering::Relaxed);
-        self.tx.send(Message::Text(text.into())).await.is_ok()
+        self.push(Message::Text(text.into()))
     }
 
-    /// Sends an error frame, counts it and logs the reason (no guids, no addresses).
+    /// Sends an error frame, counts it and logs the reason (rate-limited; no guids, no
+    /// addresses).
     async fn refuse(&mut self, code: AppErrorCode, message: &str) -> bool {
         self.metrics.refuse(code);
-        tracing::info!(code = code.as_str(), reason = message, "app frame refused");
+        if let Some(suppressed) = REFUSALS.allow() {
+            tracing::info!(code = code.as_str(), reason = message, suppressed, "app frame refused");
+        }
         self.send(&ServerFrame::Error { code, message: message.to_owned() }).await
     }
 
+    /// A receiver that [`writer_ended`] waits on.
+    fn writer_watch(&self) -> watch::Receiver<Option<WriterEnd>> {
+        self.ended.clone()
+    }
+
+    /// Closes with a close frame of `code` after what is queued.
+    async fn close_with(mut self, code: u16, reason: &'static str) {
+        self.push(Message::Close(Some(CloseFrame { code, reason: reason.into() })));
+        self.close().await;
+    }
+
+    /// Sends what is queued (within the send deadline) and closes the socket.
     async fn close(mut self) {
-        let _ = self.tx.close().await;
+        drop(self.queue.take());
+        let _ = (&mut self.writer).await;
+    }
+}
+
+/// Completes when the writer behind `ended` stops on its own: the socket failed, or a send was
+/// late (counted as `slow_consumer`).
+async fn writer_ended(ended: &mut watch::Receiver<Option<WriterEnd>>, metrics: &GatewayMetrics) {
+    let end = ended.wait_for(Option::is_some).await.ok().and_then(|e| *e);
+    if end == Some(WriterEnd::Slow) {
+        metrics.refuse(AppErrorCode::SlowConsumer);
+        if let Some(suppressed) = REFUSALS.allow() {
+            tracing::info!(code = "slow_consumer", suppressed, "app whose sends stalled closed");
+        }
     }
 }
 
 /// What a read of the next app frame gave.
 enum Read {
     Frame(AppFrame),
-    /// Refused (already answered); go on.
+    /// Refused (already answered).
     Refused,
+    /// Over the socket's hard size limit: close with 1009.
+    TooBig,
     /// The socket is gone.
     Closed,
 }
@@ -156,9 +316,18 @@ fn decode(msg: Message, max: usize) -> Result<AppFrame, (AppErrorCode, String)> 
     })
 }
 
+/// Whether a read error is a message over the socket's size limit (then close with 1009).
+fn too_big(e: axum::Error) -> bool {
+    e.into_inner().downcast::<tungstenite::Error>().is_ok_and(|e| matches!(*e, tungstenite::Error::Capacity(_)))
+}
+
 async fn read_frame(rx: &mut SplitStream<WebSocket>, conn: &mut Conn, max: usize) -> Read {
     loop {
-        let Some(Ok(msg)) = rx.next().await else { return Read::Closed };
+        let msg = match rx.next().await {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => return if too_big(e) { Read::TooBig } else { Read::Closed },
+            None => return Read::Closed,
+        };
         conn.metrics.frames_in.fetch_add(1, Ordering::Relaxed);
         match msg {
             Message::Close(_) => return Read::Closed,
@@ -185,18 +354,43 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct TurnQuery {
-    #[serde(default)]
-    relay_only: bool,
+/// `relay_only=true` in a query string (the only parameter the endpoint reads).
+fn relay_only_asked(uri: &Uri) -> bool {
+    uri.query().is_some_and(|q| q.split('&').any(|kv| kv == "relay_only=true" || kv == "relay_only=1"))
+}
+
+/// The browser client's Content-Security-Policy: its own scripts, styles and WebSocket only;
+/// WebAssembly compiled (the E2EE module) but no other eval; never framed.
+const CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; \
+    img-src 'self' data: blob:; media-src 'self' blob: mediastream:; connect-src 'self'; worker-src 'self'; \
+    object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+async fn security_headers(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response
+}
+
+/// Constant-time equality of two secrets' bytes (length may leak, contents not).
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl<B: Bus + Clone, S: Store> Gateway<B, S> {
     /// A gateway for the vaults of `host`, publishing on `bus`.
     pub fn new(host: Arc<VaultHost<B, S>>, bus: B, config: GatewayConfig) -> Arc<Self> {
+        let l = config.limits;
         Arc::new(Self {
             host,
             bus,
+            budgets: KeyedBuckets::new(l.messages_per_second, l.burst, 1_000_000),
+            logins: KeyedBuckets::new(config.logins_per_second, config.login_burst, 1_000_000),
+            unauthenticated: Caps::new(config.max_unauthenticated, config.max_unauthenticated_per_source),
+            seen_notes: SeenNotes::new(100_000),
+            origin: tokio::time::Instant::now(),
             config,
             metrics: Arc::new(GatewayMetrics::default()),
             per_identity: std::sync::Mutex::new(HashMap::new()),
@@ -225,7 +419,20 @@ impl<B: Bus + Clone, S: Store> Gateway<B, S> {
             .route("/e2ee.wasm", get(|| async { ([(header::CONTENT_TYPE, "application/wasm")], E2EE_WASM) }))
             .route("/", get(Self::web_file))
             .route("/{file}", get(Self::web_file))
+            .layer(middleware::map_response(security_headers))
             .with_state(self.clone())
+    }
+
+    /// Serves the gateway's routes on `listener` under `listen`'s caps until the task is
+    /// dropped (tests, the demo); `serve` itself also shuts down gracefully.
+    pub async fn serve_until_dropped(self: &Arc<Self>, listener: tokio::net::TcpListener, listen: crate::ListenConfig) {
+        let pending = std::future::pending();
+        crate::listener::serve(listener, self.router(), listen, self.metrics(), pending, Duration::ZERO).await;
+    }
+
+    /// Time on the budgets' clock.
+    fn clock(&self) -> Duration {
+        self.origin.elapsed()
     }
 
     /// A file of the web client: only plain names of the build's files, never paths.
@@ -259,25 +466,44 @@ impl<B: Bus + Clone, S: Store> Gateway<B, S> {
         }
     }
 
-    async fn metrics_text(State(gw): State<Arc<Self>>) -> Response {
+    async fn metrics_text(State(gw): State<Arc<Self>>, peer: Option<Extension<Peer>>, headers: HeaderMap) -> Response {
+        let allowed = match gw.config.metrics_token.as_deref() {
+            Some(token) => headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .is_some_and(|given| same_secret(given.trim().as_bytes(), token.as_bytes())),
+            // Without a token, only this machine (a socket-less call in tests has no peer).
+            None => peer.is_none_or(|Extension(p)| p.source.is_loopback()),
+        };
+        if !allowed {
+            return (StatusCode::FORBIDDEN, "metrics need the operator's token (metrics.token)\n").into_response();
+        }
         let vaults: Vec<_> = gw.host.vaults().await.iter().map(|v| v.stats()).collect();
-        let body = metrics::render(&gw.metrics, &vaults);
+        let body = metrics::render(&gw.metrics, &vaults, gw.host.unserved());
         ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
     }
 
-    async fn turn_credentials(State(gw): State<Arc<Self>>, headers: HeaderMap, Query(q): Query<TurnQuery>) -> Response {
+    async fn turn_credentials(State(gw): State<Arc<Self>>, headers: HeaderMap, uri: Uri) -> Response {
         let now = unix_now();
         let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        let user = match auth::verify_http(value, "GET", "/calls/turn-credentials", now) {
-            Ok(u) => u,
-            Err(e) => {
-                gw.metrics.refuse(AppErrorCode::BadSignature);
-                tracing::info!(reason = %e, "turn credentials refused");
-                return (StatusCode::UNAUTHORIZED, axum::Json(serde_json::json!({"error": e.to_string()})))
-                    .into_response();
+        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let target = format!("{host}{}", uri.path_and_query().map_or("/", |p| p.as_str()));
+        let unauthorized = |gw: &Self, e: &dyn std::fmt::Display| {
+            gw.metrics.refuse(AppErrorCode::BadSignature);
+            if let Some(suppressed) = REFUSALS.allow() {
+                tracing::info!(reason = %e, suppressed, "turn credentials refused");
             }
+            (StatusCode::UNAUTHORIZED, axum::Json(serde_json::json!({"error": e.to_string()}))).into_response()
         };
-        let guid = user.guid();
+        let request = match auth::verify_http(value, "GET", &target, now) {
+            Ok(r) => r,
+            Err(e) => return unauthorized(&gw, &e),
+        };
+        if let Err(e) = gw.seen_notes.first_use(&request, now) {
+            return unauthorized(&gw, &e);
+        }
+        let guid = request.signer.guid();
         match gw.host.account(&guid).await {
             Ok(Some(_)) => {}
             Ok(None) => {
@@ -290,7 +516,7 @@ impl<B: Bus + Clone, S: Store> Gateway<B, S> {
                 return StatusCode::INTERNAL_SERVER_ERROR.into_response();
             }
         }
-        match gw.turn(&guid, now, q.relay_only) {
+        match gw.turn(&guid, now, relay_only_asked(&uri)) {
             Ok(c) => axum::Json(c).into_response(),
             Err(e) => (StatusCode::SERVICE_UNAVAILABLE, axum::Json(serde_json::json!({"error": e.to_string()})))
                 .into_response(),
@@ -306,22 +532,63 @@ impl<B: Bus + Clone, S: Store> Gateway<B, S> {
         self.config.turn.as_ref().ok_or(TurnError::NotConfigured)?.credentials(guid, now, relay_only)
     }
 
-    async fn upgrade(State(gw): State<Arc<Self>>, ws: WebSocketUpgrade) -> Response {
+    async fn upgrade(State(gw): State<Arc<Self>>, peer: Option<Extension<Peer>>, ws: WebSocketUpgrade) -> Response {
+        let peer = peer.map(|Extension(p)| p);
+        // A socket-less call (tests of the router alone) has no peer and no per-source limits.
+        let (deadline, unauthenticated) = match &peer {
+            Some(p) => {
+                if !gw.logins.take(&p.source, gw.clock()) {
+                    gw.metrics.refuse(AppErrorCode::RateLimited);
+                    if let Some(suppressed) = REFUSALS.allow() {
+                        tracing::info!(code = "rate_limited", suppressed, "login over the source's budget refused");
+                    }
+                    return (StatusCode::TOO_MANY_REQUESTS, "too many logins from this address; try again shortly\n")
+                        .into_response();
+                }
+                let Ok(slot) = gw.unauthenticated.take(p.source) else {
+                    gw.metrics.refuse(AppErrorCode::TooManyConnections);
+                    if let Some(suppressed) = REFUSALS.allow() {
+                        tracing::info!(
+                            code = "too_many_connections",
+                            suppressed,
+                            "unauthenticated socket over a cap refused"
+                        );
+                    }
+                    return (StatusCode::SERVICE_UNAVAILABLE, "too many connections waiting to log in\n")
+                        .into_response();
+                };
+                (p.accepted.checked_add(gw.config.auth_timeout), Some(slot))
+            }
+            None => (tokio::time::Instant::now().checked_add(gw.config.auth_timeout), None),
+        };
+        let deadline = deadline.unwrap_or_else(tokio::time::Instant::now);
         // The socket itself refuses frames far over the limit (close 1009); frames up to 4x the
         // limit are read and answered with `frame_too_large`, keeping the connection.
         let hard = gw.config.limits.max_frame_bytes.saturating_mul(4);
-        ws.max_message_size(hard).max_frame_size(hard).on_upgrade(move |socket| async move { gw.session(socket).await })
+        ws.max_message_size(hard)
+            .max_frame_size(hard)
+            .on_upgrade(move |socket| async move { gw.session(socket, peer, deadline, unauthenticated).await })
     }
 
-    async fn session(self: Arc<Self>, socket: WebSocket) {
+    async fn session(
+        self: Arc<Self>,
+        socket: WebSocket,
+        // Held while the session lasts: its place under the listener's caps.
+        _peer: Option<Peer>,
+        deadline: tokio::time::Instant,
+        unauthenticated: Option<CapSlot<IpAddr>>,
+    ) {
         self.metrics.connections.fetch_add(1, Ordering::Relaxed);
         self.metrics.connections_total.fetch_add(1, Ordering::Relaxed);
         let _open = Open(self.metrics.clone());
         let (tx, mut rx) = socket.split();
-        let mut conn = Conn { tx, metrics: self.metrics.clone() };
-        let Some((account, _slot, sub)) = self.authenticate(&mut rx, &mut conn).await else {
-            conn.close().await;
-            return;
+        let mut conn = Conn::new(tx, &self.config, self.metrics.clone());
+        let authenticated = self.authenticate(&mut rx, &mut conn, deadline).await;
+        drop(unauthenticated);
+        let (account, _slot, sub) = match authenticated {
+            Ok(a) => a,
+            Err(Read::TooBig) => return conn.close_with(1009, "frame too large").await,
+            Err(_) => return conn.close().await,
         };
         self.metrics.sessions_total.fetch_add(1, Ordering::Relaxed);
         self.serve_session(account, rx, conn, sub).await;
@@ -329,19 +596,23 @@ impl<B: Bus + Clone, S: Store> Gateway<B, S> {
 
     /// Challenge, signature, registration when needed; then subscribes the user's `forApp` and
     /// sends `ready`.
+    ///
+    /// Everything must happen before `deadline` (counted from accept); any refused frame ends the
+    /// attempt. The error says how the socket should close.
     async fn authenticate(
         &self,
         rx: &mut SplitStream<WebSocket>,
         conn: &mut Conn,
-    ) -> Option<(Account, Slot<'_>, Subscription)> {
+        deadline: tokio::time::Instant,
+    ) -> Result<(Account, Slot<'_>, Subscription), Read> {
         let challenge = auth::new_challenge();
         if !conn.send(&ServerFrame::Challenge { challenge: challenge.clone(), server_time: unix_now() }).await {
-            return None;
+            return Err(Read::Closed);
         }
-        let frame = self.expect_frame(rx, conn, "no answer to the challenge").await?;
+        let frame = self.expect_frame(rx, conn, deadline, "no answer to the challenge").await?;
         let AppFrame::Auth { note } = frame else {
             conn.refuse(AppErrorCode::WrongState, "authenticate first").await;
-            return None;
+            return Err(Read::Refused);
         };
         let user = match auth::verify_challenge(&note, &challenge, unix_now()) {
             Ok(u) => u,
@@ -352,7 +623,7 @@ impl<B: Bus + Clone, S: Store> Gateway<B, S> {
                     _ => "the note does not verify",
                 };
                 conn.refuse(AppErrorCode::BadSignature, m).await;
-                return None;
+                return Err(Read::Refused);
             }
         };
         let guid = user.guid();
@@ -366,16 +637,16 @@ impl<B: Bus + Clone, S: Store> Gateway<B, S> {
         });
         if !taken {
             conn.refuse(AppErrorCode::TooManyConnections, "too many connections of this identity").await;
-            return None;
+            return Err(Read::Refused);
         }
         let slot = Slot { map: &self.per_identity, guid: guid.clone() };
         let account = match self.host.account(&guid).await {
             Ok(Some(a)) => a,
-            Ok(None) => self.register(rx, conn, &user).await?,
+            Ok(None) => self.register(rx, conn, &user, deadline).await?,
             Err(e) => {
                 tracing::warn!(error = %e, "accounts unreadable");
                 conn.refuse(AppErrorCode::Internal, "accounts unreadable").await;
-                return None;
+                return Err(Read::Refused);
             }
         };
         let sub = match self.bus.subscribe(&format!("OwnerSpace.{guid}.forApp.>")).await {
@@ -383,7 +654,7 @@ impl<B: Bus + Clone, S: Store> Gateway<B, S> {
             Err(e) => {
                 tracing::warn!(error = %e, "subscription failed");
                 conn.refuse(AppErrorCode::Unavailable, "the bus is unreachable").await;
-                return None;
+                return Err(Read::Refused);
             }
         };
         let _ = self.bus.flush().await;
@@ -395,25 +666,28 @@ impl<B: Bus + Clone, S: Store> Gateway<B, S> {
             limits: self.config.limits,
         };
         if !conn.send(&ready).await {
-            return None;
+            return Err(Read::Closed);
         }
         tracing::debug!(user = %Redacted(&guid), "app authenticated");
-        Some((account, slot, sub))
+        Ok((account, slot, sub))
     }
 
-    /// The next frame within the authentication timeout (refused frames skipped).
-    async fn expect_frame(&self, rx: &mut SplitStream<WebSocket>, conn: &mut Conn, late: &str) -> Option<AppFrame> {
+    /// The next frame before `deadline`; a refused frame ends the attempt.
+    async fn expect_frame(
+        &self,
+        rx: &mut SplitStream<WebSocket>,
+        conn: &mut Conn,
+        deadline: tokio::time::Instant,
+        late: &str,
+    ) -> Result<AppFrame, Read> {
         let limit = self.config.limits.max_frame_bytes;
-        loop {
-            match tokio::time::timeout(self.config.auth_timeout, read_frame(rx, conn, limit)).await {
-                Err(_) => {
-                    conn.refuse(AppErrorCode::AuthTimeout, late).await;
-                    return None;
-                }
-                Ok(Read::Closed) => return None,
-                Ok(Read::Refused) => {}
-                Ok(Read::Frame(f)) => return Some(f),
+        match tokio::time::timeout_at(deadline, read_frame(rx, conn, limit)).await {
+            Err(_) => {
+                conn.refuse(AppErrorCode::AuthTimeout, late).await;
+                Err(Read::Refused)
             }
+            Ok(Read::Frame(f)) => Ok(f),
+            Ok(other) => Err(other),
         }
     }
 
@@ -422,41 +696,52 @@ impl<B: Bus + Clone, S: Store> Gateway<B, S> {
         rx: &mut SplitStream<WebSocket>,
         conn: &mut Conn,
         user: &PublicIdentity,
-    ) -> Option<Account> {
+        deadline: tokio::time::Instant,
+    ) -> Result<Account, Read> {
         if !self.config.registration_open {
             conn.refuse(AppErrorCode::RegistrationClosed, "no account, and registration is closed").await;
-            return None;
+            return Err(Read::Refused);
         }
         let vault_key = VaultHost::<B, S>::new_vault_key();
         if !conn.send(&ServerFrame::RegisterRequired { vault_key: vault_key.public().to_hex() }).await {
-            return None;
+            return Err(Read::Closed);
         }
-        let frame = self.expect_frame(rx, conn, "no registration").await?;
+        let frame = self.expect_frame(rx, conn, deadline, "no registration").await?;
         let AppFrame::Register { delegation, display_name } = frame else {
             conn.refuse(AppErrorCode::WrongState, "register first").await;
-            return None;
+            return Err(Read::Refused);
         };
         let Ok(name) = DisplayName::new(display_name) else {
-            conn.refuse(AppErrorCode::BadRegistration, "display_name is empty, too long or has control characters")
-                .await;
-            return None;
+            conn.refuse(
+                AppErrorCode::BadRegistration,
+                "display_name is empty, blank, too long, or has control or format characters",
+            )
+            .await;
+            return Err(Read::Refused);
         };
         let Ok(delegation) = Delegation::from_json(&delegation) else {
             conn.refuse(AppErrorCode::BadRegistration, "delegation is not an event").await;
-            return None;
+            return Err(Read::Refused);
         };
         match self.host.register(user, vault_key, &delegation, name, unix_now()).await {
-            Ok(a) => Some(a),
-            Err(HostError::AlreadyRegistered) => self.host.account(&user.guid()).await.ok().flatten(),
+            Ok(a) => Ok(a),
+            // Another connection of this identity registered first: this one gets its account.
+            Err(HostError::AlreadyRegistered) => match self.host.account(&user.guid()).await {
+                Ok(Some(a)) => Ok(a),
+                _ => {
+                    conn.refuse(AppErrorCode::Internal, "registration failed").await;
+                    Err(Read::Refused)
+                }
+            },
             Err(HostError::BadDelegation) => {
                 conn.refuse(AppErrorCode::BadRegistration, "the delegation does not name this user and vault key")
                     .await;
-                None
+                Err(Read::Refused)
             }
             Err(e) => {
                 tracing::warn!(error = %e, "registration failed");
                 conn.refuse(AppErrorCode::Internal, "registration failed").await;
-                None
+                Err(Read::Refused)
             }
         }
     }
@@ -470,14 +755,13 @@ impl<B: Bus + Clone, S: Store> Gateway<B, S> {
     ) {
         let limits = self.config.limits;
         let idle = Duration::from_secs(limits.idle_timeout_secs.max(1));
-        let origin = tokio::time::Instant::now();
-        let mut bucket = TokenBucket::new(limits.messages_per_second, limits.burst, Duration::ZERO);
         let mut refused_streak = 0u32;
         let mut last_notice: Option<tokio::time::Instant> = None;
         let mut deadline = later(idle);
         let mut ping = tokio::time::interval(idle.div_f64(3.0));
         ping.tick().await;
         let mut shutdown = self.shutdown.subscribe();
+        let mut writer = conn.writer_watch();
         loop {
             tokio::select! {
                 () = stopped(&mut shutdown) => {
@@ -488,8 +772,9 @@ impl<B: Bus + Clone, S: Store> Gateway<B, S> {
                     conn.refuse(AppErrorCode::IdleTimeout, "nothing heard within the idle timeout").await;
                     break;
                 }
+                () = writer_ended(&mut writer, &self.metrics) => break,
                 _ = ping.tick() => {
-                    if conn.tx.send(Message::Ping(Bytes::new())).await.is_err() {
+                    if !conn.push(Message::Ping(Bytes::new())) {
                         break;
                     }
                 }
@@ -502,7 +787,16 @@ impl<B: Bus + Clone, S: Store> Gateway<B, S> {
                     }
                 }
                 frame = rx.next() => {
-                    let Some(Ok(msg)) = frame else { break };
+                    let msg = match frame {
+                        Some(Ok(m)) => m,
+                        Some(Err(e)) => {
+                            if too_big(e) {
+                                return conn.close_with(1009, "frame too large").await;
+                            }
+                            break;
+                        }
+                        None => break,
+                    };
                     deadline = later(idle);
                     self.metrics.frames_in.fetch_add(1, Ordering::Relaxed);
                     if matches!(msg, Message::Ping(_) | Message::Pong(_)) {
@@ -511,18 +805,22 @@ impl<B: Bus + Clone, S: Store> Gateway<B, S> {
                     if matches!(msg, Message::Close(_)) {
                         break;
                     }
-                    if !bucket.take(origin.elapsed()) {
+                    if !self.budgets.take(&account.guid, self.clock()) {
                         self.metrics.refuse(AppErrorCode::RateLimited);
                         refused_streak = refused_streak.saturating_add(1);
                         // One notice a second; a flood that goes on is cut off.
                         if last_notice.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
                             last_notice = Some(tokio::time::Instant::now());
-                            tracing::info!(code = "rate_limited", "app frames over the rate dropped");
+                            if let Some(suppressed) = REFUSALS.allow() {
+                                tracing::info!(code = "rate_limited", suppressed, "app frames over the rate dropped");
+                            }
                             let e = ServerFrame::Error { code: AppErrorCode::RateLimited, message: format!("over {} frames per second", limits.messages_per_second) };
                             if !conn.send(&e).await { break; }
                         }
                         if refused_streak > limits.burst.saturating_mul(10) {
-                            tracing::info!("flooding app connection closed");
+                            if let Some(suppressed) = REFUSALS.allow() {
+                                tracing::info!(suppressed, "flooding app connection closed");
+                            }
                             break;
                         }
                         continue;

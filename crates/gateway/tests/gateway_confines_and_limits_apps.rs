@@ -201,7 +201,10 @@ async fn oversized_frames_floods_extra_connections_and_idle_apps_are_refused() {
     s.wait_connections(0.0).await;
 
     // A flood: the burst passes, the rest is refused and counted, and a long flood is cut off.
-    let mut ws = ready(&s, &id).await;
+    // (A fresh identity: the budget is the identity's, and Alice spent some of hers above.)
+    let flooder = Arc::new(SecretIdentity::generate());
+    Client::connect(&s.url(), flooder.clone(), "Flo").await.unwrap().close().await;
+    let mut ws = ready(&s, &flooder).await;
     let flood_started = std::time::Instant::now();
     for _ in 0..300 {
         if futures_util::SinkExt::send(

@@ -1,6 +1,7 @@
 //! TURN credentials from `/calls/turn-credentials` against a real coturn (`use-auth-secret`): ours
 //! allocate a relay over UDP and TCP (with coturn's own client); expired and forged ones are
-//! refused; during a secret rotation credentials of both secrets work.
+//! refused; during a secret rotation credentials of both secrets work. The HTTP endpoint takes
+//! a request signed NIP-98 style for its method and full URL (query included), once.
 
 #![allow(
     clippy::unwrap_used,
@@ -14,9 +15,10 @@ mod common;
 
 use std::sync::Arc;
 
+use base64::Engine;
 use callvault_client::Client;
 use callvault_crypto::SecretIdentity;
-use callvault_gateway::auth::{http_header, http_request_content};
+use callvault_gateway::auth::http_authorization;
 use callvault_gateway::{GatewayConfig, TurnConfig};
 use callvault_protocol::app::{HTTP_AUTH_KIND, TurnCredentials};
 use callvault_testkit::Coturn;
@@ -49,8 +51,9 @@ async fn our_credentials_allocate_on_coturn_and_bad_ones_do_not() {
 
     // Over HTTP, signed by the app's identity key.
     let path = "/calls/turn-credentials";
-    let note = id.sign_note(HTTP_AUTH_KIND, &http_request_content("GET", path), unix_now()).unwrap();
-    let (status, body) = s.get(path, &[("Authorization", &http_header(&note))]).await;
+    let url = format!("http://{}{path}", s.addr);
+    let (status, body) =
+        s.get(path, &[("Authorization", &http_authorization(&id, "GET", &url, unix_now()).unwrap())]).await;
     assert_eq!(status, 200, "{body}");
     let creds: TurnCredentials = serde_json::from_str(&body).unwrap();
     assert_eq!(creds.ice_transport_policy, "all");
@@ -93,19 +96,34 @@ async fn the_endpoint_refuses_unsigned_wrongly_signed_and_unregistered_requests(
     let id = Arc::new(SecretIdentity::generate());
     Client::connect(&s.url(), id.clone(), "Alice").await.unwrap().close().await;
     let path = "/calls/turn-credentials";
+    let url = |s: &common::Server, p: &str| format!("http://{}{p}", s.addr);
+    let signed = |p: &str, t: u64| http_authorization(&id, "GET", &url(&s, p), t).unwrap();
     assert_eq!(s.get(path, &[]).await.0, 401);
     assert_eq!(s.get(path, &[("Authorization", "Bearer abc")]).await.0, 401);
-    let other_path = id.sign_note(HTTP_AUTH_KIND, &http_request_content("GET", "/metrics"), unix_now()).unwrap();
-    assert_eq!(s.get(path, &[("Authorization", &http_header(&other_path))]).await.0, 401);
-    let stale = id.sign_note(HTTP_AUTH_KIND, &http_request_content("GET", path), unix_now() - 600).unwrap();
-    assert_eq!(s.get(path, &[("Authorization", &http_header(&stale))]).await.0, 401);
+    assert_eq!(s.get(path, &[("Authorization", &signed("/metrics", unix_now()))]).await.0, 401);
+    assert_eq!(s.get(path, &[("Authorization", &signed(path, unix_now() - 600))]).await.0, 401);
+    // The old form (only "GET /calls/turn-credentials" signed, as content) is refused.
+    let old = id.sign_note(HTTP_AUTH_KIND, "GET /calls/turn-credentials", unix_now()).unwrap();
+    let old = format!("Nostr {}", base64::engine::general_purpose::STANDARD.encode(old));
+    assert_eq!(s.get(path, &[("Authorization", &old)]).await.0, 401);
+    // Signed for relay-only: the same header cannot ask for direct candidates, nor the other way.
+    let relay = signed(&format!("{path}?relay_only=true"), unix_now());
+    assert_eq!(s.get(path, &[("Authorization", &relay)]).await.0, 401);
+    assert_eq!(s.get(&format!("{path}?relay_only=false"), &[("Authorization", &relay)]).await.0, 401);
+    // A captured header works once: its replay is refused.
+    let (status, body) = s.get(&format!("{path}?relay_only=true"), &[("Authorization", &relay)]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<TurnCredentials>(&body).unwrap().ice_transport_policy, "relay");
+    let (status, body) = s.get(&format!("{path}?relay_only=true"), &[("Authorization", &relay)]).await;
+    assert_eq!(status, 401, "a replay: {body}");
+    assert!(body.contains("used before"), "{body}");
     let stranger = SecretIdentity::generate();
-    let note = stranger.sign_note(HTTP_AUTH_KIND, &http_request_content("GET", path), unix_now()).unwrap();
-    assert_eq!(s.get(path, &[("Authorization", &http_header(&note))]).await.0, 403);
-    assert_eq!(s.metric("callvault_refused_messages_total{source=\"gateway\",reason=\"bad_signature\"}").await, 4.0);
+    let note = http_authorization(&stranger, "GET", &url(&s, path), unix_now()).unwrap();
+    assert_eq!(s.get(path, &[("Authorization", &note)]).await.0, 403);
+    assert_eq!(s.metric("callvault_refused_messages_total{source=\"gateway\",reason=\"bad_signature\"}").await, 8.0);
     // Without TURN configured the endpoint says so.
     let bare = start(GatewayConfig::default()).await;
     Client::connect(&bare.url(), id.clone(), "Alice").await.unwrap().close().await;
-    let ok = id.sign_note(HTTP_AUTH_KIND, &http_request_content("GET", path), unix_now()).unwrap();
-    assert_eq!(bare.get(path, &[("Authorization", &http_header(&ok))]).await.0, 503);
+    let ok = http_authorization(&id, "GET", &url(&bare, path), unix_now()).unwrap();
+    assert_eq!(bare.get(path, &[("Authorization", &ok)]).await.0, 503);
 }

@@ -40,8 +40,7 @@ async fn server(turn: Option<TurnConfig>) -> Server {
     let gateway = Gateway::new(host, bus, GatewayConfig { turn, ..GatewayConfig::default() });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}/app", listener.local_addr().unwrap());
-    let router = gateway.router();
-    let task = tokio::spawn(async move { axum::serve(callvault_gateway::nodelay(listener), router).await.unwrap() });
+    let task = tokio::spawn(async move { gateway.serve_until_dropped(listener, Default::default()).await });
     Server { url, _dir: dir, _task: task }
 }
 

@@ -158,11 +158,14 @@ pub enum AppErrorCode {
     ShuttingDown,
     /// An internal failure (logged on the server).
     Internal,
+    /// The app does not read what is sent to it fast enough: its outgoing queue filled, or a
+    /// send did not complete in time.
+    SlowConsumer,
 }
 
 impl AppErrorCode {
     /// Every code, for metrics labels.
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 16] = [
         Self::BadFrame,
         Self::FrameTooLarge,
         Self::RateLimited,
@@ -178,6 +181,7 @@ impl AppErrorCode {
         Self::Unavailable,
         Self::ShuttingDown,
         Self::Internal,
+        Self::SlowConsumer,
     ];
 
     /// The wire name.
@@ -198,6 +202,7 @@ impl AppErrorCode {
             Self::Unavailable => "unavailable",
             Self::ShuttingDown => "shutting_down",
             Self::Internal => "internal",
+            Self::SlowConsumer => "slow_consumer",
         }
     }
 }

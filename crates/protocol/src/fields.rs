@@ -306,13 +306,47 @@ bounded_str!(
     |s| s.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=' | b'_' | b'-'))
 );
 bounded_str!(
-    /// A human-readable name, without control characters.
+    /// A human-readable name: no Unicode control (Cc) or format (Cf) characters, no line or
+    /// paragraph separators, and not blank. So a name cannot move a terminal's cursor (C0/C1
+    /// controls such as U+009B), reverse the text around it (bidi overrides such as U+202E), hide
+    /// characters (zero-width U+200B, U+2060, U+FEFF) or show as nothing.
     DisplayName,
     1,
     100,
-    "no control characters",
-    |s| !s.chars().any(|c| c < '\u{20}' || c == '\u{7f}')
+    "no control or format characters, not blank",
+    |s| !s.chars().any(is_control_or_format) && s.chars().any(|c| !is_ecma_whitespace(c))
 );
+
+/// Unicode general categories Cc and Cf (Unicode 16.0), and the separators Zl and Zp: what a
+/// display name may not hold. The schema's `display_name` pattern lists the same ranges.
+pub fn is_control_or_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{0}'..='\u{1f}'
+            | '\u{7f}'..='\u{9f}'
+            | '\u{ad}'
+            | '\u{600}'..='\u{605}'
+            | '\u{61c}'
+            | '\u{6dd}'
+            | '\u{70f}'
+            | '\u{890}'..='\u{891}'
+            | '\u{8e2}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206f}'
+            | '\u{feff}'
+            | '\u{fff9}'..='\u{fffb}'
+            | '\u{110bd}'
+            | '\u{110cd}'
+            | '\u{13430}'..='\u{1343f}'
+            | '\u{1bca0}'..='\u{1bca3}'
+            | '\u{1d173}'..='\u{1d17a}'
+            | '\u{e0001}'
+            | '\u{e0020}'..='\u{e007f}'
+    )
+}
 bounded_str!(
     /// An `https://` URL of an avatar image.
     AvatarUrl,

@@ -16,6 +16,7 @@ pub mod calling;
 pub mod fields;
 pub mod ids;
 mod parse;
+pub mod ratelog;
 pub mod redact;
 pub mod registry;
 pub mod subject;

@@ -24,6 +24,8 @@ use crate::{BucketConfig, Entry, Kv, KvError, Operation, Store, Watch, check_key
 const BUCKETS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("buckets");
 const SEQ: TableDefinition<'static, &str, u64> = TableDefinition::new("seq");
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// The longest the expiry sweeper sleeps (it wakes earlier when a value expires sooner).
+const SWEEP_AT_LEAST_EVERY: Duration = Duration::from_secs(3600);
 const WATCH_QUEUE: usize = 256;
 
 fn backend(e: impl std::fmt::Display) -> KvError {
@@ -126,6 +128,7 @@ impl EmbeddedStore {
         if let Some(parent) = path.as_ref().parent() {
             std::fs::create_dir_all(parent).map_err(backend)?;
         }
+        private_file(path.as_ref()).map_err(backend)?;
         // redb's default page cache is 1 GiB; a vault server keeps small values, so less does.
         let db = redb::Builder::new().set_cache_size(CACHE_BYTES).create(path.as_ref()).map_err(backend)?;
         let txn = db.begin_write().map_err(backend)?;
@@ -143,25 +146,54 @@ impl EmbeddedStore {
 
     /// Removes expired values of every bucket from disk; returns how many revisions went.
     pub fn sweep_expired(&self) -> Result<usize, KvError> {
-        sweep(&self.inner)
+        sweep(&self.inner).map(|(n, _)| n)
     }
 }
 
+/// Makes sure the store file exists readable and writable by its owner only (0600), whatever
+/// the umask: it holds accounts, connections and call history.
+fn private_file(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        // Created empty if missing (redb initialises an empty file), then 0600 either way.
+        let _ = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+/// Sweeps expired values off disk: after [`SWEEP_EVERY`], then when the earliest value left
+/// expires, but at least [`SWEEP_EVERY`] and at most [`SWEEP_AT_LEAST_EVERY`] apart. (Reads never
+/// see an expired value; the sweep only gives the disk space back, so an idle store wakes rarely.)
 async fn sweeper(store: Weak<Inner>) {
-    let mut tick = tokio::time::interval(SWEEP_EVERY);
-    tick.tick().await;
+    let mut wait = SWEEP_EVERY;
     loop {
-        tick.tick().await;
+        tokio::time::sleep(wait).await;
         let Some(inner) = store.upgrade() else { return };
+        wait = SWEEP_AT_LEAST_EVERY;
         match tokio::task::spawn_blocking(move || sweep(&inner)).await {
-            Ok(Ok(n)) if n > 0 => tracing::debug!(removed = n, "expired values swept"),
+            Ok(Ok((n, next))) => {
+                if n > 0 {
+                    tracing::debug!(removed = n, "expired values swept");
+                }
+                if let Some(next) = next {
+                    let until = next.duration_since(SystemTime::now()).unwrap_or_default();
+                    wait = until.clamp(SWEEP_EVERY, SWEEP_AT_LEAST_EVERY);
+                }
+            }
             Ok(Err(e)) => tracing::warn!(error = %e, "expiry sweep failed"),
-            _ => {}
+            Err(_) => {}
         }
     }
 }
 
-fn sweep(inner: &Inner) -> Result<usize, KvError> {
+/// Removes expired revisions; returns how many went and when the earliest one left expires.
+/// Buckets are read first; a write transaction is opened only for a bucket with something to
+/// remove, and checks again inside it.
+fn sweep(inner: &Inner) -> Result<(usize, Option<SystemTime>), KvError> {
     let configs: Vec<BucketConfig> = {
         let r = inner.db.begin_read().map_err(backend)?;
         let t = r.open_table(BUCKETS).map_err(backend)?;
@@ -174,24 +206,45 @@ fn sweep(inner: &Inner) -> Result<usize, KvError> {
     };
     let now = SystemTime::now();
     let mut removed = 0usize;
+    let mut next: Option<SystemTime> = None;
     for config in configs.into_iter().filter(|c| c.ttl.is_some()) {
         let name = table_name(&config.name);
         let def = TableDefinition::<&str, &[u8]>::new(&name);
+        let mut expired_keys = Vec::new();
+        {
+            let r = inner.db.begin_read().map_err(backend)?;
+            let t = match r.open_table(def) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => continue,
+                Err(e) => return Err(backend(e)),
+            };
+            for row in t.iter().map_err(backend)? {
+                let (k, v) = row.map_err(backend)?;
+                let hist = codec::decode_history(v.value())?;
+                let mut kept = hist.clone();
+                prune(&mut kept, &config, now);
+                if kept.len() != hist.len() {
+                    expired_keys.push(k.value().to_owned());
+                }
+                let ends = kept.iter().filter_map(|e| config.ttl.and_then(|ttl| e.created.checked_add(ttl)));
+                next = ends.chain(next).min();
+            }
+        }
+        if expired_keys.is_empty() {
+            continue;
+        }
         let txn = inner.db.begin_write().map_err(backend)?;
         {
             let mut t = txn.open_table(def).map_err(backend)?;
-            let mut rewrites = Vec::new();
-            for row in t.iter().map_err(backend)? {
-                let (k, v) = row.map_err(backend)?;
-                let mut hist = codec::decode_history(v.value())?;
+            for k in expired_keys {
+                let Some(v) = t.get(k.as_str()).map_err(backend)?.map(|v| v.value().to_vec()) else { continue };
+                let mut hist = codec::decode_history(&v)?;
                 let before = hist.len();
                 prune(&mut hist, &config, now);
-                if hist.len() != before {
-                    removed = removed.saturating_add(before.saturating_sub(hist.len()));
-                    rewrites.push((k.value().to_owned(), hist));
+                if hist.len() == before {
+                    continue;
                 }
-            }
-            for (k, hist) in rewrites {
+                removed = removed.saturating_add(before.saturating_sub(hist.len()));
                 if hist.is_empty() {
                     t.remove(k.as_str()).map_err(backend)?;
                 } else {
@@ -201,7 +254,7 @@ fn sweep(inner: &Inner) -> Result<usize, KvError> {
         }
         txn.commit().map_err(backend)?;
     }
-    Ok(removed)
+    Ok((removed, next))
 }
 
 fn table_name(bucket: &str) -> String {

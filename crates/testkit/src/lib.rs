@@ -17,4 +17,4 @@ mod serve;
 pub use coturn::Coturn;
 pub use nats::{MAX_PAYLOAD, NatsServer, NatsUser, Permissions};
 pub use process::free_port;
-pub use serve::ServeProcess;
+pub use serve::{ServeProcess, http_get, series};

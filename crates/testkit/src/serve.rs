@@ -51,6 +51,19 @@ impl ServeProcess {
         format!("ws://{}/app", self.addr)
     }
 
+    /// `GET path` with extra header lines (`"Name: value"`), over a fresh connection:
+    /// (status, body).
+    pub fn get(&self, path: &str, headers: &[&str]) -> (u16, String) {
+        http_get(&self.addr, path, headers)
+    }
+
+    /// The value of an unlabelled series in `/metrics` (`None`: not there).
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let (status, body) = self.get("/metrics", &[]);
+        assert_eq!(status, 200, "/metrics: {body}");
+        series(&body, name)
+    }
+
     /// The data directory it was started on.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
@@ -81,4 +94,44 @@ impl Drop for ServeProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `GET path` on `addr` (`host:port`) with extra header lines, HTTP/1.1 with `Connection: close`:
+/// (status, body). Panics on a malformed answer or after 10 s without one.
+pub fn http_get(addr: &str, path: &str, headers: &[&str]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).expect("send the request");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("GET {path}: no head in {text:?}"));
+    let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("status in {head:?}"));
+    let chunked = head.lines().any(|l| l.eq_ignore_ascii_case("transfer-encoding: chunked"));
+    (status, if chunked { dechunk(body) } else { body.to_owned() })
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(rest.get(..n).unwrap_or(rest));
+        body = rest.get(n..).unwrap_or("").trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// The value of the unlabelled series `name` in a Prometheus text body.
+pub fn series(body: &str, name: &str) -> Option<f64> {
+    body.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }

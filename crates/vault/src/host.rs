@@ -10,8 +10,17 @@
 //!   the vault's buckets live in the store (`{guid}_calls`, ...), so the process can be replaced by
 //!   any other with the same key file.
 //!
-//! Registration verifies the user's delegation of the new vault key, writes the key file, then
-//! creates the account (compare-and-set: a guid registers once), then starts the vault.
+//! Registration is atomic per identity: registrations of one guid in this process take turns,
+//! and across processes sharing the accounts bucket the account's compare-and-set picks one
+//! winner. A registration verifies the user's delegation of the new vault key, writes the key to
+//! a temporary file of its own, creates the account, and only then moves the key file into place
+//! and starts the vault; the loser removes only its own temporary file. So the key file under
+//! `vault-keys/` always holds the key its account names. A crash between the account and the
+//! move leaves the temporary file, which the next start moves into place if the account names
+//! its key (and removes otherwise).
+//!
+//! At start, a key file whose key is not the one its account names is reported (an error log
+//! line, `/metrics`) and that vault is not served: never a vault that half works.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -82,6 +91,37 @@ pub enum HostError {
     CorruptAccount,
 }
 
+/// Registrations in progress, one lock per guid (entries go when nobody holds or waits).
+#[derive(Default)]
+struct RegistrationLocks(std::sync::Mutex<HashMap<Guid, Arc<Mutex<()>>>>);
+
+/// Holds one guid's registration turn; gives the entry back when it is the last one.
+struct RegistrationTurn<'a> {
+    locks: &'a RegistrationLocks,
+    guid: Guid,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl RegistrationLocks {
+    async fn turn(&self, guid: &Guid) -> RegistrationTurn<'_> {
+        let lock = {
+            let mut map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            map.entry(guid.clone()).or_default().clone()
+        };
+        RegistrationTurn { locks: self, guid: guid.clone(), guard: Some(lock.lock_owned().await) }
+    }
+}
+
+impl Drop for RegistrationTurn<'_> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut map = self.locks.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.get(&self.guid).is_some_and(|l| Arc::strong_count(l) == 1) {
+            map.remove(&self.guid);
+        }
+    }
+}
+
 struct Hosted<B: Bus + Clone, K: Kv + Clone> {
     vault: Arc<Vault<B, K>>,
     task: tokio::task::JoinHandle<Result<(), VaultError>>,
@@ -95,6 +135,9 @@ pub struct VaultHost<B: Bus + Clone, S: Store> {
     keys_dir: PathBuf,
     options: VaultOptions,
     hosted: Mutex<HashMap<Guid, Hosted<B, S::Kv>>>,
+    registering: RegistrationLocks,
+    /// Key files found at start that are not served: their key is not their account's.
+    unserved: std::sync::atomic::AtomicU64,
     stop: watch::Sender<bool>,
 }
 
@@ -102,19 +145,60 @@ fn key_path(dir: &Path, guid: &Guid) -> PathBuf {
     dir.join(format!("{guid}.key"))
 }
 
-fn write_key(path: &Path, nsec: &str) -> std::io::Result<()> {
+/// Creates `dir` (0700 whatever the umask) or narrows it to 0700.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir)
+}
+
+/// A temporary key file no other registration uses: `<guid>.<unique>.key-tmp` (registrations
+/// of one guid in this process take turns; the counter and clock keep even those apart).
+fn temp_key_path(dir: &Path, guid: &Guid) -> PathBuf {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    dir.join(format!("{guid}.{}-{n}-{t}.key-tmp", std::process::id()))
+}
+
+/// Writes `nsec` to a new file at `path` (mode 0600, synced); fails if the file exists.
+fn write_new_key(path: &Path, nsec: &str) -> std::io::Result<()> {
     use std::io::Write;
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("key.tmp");
     let mut open = std::fs::OpenOptions::new();
-    open.write(true).create(true).truncate(true);
+    open.write(true).create_new(true);
     #[cfg(unix)]
     open.mode(0o600);
-    let mut f = open.open(&tmp)?;
+    let mut f = open.open(path)?;
     f.write_all(nsec.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    f.sync_all()
+}
+
+/// Moves a synced temporary key file into place and syncs the directory.
+fn install_key(tmp: &Path, path: &Path) -> std::io::Result<()> {
+    std::fs::rename(tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn read_key(path: &Path) -> Result<SecretIdentity, HostError> {
+    let nsec = std::fs::read_to_string(path).map_err(|source| HostError::KeyFile { path: path.to_owned(), source })?;
+    SecretIdentity::parse(nsec.trim()).map_err(|_| HostError::CorruptKey(path.to_owned()))
+}
+
+/// The guid a key file (`<guid>.key`) or temporary key file (`<guid>.<nonce>.key-tmp`) is for.
+fn key_file_guid(path: &Path, temp: bool) -> Option<Guid> {
+    let name = path.file_name()?.to_str()?;
+    let stem = if temp { name.strip_suffix(".key-tmp")?.split('.').next()? } else { name.strip_suffix(".key")? };
+    Guid::parse(stem).ok()
 }
 
 impl<B: Bus + Clone, S: Store> VaultHost<B, S> {
@@ -122,34 +206,70 @@ impl<B: Bus + Clone, S: Store> VaultHost<B, S> {
     /// `data_dir/vault-keys`.
     pub async fn open(store: S, bus: B, data_dir: &Path, options: VaultOptions) -> Result<Arc<Self>, HostError> {
         let keys_dir = data_dir.join("vault-keys");
-        std::fs::create_dir_all(&keys_dir).map_err(|source| HostError::KeyFile { path: keys_dir.clone(), source })?;
+        private_dir(&keys_dir).map_err(|source| HostError::KeyFile { path: keys_dir.clone(), source })?;
         let config = BucketConfig::new(ACCOUNTS_BUCKET, 1, 64 * 1024, None)?;
         let accounts = store.bucket(&config).await?;
         let (stop, _) = watch::channel(false);
-        let host = Arc::new(Self { store, bus, accounts, keys_dir, options, hosted: Mutex::new(HashMap::new()), stop });
+        let host = Arc::new(Self {
+            store,
+            bus,
+            accounts,
+            keys_dir,
+            options,
+            hosted: Mutex::new(HashMap::new()),
+            registering: RegistrationLocks::default(),
+            unserved: std::sync::atomic::AtomicU64::new(0),
+            stop,
+        });
+        host.finish_interrupted_registrations().await?;
         let entries = std::fs::read_dir(&host.keys_dir)
             .map_err(|source| HostError::KeyFile { path: host.keys_dir.clone(), source })?;
         for entry in entries.flatten() {
             let path = entry.path();
-            let Some(guid) = path
-                .extension()
-                .filter(|e| *e == "key")
-                .and_then(|_| path.file_stem())
-                .and_then(|s| s.to_str())
-                .and_then(|s| Guid::parse(s).ok())
-            else {
-                continue;
-            };
-            let nsec =
-                std::fs::read_to_string(&path).map_err(|source| HostError::KeyFile { path: path.clone(), source })?;
-            let key = SecretIdentity::parse(nsec.trim()).map_err(|_| HostError::CorruptKey(path.clone()))?;
-            if host.account(&guid).await?.is_none() {
-                tracing::warn!(user = %Redacted(&guid), "vault key without an account skipped");
-                continue;
+            let Some(guid) = key_file_guid(&path, false) else { continue };
+            let key = read_key(&path)?;
+            match host.account(&guid).await? {
+                None => {
+                    tracing::warn!(user = %Redacted(&guid), "vault key without an account skipped");
+                }
+                Some(a) if a.vault_key != key.public().to_hex() => {
+                    host.unserved.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::error!(
+                        user = %Redacted(&guid),
+                        "vault key file does not hold the key its account names: this vault is not served"
+                    );
+                }
+                Some(_) => host.start(guid, key).await?,
             }
-            host.start(guid, key).await?;
         }
         Ok(host)
+    }
+
+    /// Temporary key files left by a registration that stopped after creating its account: moved
+    /// into place when the account names their key, removed otherwise.
+    async fn finish_interrupted_registrations(&self) -> Result<(), HostError> {
+        let entries = std::fs::read_dir(&self.keys_dir)
+            .map_err(|source| HostError::KeyFile { path: self.keys_dir.clone(), source })?;
+        for entry in entries.flatten() {
+            let tmp = entry.path();
+            let Some(guid) = key_file_guid(&tmp, true) else { continue };
+            let path = key_path(&self.keys_dir, &guid);
+            let theirs = read_key(&tmp).ok().map(|k| k.public().to_hex());
+            let named = self.account(&guid).await?.map(|a| a.vault_key);
+            if theirs.is_some() && theirs == named && !path.exists() {
+                install_key(&tmp, &path).map_err(|source| HostError::KeyFile { path: path.clone(), source })?;
+                tracing::info!(user = %Redacted(&guid), "an interrupted registration's vault key moved into place");
+            } else {
+                let _ = std::fs::remove_file(&tmp);
+            }
+        }
+        Ok(())
+    }
+
+    /// Key files found at start and not served, because their key is not the one their account
+    /// names.
+    pub fn unserved(&self) -> u64 {
+        self.unserved.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The account of `guid`, if registered (with any host sharing the store).
@@ -175,11 +295,13 @@ impl<B: Bus + Clone, S: Store> VaultHost<B, S> {
             return Err(HostError::BadDelegation);
         }
         let guid = user.guid();
+        let _turn = self.registering.turn(&guid).await;
         if self.account(&guid).await?.is_some() {
             return Err(HostError::AlreadyRegistered);
         }
         let path = key_path(&self.keys_dir, &guid);
-        write_key(&path, &vault_key.to_nsec()).map_err(|source| HostError::KeyFile { path: path.clone(), source })?;
+        let tmp = temp_key_path(&self.keys_dir, &guid);
+        write_new_key(&tmp, &vault_key.to_nsec()).map_err(|source| HostError::KeyFile { path: tmp.clone(), source })?;
         let account = Account {
             guid: guid.clone(),
             user_key: user.to_hex(),
@@ -192,14 +314,15 @@ impl<B: Bus + Clone, S: Store> VaultHost<B, S> {
         match self.accounts.create(guid.as_str(), Bytes::from(json)).await {
             Ok(_) => {}
             Err(KvError::AlreadyExists) => {
-                let _ = std::fs::remove_file(&path);
+                let _ = std::fs::remove_file(&tmp);
                 return Err(HostError::AlreadyRegistered);
             }
             Err(e) => {
-                let _ = std::fs::remove_file(&path);
+                let _ = std::fs::remove_file(&tmp);
                 return Err(e.into());
             }
         }
+        install_key(&tmp, &path).map_err(|source| HostError::KeyFile { path: path.clone(), source })?;
         self.start(guid, vault_key).await?;
         tracing::info!(user = %Redacted(&account.guid), "user registered");
         Ok(account)

@@ -12,9 +12,11 @@
 //!
 //! A gift wrap is accepted only when it unwraps for this vault's key, is fresh, and was sealed by
 //! the vault key of the connection named by the message's `from_guid`; anything else is dropped,
-//! counted and logged without guids. The timeout handler runs every `sweep_every` (seed: 30 s) and
-//! at the instants the handlers ask for. After a restart the first sweep acts on whatever the
-//! stored calls say (ringing calls time out, active calls can still be ended).
+//! counted and logged without guids. The timeout handler runs at the instant the handlers name as
+//! the vault's next deadline (every handler run ends by naming it, or naming none), and only then:
+//! a vault with nothing due runs no handler and sets no timer until the next message. After a
+//! restart one sweep acts on whatever the stored calls say (ringing calls time out, active calls
+//! can still be ended).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,7 +46,8 @@ pub use crate::stats::VaultStats;
 pub struct VaultOptions {
     /// Ring timeout (seed: 60 s).
     pub ring_timeout: Duration,
-    /// How often the timeout sweep runs (seed: 30 s).
+    /// How long after a failed timeout sweep it is tried again (the seed's 30 s sweep period).
+    /// Sweeps otherwise run only when a deadline is due.
     pub sweep_every: Duration,
     /// Bucket names: own store (`Local`) or a shared server (`Shared`).
     pub naming: BucketNaming,
@@ -170,6 +173,14 @@ fn unix_secs() -> u64 {
     secs(now())
 }
 
+/// Sleeps `d`, or forever when there is nothing to wake for.
+async fn sleep_or_never(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// A received message for a handler; one over the size limit goes as `null` (refused unread).
 fn wire(kind: &str, payload: &[u8]) -> WireMessage {
     WireMessage::from_bytes(kind, if payload.len() <= MAX_MESSAGE_BYTES { payload } else { b"null" })
@@ -264,12 +275,10 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
     /// Serves until the subscriptions end or `stop` completes. `stop` is looked at only between
     /// events: an event being handled is finished (stored, sent, notified) first.
     pub async fn run_until(self: Arc<Self>, stop: impl Future<Output = ()> + Send) -> Result<(), VaultError> {
-        let mut requests = self.bus.subscribe(&subject::for_vault_calls(&self.guid)).await?;
+        // Every request of the user's apps, known or not: each gets an answer.
+        let mut requests = self.bus.subscribe(&format!("OwnerSpace.{}.forVault.>", self.guid)).await?;
         let mut peers = self.bus.subscribe(&subject::message_space_calls(&self.guid)).await?;
         let mut invites = self.bus.subscribe(&format!("MessageSpace.{}.connection.accept", self.guid)).await?;
-        let mut own_connections =
-            self.bus.subscribe(&format!("OwnerSpace.{}.forVault.connection.*", self.guid)).await?;
-        let mut own_history = self.bus.subscribe(&format!("OwnerSpace.{}.forVault.history.*", self.guid)).await?;
         self.bus.flush().await?;
         // Stops with this task, however it ends (an abort included), and releases the bucket.
         let _reload =
@@ -284,7 +293,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
                 biased;
                 () = &mut stop => break,
                 m = requests.next() => match m {
-                    Some(m) => self.on_message(&m.subject, &m.payload).await,
+                    Some(m) => self.on_own_request(&m.subject, &m.payload).await,
                     None => break,
                 },
                 m = peers.next() => match m {
@@ -299,15 +308,10 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
                     }
                     None => break,
                 },
-                m = own_connections.next() => match m {
-                    Some(m) => self.on_admin(&m.subject, &m.payload).await,
-                    None => break,
-                },
-                m = own_history.next() => match m {
-                    Some(m) => self.on_admin(&m.subject, &m.payload).await,
-                    None => break,
-                },
-                () = tokio::time::sleep(wake) => self.sweep().await,
+                () = sleep_or_never(wake) => {
+                    self.stats.timer_wakeups.fetch_add(1, Ordering::Relaxed);
+                    self.sweep().await;
+                }
             }
         }
         Ok(())
@@ -319,12 +323,48 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         let _ = rx.wait_for(|s| *s).await;
     }
 
-    async fn on_admin(&self, subj: &str, payload: &[u8]) {
+    /// One request of the user's apps (`OwnerSpace.{guid}.forVault.<area>.<verb>`): calls go to
+    /// the call handlers, connections and history to [`Vault::handle_admin`]; anything else is
+    /// answered `invalid_message` on `forApp.<area>.error`.
+    async fn on_own_request(&self, subj: &str, payload: &[u8]) {
         let prefix = format!("OwnerSpace.{}.forVault.", self.guid);
-        let Some(verb_path) = subj.strip_prefix(&prefix) else { return };
-        if let Err(e) = self.handle_admin(verb_path, payload).await {
-            tracing::warn!(error = %e, "admin request failed");
+        let Some(path) = subj.strip_prefix(&prefix) else { return };
+        let area = path.split('.').next().unwrap_or_default();
+        let result = match (area, Subject::parse(subj)) {
+            (_, Ok(Subject::ForVault { kind, .. })) => self.handle_request(kind, payload).await.map(|_| ()),
+            ("connection" | "history", _) => self.handle_admin(path, payload).await,
+            (area, _) => self.answer_unknown(area, payload).await,
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "request failed");
         }
+    }
+
+    /// Answers a request of a type no handler takes.
+    async fn answer_unknown(&self, area: &str, payload: &[u8]) -> Result<(), VaultError> {
+        self.stats.admin_refused.fetch_add(1, Ordering::Relaxed);
+        let json: serde_json::Value = (payload.len() <= MAX_MESSAGE_BYTES)
+            .then(|| serde_json::from_slice(payload).ok())
+            .flatten()
+            .unwrap_or(serde_json::Value::Null);
+        let in_reply_to = json.get("message_id").and_then(|v| v.as_str()).and_then(|s| MessageId::parse(s).ok());
+        if area == "call" {
+            let call_id = json.get("call_id").and_then(|v| v.as_str()).and_then(|s| CallId::parse(s).ok());
+            return self.notify_error(ErrorCode::InvalidMessage, "unknown request type", in_reply_to, call_id).await;
+        }
+        let mut body = serde_json::json!({
+            "type": format!("{area}.error"),
+            "message_id": MessageId::from_bytes(rand_bytes()).to_string(),
+            "timestamp": now().to_string(),
+            "code": ErrorCode::InvalidMessage,
+            "message": "unknown request type",
+        });
+        if let (Some(obj), Some(id)) = (body.as_object_mut(), in_reply_to) {
+            obj.insert("in_reply_to".into(), id.to_string().into());
+        }
+        let subject = format!("OwnerSpace.{}.forApp.{area}.error", self.guid);
+        self.bus.publish(&subject, Bytes::from(body.to_string())).await?;
+        Ok(())
     }
 
     /// Handles one of the user's own requests about connections and history (see [`admin`]) and
@@ -438,10 +478,10 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         }
     }
 
-    async fn sleep_for(&self) -> Duration {
+    /// How long until the next deadline; none when nothing is due.
+    async fn sleep_for(&self) -> Option<Duration> {
         let next = *self.next_wake.lock().await;
-        let until_wake = next.map(|t| t.saturating_since(now()));
-        until_wake.map_or(self.options.sweep_every, |d| d.min(self.options.sweep_every))
+        next.map(|t| t.saturating_since(now()))
     }
 
     async fn on_message(&self, subj: &str, payload: &[u8]) {
@@ -475,7 +515,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         let (outcome, notified) = self.run_handler(HandlerName::for_request(kind), event, connection, calls).await?;
         if let (Outcome::Refused { code, .. }, false) = (&outcome, notified) {
             // A request too broken for the handler to answer still gets an answer.
-            self.notify_error(*code, in_reply_to, named).await?;
+            self.notify_error(*code, "the request was refused", in_reply_to, named).await?;
         }
         Ok(outcome)
     }
@@ -483,6 +523,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
     async fn notify_error(
         &self,
         code: ErrorCode,
+        text: &str,
         in_reply_to: Option<MessageId>,
         call_id: Option<CallId>,
     ) -> Result<(), VaultError> {
@@ -493,7 +534,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             timestamp: now(),
             in_reply_to: in_reply_to.unwrap_or(nil),
             code,
-            message: ErrorText::truncated("the request was refused"),
+            message: ErrorText::truncated(text),
             call_id,
             ext: None,
         };
@@ -605,13 +646,27 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
     /// Runs the timeout handler over the stored calls now.
     pub async fn sweep(&self) {
         let _one = self.one_at_a_time.lock().await;
+        let t = now();
         let result = async {
             let calls = self.load_calls(None).await?;
             self.run_handler(HandlerName::Timeout, Event::Tick, None, calls).await.map(|(o, _)| o)
         }
         .await;
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "timeout sweep failed");
+        let mut wake = self.next_wake.lock().await;
+        match result {
+            // A deadline the sweep that just ran at `t` left standing (a handler that does not
+            // move it) is tried again later, never at once.
+            Ok(_) => {
+                if let Some(at) = wake.filter(|at| *at <= t) {
+                    self.stats.deadlines_left_standing.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%at, "the timeout handler left a passed deadline; retrying later");
+                    *wake = Some(t.saturating_add(self.options.sweep_every));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "timeout sweep failed");
+                *wake = Some(t.saturating_add(self.options.sweep_every));
+            }
         }
     }
 
@@ -680,6 +735,9 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             _ => {}
         }
         self.stats.handled.fetch_add(1, Ordering::Relaxed);
+        // The run named the vault's next deadline, or none: that replaces the one held.
+        *self.next_wake.lock().await =
+            output.outputs.iter().rev().find_map(|o| if let OutputItem::WakeAt(at) = o { Some(*at) } else { None });
         let notified = output.outputs.iter().any(|o| matches!(o, OutputItem::Notify(_)));
         for item in output.outputs {
             self.perform(item, t, &mut prior, connection.as_ref()).await?;
@@ -736,9 +794,8 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
                 let subject = format!("OwnerSpace.{}.forApp.call.{}", self.guid, n.kind);
                 self.bus.publish(&subject, Bytes::copy_from_slice(n.json().as_bytes())).await?;
             }
-            OutputItem::WakeAt(at) => {
-                *self.next_wake.lock().await = Some(at);
-            }
+            // Taken from the outputs as a whole in `run_handler`.
+            OutputItem::WakeAt(_) => {}
         }
         Ok(())
     }

@@ -95,6 +95,11 @@ pub struct VaultStats {
     pub active_calls: AtomicI64,
     /// Time per handler run.
     pub handler_latency: Histogram,
+    /// Times the vault's timer woke it to run the timeout handler (zero while nothing is due).
+    pub timer_wakeups: AtomicU64,
+    /// Sweeps after which the timeout handler still named a passed deadline (a handler defect;
+    /// the vault then waits `sweep_every` instead of running it again at once).
+    pub deadlines_left_standing: AtomicU64,
     /// Setups by outcome; index 0 outgoing, 1 incoming.
     setups: [[AtomicU64; 3]; 2],
 }

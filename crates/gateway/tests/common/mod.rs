@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use callvault_bus::MemoryBus;
-use callvault_gateway::{Gateway, GatewayConfig};
+use callvault_gateway::{Gateway, GatewayConfig, ListenConfig};
 use callvault_protocol::app::ServerFrame;
 use callvault_store::EmbeddedStore;
 use callvault_vault::host::VaultHost;
@@ -43,6 +43,11 @@ impl Drop for Server {
 }
 
 pub async fn start(config: GatewayConfig) -> Server {
+    start_with(config, ListenConfig::default()).await
+}
+
+/// A server whose listening socket has `listen`'s caps and deadlines.
+pub async fn start_with(config: GatewayConfig, listen: ListenConfig) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(dir.path().join("callvault.redb")).unwrap();
     let bus = MemoryBus::new();
@@ -50,14 +55,19 @@ pub async fn start(config: GatewayConfig) -> Server {
     let gateway = Gateway::new(host.clone(), bus.clone(), config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let router = gateway.router();
-    let task = tokio::spawn(async move {
-        axum::serve(callvault_gateway::nodelay(listener), router).await.unwrap();
-    });
+    let gw = gateway.clone();
+    let task = tokio::spawn(async move { gw.serve_until_dropped(listener, listen).await });
     Server { addr, gateway, host, bus, dir, task }
 }
 
 impl Server {
+    /// Stops the server and its vaults and hands over its data directory.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        self.task.abort();
+        self.host.shutdown(Duration::from_secs(5)).await;
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
+    }
+
     pub fn url(&self) -> String {
         format!("ws://{}/app", self.addr)
     }
