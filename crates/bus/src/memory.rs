@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use callvault_protocol::ratelog::RateLimitedLog;
+use callvault_protocol::redact::Scrubbed;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream_shim::ReceiverStream;
 
@@ -131,8 +133,12 @@ impl MemoryBus {
 
     fn send(&self, s: &Sub, msg: Message) {
         if s.tx.try_send(msg).is_err() {
-            self.inner.dropped.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(pattern = %s.pattern, "slow consumer: message dropped");
+            // Said at most once a second, with the subscription's pattern scrubbed of guids.
+            static SLOW: RateLimitedLog = RateLimitedLog::per_second(1);
+            let dropped = self.inner.dropped.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+            if let Some(suppressed) = SLOW.allow() {
+                tracing::warn!(pattern = %Scrubbed(&s.pattern), dropped, suppressed, "slow consumer: message dropped");
+            }
         }
     }
 

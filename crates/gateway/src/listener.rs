@@ -22,6 +22,7 @@ use tower_service::Service;
 use crate::limits::{CapError, CapSlot, Caps, source_of};
 use crate::metrics::GatewayMetrics;
 use callvault_protocol::ratelog::RateLimitedLog;
+use callvault_protocol::redact::Scrubbed;
 
 /// Caps and deadlines of the listening socket.
 #[derive(Debug, Clone, Copy)]
@@ -101,7 +102,7 @@ pub async fn serve(
             Err(e) => {
                 // Out of files or a similar passing failure: say so (rarely), breathe, go on.
                 if let Some(suppressed) = accept_log.allow() {
-                    tracing::warn!(error = %e, suppressed, "accept failed");
+                    tracing::warn!(error = %Scrubbed(&e), suppressed, "accept failed");
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
@@ -124,7 +125,7 @@ pub async fn serve(
             }
         };
         if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY not set");
+            tracing::debug!(error = %Scrubbed(&e), "TCP_NODELAY not set");
         }
         let peer = Peer { source, accepted: tokio::time::Instant::now(), slot };
         tokio::spawn(serve_connection(stream, peer, router.clone(), config.header_timeout, stop_rx.clone()));
@@ -159,7 +160,7 @@ async fn serve_connection(
     tokio::select! {
         result = conn.as_mut() => {
             if let Err(e) = result {
-                tracing::trace!(error = %e, "HTTP connection ended");
+                tracing::trace!(error = %Scrubbed(&e), "HTTP connection ended");
             }
         }
         () = stopping => {

@@ -28,6 +28,7 @@ use callvault_protocol::app::{AppErrorCode, AppFrame, Limits, ServerFrame, app_m
 use callvault_protocol::fields::DisplayName;
 use callvault_protocol::ratelog::RateLimitedLog;
 use callvault_protocol::redact::Redacted;
+use callvault_protocol::redact::Scrubbed;
 use callvault_protocol::{Guid, MAX_MESSAGE_BYTES};
 use callvault_store::Store;
 use callvault_vault::host::{Account, HostError, VaultHost};
@@ -492,7 +493,7 @@ impl<B: Bus + Clone, S: Store> Gateway<B, S> {
         let unauthorized = |gw: &Self, e: &dyn std::fmt::Display| {
             gw.metrics.refuse(AppErrorCode::BadSignature);
             if let Some(suppressed) = REFUSALS.allow() {
-                tracing::info!(reason = %e, suppressed, "turn credentials refused");
+                tracing::info!(reason = %Scrubbed(&e), suppressed, "turn credentials refused");
             }
             (StatusCode::UNAUTHORIZED, axum::Json(serde_json::json!({"error": e.to_string()}))).into_response()
         };
@@ -512,7 +513,7 @@ impl<B: Bus + Clone, S: Store> Gateway<B, S> {
                     .into_response();
             }
             Err(e) => {
-                tracing::warn!(error = %e, "accounts unreadable");
+                tracing::warn!(error = %Scrubbed(&e), "accounts unreadable");
                 return StatusCode::INTERNAL_SERVER_ERROR.into_response();
             }
         }
@@ -644,7 +645,7 @@ impl<B: Bus + Clone, S: Store> Gateway<B, S> {
             Ok(Some(a)) => a,
             Ok(None) => self.register(rx, conn, &user, deadline).await?,
             Err(e) => {
-                tracing::warn!(error = %e, "accounts unreadable");
+                tracing::warn!(error = %Scrubbed(&e), "accounts unreadable");
                 conn.refuse(AppErrorCode::Internal, "accounts unreadable").await;
                 return Err(Read::Refused);
             }
@@ -652,7 +653,7 @@ impl<B: Bus + Clone, S: Store> Gateway<B, S> {
         let sub = match self.bus.subscribe(&format!("OwnerSpace.{guid}.forApp.>")).await {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!(error = %e, "subscription failed");
+                tracing::warn!(error = %Scrubbed(&e), "subscription failed");
                 conn.refuse(AppErrorCode::Unavailable, "the bus is unreachable").await;
                 return Err(Read::Refused);
             }
@@ -739,7 +740,7 @@ impl<B: Bus + Clone, S: Store> Gateway<B, S> {
                 Err(Read::Refused)
             }
             Err(e) => {
-                tracing::warn!(error = %e, "registration failed");
+                tracing::warn!(error = %Scrubbed(&e), "registration failed");
                 conn.refuse(AppErrorCode::Internal, "registration failed").await;
                 Err(Read::Refused)
             }
@@ -856,7 +857,7 @@ impl<B: Bus + Clone, S: Store> Gateway<B, S> {
                     return conn.refuse(AppErrorCode::BadPayload, "the payload is too large").await;
                 }
                 if let Err(e) = self.bus.publish(&subject, Bytes::from(bytes)).await {
-                    tracing::warn!(error = %e, "publish failed");
+                    tracing::warn!(error = %Scrubbed(&e), "publish failed");
                     return conn.refuse(AppErrorCode::Unavailable, "the bus refused the message").await;
                 }
                 true

@@ -17,6 +17,16 @@ impl ServeProcess {
     /// Starts `bin serve` on `data_dir` with extra flags and environment (`CALLVAULT_LOG` is `warn`
     /// unless `env` says otherwise); returns once it listens.
     pub fn start(bin: &Path, data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_with_stderr(bin, data_dir, args, env, Stdio::inherit())
+    }
+
+    /// [`ServeProcess::start`] with its log (stderr) written to `log`.
+    pub fn start_logging_to(bin: &Path, data_dir: &Path, args: &[&str], env: &[(&str, &str)], log: &Path) -> Self {
+        let file = std::fs::File::create(log).unwrap_or_else(|e| panic!("cannot create {}: {e}", log.display()));
+        Self::start_with_stderr(bin, data_dir, args, env, Stdio::from(file))
+    }
+
+    fn start_with_stderr(bin: &Path, data_dir: &Path, args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Self {
         let mut child = Command::new(bin)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
@@ -25,7 +35,7 @@ impl ServeProcess {
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
         let mut out = BufReader::new(child.stdout.take().expect("piped stdout"));

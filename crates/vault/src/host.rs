@@ -33,6 +33,7 @@ use callvault_crypto::{Delegation, PublicIdentity, SecretIdentity};
 use callvault_protocol::Guid;
 use callvault_protocol::fields::DisplayName;
 use callvault_protocol::redact::Redacted;
+use callvault_protocol::redact::Scrubbed;
 use callvault_store::{BucketConfig, BucketNaming, Kv, KvError, Store};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, watch};
@@ -69,8 +70,8 @@ pub enum HostError {
     /// A vault failed to open.
     #[error("vault: {0}")]
     Vault(#[from] VaultError),
-    /// A key file could not be read or written.
-    #[error("vault key file {path}: {source}")]
+    /// A key file could not be read or written (the path is shown without the guid).
+    #[error("vault key file {}: {source}", callvault_protocol::redact::Scrubbed(&path.display()))]
     KeyFile {
         /// Which.
         path: PathBuf,
@@ -78,7 +79,7 @@ pub enum HostError {
         source: std::io::Error,
     },
     /// A key file does not hold a key.
-    #[error("vault key file {0} is corrupt")]
+    #[error("vault key file {} is corrupt", callvault_protocol::redact::Scrubbed(&.0.display()))]
     CorruptKey(PathBuf),
     /// The delegation does not verify or names other keys.
     #[error("the delegation does not bind this user to this vault key")]
@@ -373,7 +374,27 @@ impl<B: Bus + Clone, S: Store> VaultHost<B, S> {
             tracing::warn!("vaults did not stop within the grace period");
         }
         if let Err(e) = self.bus.flush().await {
-            tracing::warn!(error = %e, "bus flush at shutdown failed");
+            tracing::warn!(error = %Scrubbed(&e), "bus flush at shutdown failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_file_errors_name_no_guid() {
+        let guid = Guid::from_public_key(&[7; 32]);
+        let path = key_path(Path::new("/srv/callvault/vault-keys"), &guid);
+        let errors = [
+            HostError::KeyFile { path: path.clone(), source: std::io::Error::other("disk full") },
+            HostError::CorruptKey(path),
+        ];
+        for e in errors {
+            let text = e.to_string();
+            assert!(!text.contains(guid.as_str()), "{text}");
+            assert!(text.contains("vault-keys/") && text.contains(&guid.as_str()[..6]), "{text}");
         }
     }
 }

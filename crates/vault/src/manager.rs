@@ -29,6 +29,8 @@ use callvault_call::abi::{Event, HandlerInput, HandlerName, Outcome, OutputItem,
 use callvault_crypto::{VaultKey, giftwrap};
 use callvault_protocol::calling::{CallErrorNotification, CallRecord, tags};
 use callvault_protocol::fields::{CallStatus, ErrorCode, ErrorText};
+use callvault_protocol::ratelog::RateLimitedLog;
+use callvault_protocol::redact::Scrubbed;
 use callvault_protocol::subject::{self, PeerKind, RequestKind, Subject};
 use callvault_protocol::{CallId, Guid, MAX_MESSAGE_BYTES, MessageId, Timestamp};
 use callvault_store::{BucketConfig, BucketNaming, Kv, KvError, Store};
@@ -40,6 +42,10 @@ use crate::invite::{self, InviteAccepted, InviteError, InviteToken, PendingInvit
 use crate::modules;
 use crate::runtime::{HandlerError, HandlerLimits, HandlerRuntime};
 pub use crate::stats::VaultStats;
+
+/// Log lines about refused or dropped messages: at most this many a second, for all vaults of
+/// the process (a flood must not become a flood of log lines).
+static REFUSALS: RateLimitedLog = RateLimitedLog::per_second(10);
 
 /// How a vault behaves.
 #[derive(Debug, Clone)]
@@ -302,8 +308,10 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
                 },
                 m = invites.next() => match m {
                     Some(m) => {
-                        if let Err(e) = self.handle_invite_accepted(&m.payload).await {
-                            tracing::info!(error = %e, "invite acceptance refused");
+                        if let Err(e) = self.handle_invite_accepted(&m.payload).await
+                            && let Some(suppressed) = REFUSALS.allow()
+                        {
+                            tracing::info!(suppressed, error = %Scrubbed(&e), "invite acceptance refused");
                         }
                     }
                     None => break,
@@ -336,7 +344,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             (area, _) => self.answer_unknown(area, payload).await,
         };
         if let Err(e) = result {
-            tracing::warn!(error = %e, "request failed");
+            tracing::warn!(error = %Scrubbed(&e), "request failed");
         }
     }
 
@@ -384,7 +392,9 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             Ok((reply, body)) => (reply, body),
             Err(AdminFailure::Refused(code, message)) => {
                 self.stats.admin_refused.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(request = verb_path.chars().take(40).collect::<String>(), code = %code, "admin request refused");
+                if let Some(suppressed) = REFUSALS.allow() {
+                    tracing::info!(suppressed, request = verb_path.chars().take(40).collect::<String>(), code = %code, "admin request refused");
+                }
                 let body = serde_json::json!({"code": code, "message": ErrorText::truncated(&message)});
                 (format!("{area}.error"), body)
             }
@@ -491,7 +501,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             _ => return,
         };
         if let Err(e) = result {
-            tracing::warn!(error = %e, "message failed");
+            tracing::warn!(error = %Scrubbed(&e), "message failed");
         }
     }
 
@@ -550,7 +560,9 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             Ok(u) => u,
             Err(e) => {
                 self.stats.bad_wraps.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(reason = %e, "gift wrap dropped");
+                if let Some(suppressed) = REFUSALS.allow() {
+                    tracing::info!(suppressed, reason = %Scrubbed(&e), "gift wrap dropped");
+                }
                 return Ok(Outcome::Ignored);
             }
         };
@@ -567,7 +579,9 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             .is_some_and(|vk| vk == unwrapped.sender);
         if !sealed_by_connection {
             self.stats.unknown_senders.fetch_add(1, Ordering::Relaxed);
-            tracing::info!("gift wrap from a vault that is not an active connection dropped");
+            if let Some(suppressed) = REFUSALS.allow() {
+                tracing::info!(suppressed, "gift wrap from a vault that is not an active connection dropped");
+            }
             return Ok(Outcome::Ignored);
         }
         let named = json.get("call_id").and_then(|v| v.as_str()).and_then(|s| CallId::parse(s).ok());
@@ -615,7 +629,9 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             Ok(u) => u,
             Err(e) => {
                 self.stats.bad_wraps.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(reason = %e, "invite acceptance dropped");
+                if let Some(suppressed) = REFUSALS.allow() {
+                    tracing::info!(suppressed, reason = %Scrubbed(&e), "invite acceptance dropped");
+                }
                 return Err(InviteError::Malformed.into());
             }
         };
@@ -664,7 +680,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "timeout sweep failed");
+                tracing::warn!(error = %Scrubbed(&e), "timeout sweep failed");
                 *wake = Some(t.saturating_add(self.options.sweep_every));
             }
         }
@@ -727,7 +743,9 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         match &output.outcome {
             Outcome::Refused { code, .. } => {
                 self.stats.refused.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(handler = name.as_str(), code = %code, "event refused");
+                if let Some(suppressed) = REFUSALS.allow() {
+                    tracing::info!(suppressed, handler = name.as_str(), code = %code, "event refused");
+                }
             }
             Outcome::Duplicate => {
                 self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
@@ -778,7 +796,9 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
                     None => match connections::get(&self.buckets.connections, &to).await? {
                         Some(c) => c.vault_key()?,
                         None => {
-                            tracing::info!("message for a peer that is no connection not sent");
+                            if let Some(suppressed) = REFUSALS.allow() {
+                                tracing::info!(suppressed, "message for a peer that is no connection not sent");
+                            }
                             return Ok(());
                         }
                     },
@@ -787,7 +807,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
                     Ok(wrap) => {
                         self.bus.publish(&format!("MessageSpace.{to}.call.{}", message.kind), Bytes::from(wrap)).await?
                     }
-                    Err(e) => tracing::warn!(error = %e, "could not seal a message"),
+                    Err(e) => tracing::warn!(error = %Scrubbed(&e), "could not seal a message"),
                 }
             }
             OutputItem::Notify(n) => {

@@ -17,6 +17,7 @@ use callvault_call::abi::HandlerName;
 use callvault_store::{Kv, KvError, Operation};
 
 use callvault_protocol::ids::lower_hex;
+use callvault_protocol::redact::Scrubbed;
 use sha2::{Digest, Sha256};
 
 use crate::runtime::{BUILTIN_MODULE, HandlerError, HandlerRuntime};
@@ -103,9 +104,9 @@ pub async fn watch_and_reload(bucket: impl Kv, runtime: std::sync::Arc<HandlerRu
             Ok(e) => e,
             Err(e) => {
                 // Changes were missed (a lagging watch): load the whole bucket again.
-                tracing::warn!(error = %e, "handlers watch lagged; reloading every module");
+                tracing::warn!(error = %Scrubbed(&e), "handlers watch lagged; reloading every module");
                 if let Err(e) = load_all(&bucket, &runtime).await {
-                    tracing::warn!(error = %e, "handler modules reload failed");
+                    tracing::warn!(error = %Scrubbed(&e), "handler modules reload failed");
                 }
                 continue;
             }
@@ -118,7 +119,7 @@ pub async fn watch_and_reload(bucket: impl Kv, runtime: std::sync::Arc<HandlerRu
         match runtime.install(name, bytes) {
             Ok(()) => tracing::info!(handler = name.as_str(), revision = entry.revision, "handler module installed"),
             Err(e) => {
-                tracing::warn!(handler = name.as_str(), error = %e, "handler module refused; the previous one stays")
+                tracing::warn!(handler = name.as_str(), error = %Scrubbed(&e), "handler module refused; the previous one stays")
             }
         }
     }

@@ -401,3 +401,47 @@ fn the_data_dir_is_private_whatever_the_umask() {
     assert_eq!(alice.ok(&["id", "show"])["guid"], a.as_str());
     alice.ok(&["connections"]);
 }
+
+/// Where `text` holds a run of 32 or more hex digits (a guid, a key, a note id).
+fn hex_runs(text: &str) -> Vec<&str> {
+    text.split(|c: char| !c.is_ascii_hexdigit()).filter(|w| w.len() >= 32).collect()
+}
+
+#[test]
+fn the_log_holds_no_guid_key_address_or_sdp() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("serve.log");
+    let serve = Serve(ServeProcess::start_logging_to(
+        Path::new(BIN),
+        &dir.path().join("data"),
+        &[],
+        &[("CALLVAULT_LOG", "debug")],
+        &log,
+    ));
+    let (alice, a) = User::new("Alice", &serve);
+    let (bob, b) = User::new("Bob", &serve);
+    connect(&alice, &bob, &a, &b);
+    calls_through_the_cli(&alice, &bob, &a, &b);
+    // Refusals are logged too: a bad invite, a call to a stranger, a hangup with no call.
+    assert!(!alice.run(&["connect", "cvinv1_not-an-invite"]).status.success());
+    let _ = bob.run(&["hangup"]);
+    // And raw junk at the app API and the TURN endpoint.
+    let base = serve.0.base();
+    let addr = base.trim_start_matches("http://");
+    let _ = callvault_testkit::http_get(addr, "/calls/turn-credentials", &["Authorization: Nostr AAAA"]);
+    let _ = callvault_testkit::http_get(addr, "/nothing-here", &[]);
+    drop(serve);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.lines().count() > 10, "the log has lines at debug level:\n{text}");
+    for guid in [&a, &b] {
+        assert!(!text.contains(guid.as_str()), "a full guid in the log:\n{text}");
+    }
+    assert_eq!(hex_runs(&text), Vec::<&str>::new(), "hex identifiers in the log:\n{text}");
+    for needle in ["npub1", "nsec1", "v=0", "a=fingerprint", "candidate:"] {
+        assert!(!text.contains(needle), "{needle} in the log:\n{text}");
+    }
+    // The only address is the server's own, in the line saying where it listens.
+    for line in text.lines().filter(|l| l.contains("127.0.0.1")) {
+        assert!(line.contains("listening"), "an address in the log: {line}");
+    }
+}
