@@ -1,9 +1,7 @@
 // The callvault browser client: identity, the app API (docs/APP-API.md), connections, and 1:1 calls
 // with audio and video end-to-end encrypted by SFrame in a worker (e2ee-worker.js).
-import { finalizeEvent, getPublicKey, generateSecretKey } from 'nostr-tools/pure'
-import * as nip44 from 'nostr-tools/nip44'
-import { bytesToHex, hexToBytes } from 'nostr-tools/utils'
-import { sha256 } from '@noble/hashes/sha2.js'
+// Plain ES modules, served as they are by `callvault serve` (no build step).
+import { bytesToHex, generateSecretKey, initIdentity, nip44Decrypt, nip44Encrypt, publicOf, signEvent } from './identity.js'
 import { displayNameProblem } from './names.js'
 
 const $ = (id) => document.getElementById(id)
@@ -18,14 +16,6 @@ const now = () => Math.floor(Date.now() / 1000)
 const uuid = () => crypto.randomUUID()
 const stamp = () => new Date().toISOString()
 
-export function guidOf(pubHex) {
-  const pre = enc.encode('callvault-guid-v1')
-  const key = hexToBytes(pubHex)
-  const all = new Uint8Array(pre.length + key.length)
-  all.set(pre)
-  all.set(key, pre.length)
-  return bytesToHex(sha256(all)).slice(0, 40)
-}
 
 // --- state shown by the UI and read by tests -------------------------------------------------
 
@@ -51,18 +41,20 @@ let sk = null
 function loadIdentity() {
   const saved = localStorage.getItem('callvault.sk')
   if (!saved) return false
-  sk = hexToBytes(saved)
+  sk = saved
   cv.name = localStorage.getItem('callvault.name') || 'callvault user'
-  cv.guid = guidOf(getPublicKey(sk))
+  cv.guid = publicOf(sk).guid
   return true
 }
 
 function createIdentity(name, importHex) {
-  sk = importHex ? hexToBytes(importHex.trim()) : generateSecretKey()
-  localStorage.setItem('callvault.sk', bytesToHex(sk))
+  const candidate = importHex ? importHex.trim().toLowerCase() : generateSecretKey()
+  const { guid } = publicOf(candidate) // throws on a key that is not one
+  sk = candidate
+  localStorage.setItem('callvault.sk', sk)
   localStorage.setItem('callvault.name', name)
   cv.name = name
-  cv.guid = guidOf(getPublicKey(sk))
+  cv.guid = guid
 }
 
 // --- the app API -------------------------------------------------------------------------------
@@ -97,10 +89,10 @@ function connect() {
     ws.onmessage = (e) => {
       const f = JSON.parse(e.data)
       if (f.type === 'challenge') {
-        const ev = finalizeEvent({ kind: 22242, created_at: Math.abs(now() - f.server_time) > 30 ? f.server_time : now(), tags: [], content: f.challenge }, sk)
+        const ev = signEvent(sk, { kind: 22242, created_at: Math.abs(now() - f.server_time) > 30 ? f.server_time : now(), tags: [], content: f.challenge })
         send({ type: 'auth', note: JSON.stringify(ev) })
       } else if (f.type === 'register_required') {
-        const d = finalizeEvent({ kind: 9470, created_at: now(), content: 'callvault vault delegation v1', tags: [['vault', f.vault_key], ['guid', cv.guid]] }, sk)
+        const d = signEvent(sk, { kind: 9470, created_at: now(), content: 'callvault vault delegation v1', tags: [['vault', f.vault_key], ['guid', cv.guid]] })
         send({ type: 'register', delegation: JSON.stringify(d), display_name: cv.name })
       } else if (f.type === 'ready') {
         session = f
@@ -176,19 +168,18 @@ async function refreshConnections() {
 
 async function makeInvite() {
   const body = { delegation: session.delegation, display_name: cv.name, reach: 'local', nonce: bytesToHex(crypto.getRandomValues(new Uint8Array(16))), expires_at: now() + 86400 }
-  const note = finalizeEvent({ kind: 9471, created_at: now(), tags: [], content: JSON.stringify(body) }, sk)
+  const note = signEvent(sk, { kind: 9471, created_at: now(), tags: [], content: JSON.stringify(body) })
   return 'cvinv1_' + b64url(JSON.stringify(note))
 }
 
 // --- sealed signals ----------------------------------------------------------------------------
 
 function seal(peerKey, callId, signalType, bytes) {
-  const ck = nip44.getConversationKey(sk, peerKey)
-  return nip44.encrypt(JSON.stringify({ v: 1, call_id: callId, signal_type: signalType, body: b64(bytes) }), ck)
+  return nip44Encrypt(sk, peerKey, JSON.stringify({ v: 1, call_id: callId, signal_type: signalType, body: b64(bytes) }))
 }
 
 function open(peerKey, s) {
-  const env = JSON.parse(nip44.decrypt(s.payload, nip44.getConversationKey(sk, peerKey)))
+  const env = JSON.parse(nip44Decrypt(sk, peerKey, s.payload))
   if (env.v !== 1 || env.call_id !== s.call_id || env.signal_type !== s.signal_type) throw new Error('signal does not hold')
   return unb64(env.body)
 }
@@ -387,11 +378,18 @@ async function start() {
   await refreshConnections()
 }
 
-$('create-identity').onclick = () => {
+const identityReady = initIdentity()
+
+$('create-identity').onclick = async () => {
   const name = $('name').value || 'callvault user'
   const problem = displayNameProblem(name)
   if (problem) return fail(problem)
-  createIdentity(name, $('import').value || null)
+  try {
+    await identityReady
+    createIdentity(name, $('import').value || null)
+  } catch (e) {
+    return fail(`that is not a secret key: ${e.message}`)
+  }
   start().catch((e) => fail(String(e)))
 }
 $('invite-btn').onclick = async () => {
@@ -422,5 +420,7 @@ $('camera').onclick = () => {
   if (t) { t.enabled = !t.enabled; $('camera').textContent = t.enabled ? 'Camera off' : 'Camera on' }
 }
 
-if (loadIdentity()) start().catch((e) => fail(String(e)))
-else setState('signed out')
+identityReady.then(() => {
+  if (loadIdentity()) return start()
+  setState('signed out')
+}).catch((e) => fail(String(e)))

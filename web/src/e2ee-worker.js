@@ -7,33 +7,21 @@
 // {type:'streams', side, kind, readable, writable} (fallback path). The worker posts
 // {type:'stats', encrypted, decrypted, failed} every second.
 
+import { callE2ee, callJson, loadE2ee } from './wasm.js'
+
 let wasm = null
-const ready = (async () => {
-  const bytes = await (await fetch('/e2ee.wasm')).arrayBuffer()
-  const module = await WebAssembly.compile(bytes)
-  // The crypto crate links wasm-bindgen placeholders for its (unused here) OS random source:
-  // nothing calls them, and this worker passes its randomness in.
-  const imports = {}
-  for (const imp of WebAssembly.Module.imports(module)) {
-    imports[imp.module] ??= {}
-    imports[imp.module][imp.name] = () => { throw new Error(`unexpected call to ${imp.name}`) }
-  }
-  wasm = (await WebAssembly.instantiate(module, imports)).exports
-})()
+const ready = loadE2ee().then((w) => { wasm = w })
 
 const stats = { encrypted: 0, decrypted: 0, failed: 0 }
 
-function call(op, input, ...args) {
-  const at = wasm.cv_in(input.length)
-  new Uint8Array(wasm.memory.buffer, at, input.length).set(input)
-  const len = wasm[op](input.length, ...args)
-  if (len < 0) return null
-  return new Uint8Array(wasm.memory.buffer, wasm.cv_out(), len).slice()
-}
+const call = (op, input, ...args) => callE2ee(wasm, op, input, ...args)
 
 function keys(request) {
-  const out = call('cv_keys', new TextEncoder().encode(JSON.stringify(request)))
-  return JSON.parse(new TextDecoder().decode(out))
+  try {
+    return callJson(wasm, 'cv_keys', request)
+  } catch (e) {
+    return { error: e.message }
+  }
 }
 
 // 0 audio, 1 video key frame, 2 video delta frame (see crates/e2ee-wasm).

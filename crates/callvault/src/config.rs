@@ -110,8 +110,8 @@ struct Raw {
     metrics: RawMetrics,
     #[serde(default = "default_grace")]
     shutdown_grace_secs: u64,
-    #[serde(default = "default_web_dir")]
-    web_dir: String,
+    #[serde(default)]
+    web_dir: Option<String>,
 }
 
 fn default_listen() -> String {
@@ -125,9 +125,6 @@ fn default_registration() -> String {
 }
 fn default_log() -> String {
     "info".into()
-}
-fn default_web_dir() -> String {
-    "web/dist".into()
 }
 fn default_grace() -> u64 {
     10
@@ -417,8 +414,8 @@ fn check(raw: Raw) -> Result<ServeConfig, ConfigError> {
             limits,
             turn,
             registration_open,
-            // The web client is served when it was built (`npm ci && npm run build` in web/).
-            web_dir: Some(PathBuf::from(&raw.web_dir)).filter(|d| d.join("index.html").is_file()),
+            // The embedded browser client, unless a directory replaces it.
+            web_dir: raw.web_dir.map(PathBuf::from),
             auth_timeout: secs("limits.auth_timeout_secs", l.auth_timeout_secs)?,
             max_unauthenticated: count("limits.max_unauthenticated", l.max_unauthenticated)?,
             max_unauthenticated_per_source: count(

@@ -1,4 +1,4 @@
-//! The browser client (`web/`, built by `npm ci && npm run build` in `web/`) in headless Debian
+//! The browser client (`web/src`, embedded in the binary) in headless Debian
 //! Chromium driven by playwright-core (`web/tests/browser.mjs`), against `callvault serve` as a
 //! process: two browsers in a video call, E2EE on, each decoding the other's video; a tampered key
 //! gives "cannot decrypt" and no decoded media; a browser calls a Rust client and both decode the
@@ -43,16 +43,9 @@ fn serve() -> Serve {
 }
 
 fn serve_with(env: &[(&str, &str)]) -> Serve {
-    let web = repo().join("web/dist");
-    assert!(
-        web.join("index.html").is_file() && web.join("app.js").is_file(),
-        "the web client is not built: run `npm ci && npm run build` in web/ (.ci/run does)"
-    );
+    // The browser client as the binary embeds it: what a user of `callvault serve` gets.
     let dir = tempfile::tempdir().unwrap();
-    let web = web.to_str().unwrap().to_owned();
-    let mut all = vec![("CALLVAULT_WEB_DIR", web.as_str())];
-    all.extend_from_slice(env);
-    let process = ServeProcess::start(Path::new(BIN), dir.path(), &[], &all);
+    let process = ServeProcess::start(Path::new(BIN), dir.path(), &[], env);
     Serve { base: process.base(), process, _dir: dir }
 }
 

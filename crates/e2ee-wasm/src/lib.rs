@@ -15,6 +15,12 @@
 //! the call keys and answers `{"sas":"..."}`. `"tamper":true` corrupts the receive key (tests of
 //! the "cannot decrypt" state).
 //!
+//! `cv_identity` takes and gives JSON too, for the page's identity (see [`identity`]), each with
+//! `"secret"` (64 hex): `{"op":"public"}` answers `{"public","guid"}`; `{"op":"sign","aux",
+//! "created_at","kind","tags","content"}` answers the signed event; `{"op":"encrypt","peer",
+//! "nonce","plaintext"}` answers `{"payload"}` (NIP-44 v2); `{"op":"decrypt","peer","payload"}`
+//! answers `{"plaintext"}`. `aux` and `nonce` are 32 fresh random bytes (64 hex) from the page.
+//!
 //! Frames: `kind` 0 is audio (all of it encrypted), 1 a video key frame and 2 a video delta frame,
 //! whose first 10 and 3 bytes (the VP8 payload header the browser's packetizer reads) stay in clear
 //! and are authenticated as SFrame metadata.
@@ -28,6 +34,8 @@ use callvault_crypto::callkeys::{CallKeys, EphemeralKey, Role};
 use callvault_crypto::frame::{DEFAULT_GRACE, FrameDecryptor, FrameEncryptor};
 use callvault_protocol::{CallId, Guid};
 use serde_json::{Value, json};
+
+pub mod identity;
 
 struct State {
     pending: Option<EphemeralKey>,
@@ -137,6 +145,53 @@ pub extern "C" fn cv_keys(len: i32) -> i32 {
     let out = serde_json::from_slice::<Value>(&input(len))
         .map_err(|e| e.to_string())
         .and_then(|v| keys(&v))
+        .unwrap_or_else(|e| json!({"error": e}));
+    answer(out.to_string().into_bytes())
+}
+
+/// Identity operations on JSON (see the crate documentation).
+pub fn identity_op(request: &Value) -> Result<Value, String> {
+    let text = |f: &str| request.get(f).and_then(Value::as_str).ok_or_else(|| format!("missing {f}"));
+    let key =
+        |f: &str| -> Result<[u8; 32], String> { hex32(text(f)?).ok_or_else(|| format!("{f}: 64 hex characters")) };
+    let secret = zeroize::Zeroizing::new(key("secret")?);
+    let e = |e: identity::IdentityError| e.to_string();
+    match text("op")? {
+        "public" => {
+            let public = identity::public_key(&secret).map_err(e)?;
+            Ok(json!({"public": identity::hex(&public), "guid": Guid::from_public_key(&public).to_string()}))
+        }
+        "sign" => {
+            let created_at = request.get("created_at").and_then(Value::as_u64).ok_or("created_at: seconds")?;
+            let kind = request
+                .get("kind")
+                .and_then(Value::as_u64)
+                .and_then(|k| u16::try_from(k).ok())
+                .ok_or("kind: 0..=65535")?;
+            let tags: Vec<Vec<String>> = serde_json::from_value(request.get("tags").cloned().unwrap_or(json!([])))
+                .map_err(|_| "tags: an array of arrays of strings")?;
+            identity::sign_event(&secret, created_at, kind, &tags, text("content")?, &key("aux")?).map_err(e)
+        }
+        "encrypt" => {
+            let ck = identity::conversation_key(&secret, &key("peer")?).map_err(e)?;
+            Ok(json!({"payload": identity::encrypt(&ck, &key("nonce")?, text("plaintext")?).map_err(e)?}))
+        }
+        "decrypt" => {
+            let ck = identity::conversation_key(&secret, &key("peer")?).map_err(e)?;
+            Ok(json!({"plaintext": identity::decrypt(&ck, text("payload")?).map_err(e)?}))
+        }
+        other => Err(format!("unknown op {other:?}")),
+    }
+}
+
+/// Runs an identity operation; the output is JSON (`{"error":...}` on failure).
+#[allow(unsafe_code)] // the export needs its symbol name
+#[unsafe(no_mangle)]
+pub extern "C" fn cv_identity(len: i32) -> i32 {
+    let input = zeroize::Zeroizing::new(input(len));
+    let out = serde_json::from_slice::<Value>(&input)
+        .map_err(|e| e.to_string())
+        .and_then(|v| identity_op(&v))
         .unwrap_or_else(|e| json!({"error": e}));
     answer(out.to_string().into_bytes())
 }

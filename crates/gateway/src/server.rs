@@ -48,6 +48,18 @@ static REFUSALS: RateLimitedLog = RateLimitedLog::per_second(10);
 /// The browser client's E2EE module (`crates/e2ee-wasm`, built by this crate's build script).
 pub const E2EE_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/e2ee.wasm"));
 
+/// The browser client: plain ES modules and their page, embedded as written in `web/src` (no
+/// build step, no third-party JavaScript).
+pub const WEB_FILES: &[(&str, &[u8])] = &[
+    ("index.html", include_bytes!("../../../web/src/index.html")),
+    ("style.css", include_bytes!("../../../web/src/style.css")),
+    ("app.js", include_bytes!("../../../web/src/app.js")),
+    ("identity.js", include_bytes!("../../../web/src/identity.js")),
+    ("names.js", include_bytes!("../../../web/src/names.js")),
+    ("wasm.js", include_bytes!("../../../web/src/wasm.js")),
+    ("e2ee-worker.js", include_bytes!("../../../web/src/e2ee-worker.js")),
+];
+
 /// How the gateway behaves.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -59,7 +71,8 @@ pub struct GatewayConfig {
     pub registration_open: bool,
     /// How long the app has to answer the challenge (and to register).
     pub auth_timeout: Duration,
-    /// The browser client's built files (`web/dist`), served at `/`; none: no web client.
+    /// A directory of browser client files to serve at `/` instead of the embedded ones (`web/src`
+    /// as built into the binary); for working on the client.
     pub web_dir: Option<std::path::PathBuf>,
     /// Sockets not yet authenticated, at once, in total.
     pub max_unauthenticated: usize,
@@ -447,12 +460,18 @@ impl<B: Bus + Clone, S: Store> Gateway<B, S> {
         };
         let plain =
             !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
-        let Some(dir) = gw.config.web_dir.as_ref().filter(|_| plain && !name.starts_with('.')) else {
+        if !plain || name.starts_with('.') {
             return StatusCode::NOT_FOUND.into_response();
+        }
+        let found = match gw.config.web_dir.as_ref() {
+            // A directory given by the operator (a client under development) replaces the
+            // embedded files.
+            Some(dir) => tokio::fs::read(dir.join(&name)).await.ok().map(std::borrow::Cow::Owned),
+            None => WEB_FILES.iter().find(|(n, _)| *n == name).map(|(_, body)| std::borrow::Cow::Borrowed(*body)),
         };
-        match tokio::fs::read(dir.join(&name)).await {
-            Ok(body) => ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "no-cache")], body).into_response(),
-            Err(_) => StatusCode::NOT_FOUND.into_response(),
+        match found {
+            Some(body) => ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "no-cache")], body).into_response(),
+            None => StatusCode::NOT_FOUND.into_response(),
         }
     }
 
