@@ -1,6 +1,7 @@
-//! Handler modules live in the `handlers` bucket: the built-ins are installed where missing, and a
-//! newer module written to a handler's key takes over without a restart; a bad one is refused and
-//! the previous one stays; deleting the key falls back to the built-in.
+//! Handler modules live in the `handlers` bucket: handler keys name the built-in module (by
+//! reference: it follows the binary's version) or an installed one, stored once by its SHA-256;
+//! a newer module takes over without a restart; a bad one is refused and the previous one stays;
+//! deleting the key falls back to the built-in.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::arithmetic_side_effects)]
 
@@ -50,14 +51,16 @@ async fn an_upgrade_replaces_builtin_copies_and_keeps_modules_installed_by_hand(
     by_hand.extend_from_slice(&[0, 5, 4, b'n', b'o', b't', b'e']); // a custom section: other bytes
     bucket.put("call.initiate", Bytes::from(by_hand.clone())).await.unwrap();
 
-    // Four keys were missing, two held the old built-in: six written.
-    assert_eq!(modules::install_builtins(&bucket).await.unwrap(), 6);
+    // Four keys were missing, two held the old built-in, one a module installed by hand: all
+    // seven now hold references; the hand-installed module is stored once, by its digest.
+    assert_eq!(modules::install_builtins(&bucket).await.unwrap(), 7);
     for k in ["call.end", "call.timeout", "call.accept", "call.signal"] {
-        assert_eq!(bucket.get(k).await.unwrap().unwrap().value, Bytes::from_static(BUILTIN_MODULE), "{k}");
+        assert_eq!(bucket.get(k).await.unwrap().unwrap().value, Bytes::from_static(modules::BUILTIN), "{k}");
     }
-    assert_eq!(bucket.get("call.initiate").await.unwrap().unwrap().value, Bytes::from(by_hand));
-    let marker = bucket.get(modules::BUILTIN_MARKER).await.unwrap().unwrap().value;
-    assert_eq!(marker, Bytes::from(sha256_hex(BUILTIN_MODULE)));
+    let digest = sha256_hex(&by_hand);
+    assert_eq!(bucket.get("call.initiate").await.unwrap().unwrap().value, Bytes::from(format!("sha256:{digest}")));
+    assert_eq!(bucket.get(&modules::module_key(&digest)).await.unwrap().unwrap().value, Bytes::from(by_hand));
+    assert!(bucket.get(modules::BUILTIN_MARKER).await.unwrap().is_none(), "the marker is no longer needed");
     // The module installed by hand is the one that runs.
     let rt = HandlerRuntime::new(HandlerLimits::default());
     modules::load_all(&bucket, &rt).await.unwrap();
@@ -85,9 +88,14 @@ async fn builtins_are_installed_and_a_new_version_takes_over_without_restart() {
     assert_eq!(modules::install_builtins(&bucket).await.unwrap(), 7);
     assert_eq!(modules::install_builtins(&bucket).await.unwrap(), 0, "a second start installs nothing");
     let keys = bucket.keys().await.unwrap();
-    assert_eq!(keys.iter().filter(|k| k.starts_with("call.")).count(), 7);
-    assert_eq!(keys.len(), 8, "the seven modules and the marker of the built-in: {keys:?}");
-    assert_eq!(bucket.get("call.timeout").await.unwrap().unwrap().value, Bytes::from_static(BUILTIN_MODULE));
+    assert_eq!(keys.len(), 7, "seven references to the built-in, no module bytes: {keys:?}");
+    let mut stored = 0;
+    for k in &keys {
+        let value = bucket.get(k).await.unwrap().unwrap().value;
+        assert_eq!(value, Bytes::from_static(modules::BUILTIN), "{k}");
+        stored += value.len();
+    }
+    assert!(stored < 100, "{stored} bytes for a new vault's handlers");
 
     let rt = Arc::new(HandlerRuntime::new(HandlerLimits::default()));
     modules::load_all(&bucket, &rt).await.unwrap();
@@ -112,5 +120,24 @@ async fn builtins_are_installed_and_a_new_version_takes_over_without_restart() {
     // Deleting the key falls back to the built-in module.
     bucket.delete("call.initiate").await.unwrap();
     eventually(&rt, Outcome::Applied).await;
+
+    // Installed by reference: stored once, however many handlers use it, and taken at once.
+    let reference = modules::install(&bucket, HandlerName::Initiate, &ignoring_module()).await.unwrap();
+    assert_eq!(reference, format!("sha256:{}", sha256_hex(&ignoring_module())));
+    eventually(&rt, Outcome::Ignored).await;
+    modules::install(&bucket, HandlerName::Accept, &ignoring_module()).await.unwrap();
+    let modules_held = bucket.keys().await.unwrap().into_iter().filter(|k| k.starts_with("module.")).count();
+    assert_eq!(modules_held, 1);
+    // A reference to a module the bucket does not hold is refused; the running one stays.
+    bucket.put("call.initiate", Bytes::from(format!("sha256:{}", "0".repeat(64)))).await.unwrap();
+    bucket.put("call.timeout", Bytes::from_static(modules::BUILTIN)).await.unwrap(); // a change after it
+    eventually(&rt, Outcome::Ignored).await;
+    // At the next start such a handler runs the built-in.
+    let fresh = HandlerRuntime::new(HandlerLimits::default());
+    modules::load_all(&bucket, &fresh).await.unwrap();
+    assert_eq!(
+        fresh.invoke(HandlerName::Initiate, &initiate_input(1, 2, true, at(0))).unwrap().outcome,
+        Outcome::Applied
+    );
     watcher.abort();
 }
