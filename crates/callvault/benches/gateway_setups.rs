@@ -45,6 +45,12 @@ impl Serve {
             ("CALLVAULT_LOG", "warn"),
             ("CALLVAULT_LIMITS_MESSAGES_PER_SECOND", "100000"),
             ("CALLVAULT_LIMITS_BURST", "100000"),
+            // Every bench app connects from 127.0.0.1: lift the per-source caps meant for floods.
+            ("CALLVAULT_LIMITS_MAX_CONNECTIONS_PER_SOURCE", "100000"),
+            ("CALLVAULT_LIMITS_MAX_UNAUTHENTICATED", "100000"),
+            ("CALLVAULT_LIMITS_MAX_UNAUTHENTICATED_PER_SOURCE", "100000"),
+            ("CALLVAULT_LIMITS_LOGIN_BURST", "100000"),
+            ("CALLVAULT_LIMITS_LOGINS_PER_SECOND", "100000"),
         ];
         let process = ServeProcess::start(Path::new(BIN), dir.path(), &args, &env);
         Self { url: process.url(), process, _dir: dir }
