@@ -34,6 +34,7 @@ pub(crate) const KEYS: &[(&str, Kind)] = &[
     ("limits.send_timeout_secs", Kind::Int),
     ("limits.max_queued_bytes", Kind::Int),
     ("metrics.token", Kind::Str),
+    ("trusted_proxies", Kind::List),
     ("turn.stun_urls", Kind::List),
     ("turn.turn_urls", Kind::List),
     ("turn.secrets", Kind::List),
@@ -108,6 +109,8 @@ struct Raw {
     vault: RawVault,
     #[serde(default)]
     metrics: RawMetrics,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
     #[serde(default = "default_grace")]
     shutdown_grace_secs: u64,
     #[serde(default)]
@@ -405,6 +408,11 @@ fn check(raw: Raw) -> Result<ServeConfig, ConfigError> {
         max_connections: count("limits.max_connections", l.max_connections)?,
         max_connections_per_source: count("limits.max_connections_per_source", l.max_connections_per_source)?,
         header_timeout: secs("limits.header_timeout_secs", l.header_timeout_secs)?,
+        trusted_proxies: raw
+            .trusted_proxies
+            .iter()
+            .map(|p| p.parse().map_err(|_| key_error("trusted_proxies", format!("{p:?} is not an IP address"))))
+            .collect::<Result<_, _>>()?,
     };
     Ok(ServeConfig {
         listen,

@@ -69,8 +69,15 @@ async fn run_with<B: Bus + Clone, S: Store>(
         tracing::info!("shutting down");
         gw.begin_shutdown();
     };
-    callvault_gateway::serve(listener, app, config.listen_limits, gateway.metrics(), stopping, config.shutdown_grace)
-        .await;
+    callvault_gateway::serve(
+        listener,
+        app,
+        config.listen_limits.clone(),
+        gateway.metrics(),
+        stopping,
+        config.shutdown_grace,
+    )
+    .await;
     host.shutdown(config.shutdown_grace).await;
     tracing::info!("stopped");
     Ok(())

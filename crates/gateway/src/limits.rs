@@ -150,6 +150,19 @@ impl<K: Hash + Eq + Clone> Caps<K> {
         Ok(CapSlot { caps: self.clone(), key })
     }
 
+    /// A place for `key` under the total cap only (a trusted proxy, which carries many clients).
+    pub fn take_under_total(self: &Arc<Self>, key: K) -> Result<CapSlot<K>, CapError> {
+        let mut guard = lock(&self.inner);
+        let (held, by_key) = &mut *guard;
+        if *held >= self.total {
+            return Err(CapError::Total);
+        }
+        let n = by_key.entry(key.clone()).or_insert(0);
+        *n = n.saturating_add(1);
+        *held = held.saturating_add(1);
+        Ok(CapSlot { caps: self.clone(), key })
+    }
+
     /// Places held in all.
     pub fn held(&self) -> usize {
         lock(&self.inner).0

@@ -25,7 +25,7 @@ use callvault_protocol::ratelog::RateLimitedLog;
 use callvault_protocol::redact::Scrubbed;
 
 /// Caps and deadlines of the listening socket.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ListenConfig {
     /// Connections held at once, HTTP and WebSocket together (clamped below the process's limit
     /// of open files).
@@ -34,13 +34,25 @@ pub struct ListenConfig {
     pub max_connections_per_source: usize,
     /// How long a client has to send a whole request head (first request and each one after).
     pub header_timeout: Duration,
+    /// Reverse proxies (a TLS terminator) whose connections carry many clients: they are held
+    /// only to the total cap, and their requests' source is the last `X-Forwarded-For` address.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl Default for ListenConfig {
     fn default() -> Self {
-        Self { max_connections: 10_000, max_connections_per_source: 64, header_timeout: Duration::from_secs(10) }
+        Self {
+            max_connections: 10_000,
+            max_connections_per_source: 64,
+            header_timeout: Duration::from_secs(10),
+            trusted_proxies: Vec::new(),
+        }
     }
 }
+
+/// How long an HTTP connection lives at most (WebSocket sessions are not HTTP connections any
+/// more once upgraded: their own limits apply).
+pub const HTTP_LIFETIME: Duration = Duration::from_secs(60);
 
 /// Where a request came from, as the listener saw it; in every request's extensions.
 #[derive(Debug, Clone)]
@@ -51,6 +63,28 @@ pub struct Peer {
     pub accepted: tokio::time::Instant,
     /// The connection's place under the caps, held by whatever still serves it.
     pub slot: Arc<CapSlot<IpAddr>>,
+    /// Requests seen on the connection so far, this one included.
+    pub requests_seen: Arc<std::sync::atomic::AtomicU32>,
+    /// The connection comes from a trusted proxy: the client is named by `X-Forwarded-For`.
+    pub via_proxy: bool,
+}
+
+impl Peer {
+    /// The source of the client behind this request: the connection's, or for a trusted proxy
+    /// the last address of `X-Forwarded-For` (the one the proxy saw). None: a trusted proxy that
+    /// names no client.
+    pub fn client(&self, headers: &axum::http::HeaderMap) -> Option<IpAddr> {
+        if !self.via_proxy {
+            return Some(self.source);
+        }
+        let last = headers.get_all("x-forwarded-for").iter().next_back()?.to_str().ok()?.rsplit(',').next()?;
+        last.trim().parse::<IpAddr>().ok().map(source_of)
+    }
+
+    /// Requests seen on the connection so far, this one included.
+    pub fn requests(&self) -> u32 {
+        self.requests_seen.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// Open files this process may hold (the soft limit), from `/proc/self/limits`; none elsewhere.
@@ -109,7 +143,9 @@ pub async fn serve(
             }
         };
         let source = source_of(addr.ip());
-        let slot = match caps.take(source) {
+        let via_proxy = config.trusted_proxies.contains(&addr.ip());
+        let taken = if via_proxy { caps.take_under_total(source) } else { caps.take(source) };
+        let slot = match taken {
             Ok(s) => Arc::new(s),
             Err(why) => {
                 let reason = match why {
@@ -127,7 +163,8 @@ pub async fn serve(
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %Scrubbed(&e), "TCP_NODELAY not set");
         }
-        let peer = Peer { source, accepted: tokio::time::Instant::now(), slot };
+        let peer =
+            Peer { source, accepted: tokio::time::Instant::now(), slot, requests_seen: Arc::default(), via_proxy };
         tokio::spawn(serve_connection(stream, peer, router.clone(), config.header_timeout, stop_rx.clone()));
     }
     drop(listener);
@@ -146,6 +183,7 @@ async fn serve_connection(
     mut stop: watch::Receiver<bool>,
 ) {
     let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        peer.requests_seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         req.extensions_mut().insert(peer.clone());
         let mut router = router.clone();
         async move { Ok::<_, Infallible>(router.call(req).await.unwrap_or_else(|e| match e {})) }
@@ -162,11 +200,15 @@ async fn serve_connection(
             if let Err(e) = result {
                 tracing::trace!(error = %Scrubbed(&e), "HTTP connection ended");
             }
+            return;
         }
-        () = stopping => {
-            // Shutting down (or the listener is gone): finish the request in hand, then close.
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.as_mut().await;
-        }
+        // Shutting down (or the listener is gone).
+        () = stopping => {}
+        // An HTTP connection (one that became a WebSocket has ended here already) lives at most
+        // this long: a client that stops reading an answer cannot hold its place for good.
+        () = tokio::time::sleep(HTTP_LIFETIME) => {}
     }
+    // Finish the request in hand, then close; a client that will not take the answer is dropped.
+    conn.as_mut().graceful_shutdown();
+    let _ = tokio::time::timeout(header_timeout, conn.as_mut()).await;
 }

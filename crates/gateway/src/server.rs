@@ -174,6 +174,7 @@ struct Conn {
     queued: Arc<AtomicUsize>,
     max_queued: usize,
     writer: tokio::task::JoinHandle<()>,
+    send_timeout: Duration,
     /// How the writer ended (none while it runs; the sender is dropped if it was stopped).
     ended: watch::Receiver<Option<WriterEnd>>,
     metrics: Arc<GatewayMetrics>,
@@ -230,12 +231,17 @@ impl Conn {
             let end = write_loop(sink, rx, q, send_timeout).await;
             end_tx.send_replace(Some(end));
         });
-        Self { queue: Some(tx), queued, max_queued: config.max_queued_bytes, writer, ended, metrics }
+        Self { queue: Some(tx), queued, max_queued: config.max_queued_bytes, writer, send_timeout, ended, metrics }
     }
 
     /// Queues `m`; false when the app cannot keep up (then the connection must end).
     fn push(&mut self, m: Message) -> bool {
         let Some(queue) = self.queue.as_ref() else { return false };
+        // A writer that already ended (the socket failed) is not a slow app.
+        if self.ended.borrow().is_some() {
+            self.queue = None;
+            return false;
+        }
         let len = wire_len(&m);
         let held = self.queued.load(Ordering::Relaxed);
         if held > 0 && held.saturating_add(len) > self.max_queued {
@@ -287,10 +293,14 @@ impl Conn {
         self.close().await;
     }
 
-    /// Sends what is queued (within the send deadline) and closes the socket.
+    /// Sends what is queued and closes the socket, within one send deadline in all (an app that
+    /// reads just fast enough must not hold the connection for long after it ended).
     async fn close(mut self) {
         drop(self.queue.take());
-        let _ = (&mut self.writer).await;
+        let deadline = self.send_timeout;
+        if tokio::time::timeout(deadline, &mut self.writer).await.is_err() {
+            self.writer.abort();
+        }
     }
 }
 
@@ -444,6 +454,15 @@ impl<B: Bus + Clone, S: Store> Gateway<B, S> {
         crate::listener::serve(listener, self.router(), listen, self.metrics(), pending, Duration::ZERO).await;
     }
 
+    /// The answer to a trusted proxy's request that names no client: refused, so that all the
+    /// proxy's clients never share one source's limits unnoticed.
+    fn no_forwarded_for() -> Response {
+        if let Some(suppressed) = REFUSALS.allow() {
+            tracing::warn!(suppressed, "a request through a trusted proxy without X-Forwarded-For refused");
+        }
+        (StatusCode::BAD_REQUEST, "the proxy in front must send X-Forwarded-For\n").into_response()
+    }
+
     /// Time on the budgets' clock.
     fn clock(&self) -> Duration {
         self.origin.elapsed()
@@ -493,8 +512,9 @@ impl<B: Bus + Clone, S: Store> Gateway<B, S> {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .is_some_and(|given| same_secret(given.trim().as_bytes(), token.as_bytes())),
-            // Without a token, only this machine (a socket-less call in tests has no peer).
-            None => peer.is_none_or(|Extension(p)| p.source.is_loopback()),
+            // Without a token, only this machine (a socket-less call in tests has no peer; behind
+            // a trusted proxy, the client it names).
+            None => peer.is_none_or(|Extension(p)| p.client(&headers).is_some_and(|c| c.is_loopback())),
         };
         if !allowed {
             return (StatusCode::FORBIDDEN, "metrics need the operator's token (metrics.token)\n").into_response();
@@ -504,7 +524,12 @@ impl<B: Bus + Clone, S: Store> Gateway<B, S> {
         ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
     }
 
-    async fn turn_credentials(State(gw): State<Arc<Self>>, headers: HeaderMap, uri: Uri) -> Response {
+    async fn turn_credentials(
+        State(gw): State<Arc<Self>>,
+        peer: Option<Extension<Peer>>,
+        headers: HeaderMap,
+        uri: Uri,
+    ) -> Response {
         let now = unix_now();
         let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
@@ -516,16 +541,25 @@ impl<B: Bus + Clone, S: Store> Gateway<B, S> {
             }
             (StatusCode::UNAUTHORIZED, axum::Json(serde_json::json!({"error": e.to_string()}))).into_response()
         };
+        if let Some(Extension(p)) = &peer
+            && !p.client(&headers).is_some_and(|source| gw.logins.take(&source, gw.clock()))
+        {
+            gw.metrics.refuse(AppErrorCode::RateLimited);
+            return (StatusCode::TOO_MANY_REQUESTS, "too many requests from this address; try again shortly\n")
+                .into_response();
+        }
         let request = match auth::verify_http(value, "GET", &target, now) {
             Ok(r) => r,
             Err(e) => return unauthorized(&gw, &e),
         };
-        if let Err(e) = gw.seen_notes.first_use(&request, now) {
-            return unauthorized(&gw, &e);
-        }
         let guid = request.signer.guid();
         match gw.host.account(&guid).await {
-            Ok(Some(_)) => {}
+            // Only a registered user's notes take room in the replay cache.
+            Ok(Some(_)) => {
+                if let Err(e) = gw.seen_notes.first_use(&request, now) {
+                    return unauthorized(&gw, &e);
+                }
+            }
             Ok(None) => {
                 gw.metrics.refuse(AppErrorCode::RegistrationClosed);
                 return (StatusCode::FORBIDDEN, axum::Json(serde_json::json!({"error": "not registered"})))
@@ -552,12 +586,18 @@ impl<B: Bus + Clone, S: Store> Gateway<B, S> {
         self.config.turn.as_ref().ok_or(TurnError::NotConfigured)?.credentials(guid, now, relay_only)
     }
 
-    async fn upgrade(State(gw): State<Arc<Self>>, peer: Option<Extension<Peer>>, ws: WebSocketUpgrade) -> Response {
+    async fn upgrade(
+        State(gw): State<Arc<Self>>,
+        peer: Option<Extension<Peer>>,
+        headers: HeaderMap,
+        ws: WebSocketUpgrade,
+    ) -> Response {
         let peer = peer.map(|Extension(p)| p);
         // A socket-less call (tests of the router alone) has no peer and no per-source limits.
         let (deadline, unauthenticated) = match &peer {
             Some(p) => {
-                if !gw.logins.take(&p.source, gw.clock()) {
+                let Some(source) = p.client(&headers) else { return Self::no_forwarded_for() };
+                if !gw.logins.take(&source, gw.clock()) {
                     gw.metrics.refuse(AppErrorCode::RateLimited);
                     if let Some(suppressed) = REFUSALS.allow() {
                         tracing::info!(code = "rate_limited", suppressed, "login over the source's budget refused");
@@ -565,7 +605,7 @@ impl<B: Bus + Clone, S: Store> Gateway<B, S> {
                     return (StatusCode::TOO_MANY_REQUESTS, "too many logins from this address; try again shortly\n")
                         .into_response();
                 }
-                let Ok(slot) = gw.unauthenticated.take(p.source) else {
+                let Ok(slot) = gw.unauthenticated.take(source) else {
                     gw.metrics.refuse(AppErrorCode::TooManyConnections);
                     if let Some(suppressed) = REFUSALS.allow() {
                         tracing::info!(
@@ -577,7 +617,11 @@ impl<B: Bus + Clone, S: Store> Gateway<B, S> {
                     return (StatusCode::SERVICE_UNAVAILABLE, "too many connections waiting to log in\n")
                         .into_response();
                 };
-                (p.accepted.checked_add(gw.config.auth_timeout), Some(slot))
+                // Counted from the TCP accept when the upgrade is the connection's first request;
+                // on a connection kept alive after other requests, from this one's arrival (its
+                // head was bounded by the header deadline).
+                let from = if p.requests() <= 1 { p.accepted } else { tokio::time::Instant::now() };
+                (from.checked_add(gw.config.auth_timeout), Some(slot))
             }
             None => (tokio::time::Instant::now().checked_add(gw.config.auth_timeout), None),
         };

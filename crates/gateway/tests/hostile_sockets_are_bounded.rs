@@ -92,8 +92,12 @@ async fn registered(s: &Server, name: &str) -> Arc<SecretIdentity> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_requests_and_silent_sockets_are_capped_and_closed() {
-    let listen =
-        ListenConfig { max_connections: 400, max_connections_per_source: 16, header_timeout: Duration::from_secs(1) };
+    let listen = ListenConfig {
+        max_connections: 400,
+        max_connections_per_source: 16,
+        header_timeout: Duration::from_secs(1),
+        ..ListenConfig::default()
+    };
     let s = start_with(GatewayConfig::default(), listen).await;
     // 8 sources x 40 sockets: half send half a request, half send nothing.
     let mut flood = Vec::new();
@@ -337,6 +341,8 @@ async fn metrics_are_for_the_operator_only() {
             source,
             accepted: tokio::time::Instant::now(),
             slot: Arc::new(caps.take(source).unwrap()),
+            requests_seen: Arc::default(),
+            via_proxy: false,
         };
         let mut req = axum::http::Request::get("/metrics").body(axum::body::Body::empty()).unwrap();
         req.extensions_mut().insert(peer);
@@ -344,4 +350,43 @@ async fn metrics_are_for_the_operator_only() {
         let resp = tower_service::Service::call(&mut r, req).await.unwrap();
         assert_eq!(resp.status().as_u16(), status, "{source}");
     }
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_limits_follow_the_forwarded_client() {
+    // The TLS proxy on this machine (127.0.0.1) carries every client: it is held to the total
+    // cap only, and each request's source is the address it forwards.
+    let listen = ListenConfig {
+        max_connections_per_source: 2,
+        trusted_proxies: vec!["127.0.0.1".parse().unwrap()],
+        ..ListenConfig::default()
+    };
+    let config = GatewayConfig { login_burst: 2, logins_per_second: 1, ..GatewayConfig::default() };
+    let s = start_with(config, listen).await;
+    // More than 2 connections from the proxy's address are taken.
+    let mut held = Vec::new();
+    for _ in 0..6 {
+        held.push(TcpStream::connect(s.addr).await.unwrap());
+    }
+    assert_eq!(s.get("/healthz", &[]).await.0, 200);
+    // /metrics is not "from this machine" when the proxy forwards someone else.
+    assert_eq!(s.get("/metrics", &[("X-Forwarded-For", "203.0.113.5")]).await.0, 403);
+    assert_eq!(s.get("/metrics", &[("X-Forwarded-For", "203.0.113.5, 127.0.0.1")]).await.0, 200);
+    // A login budget per forwarded client, not one for the whole proxy.
+    let upgrade = |xff: &'static str| {
+        let url = s.url();
+        async move {
+            let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url).unwrap();
+            if !xff.is_empty() {
+                req.headers_mut().insert("x-forwarded-for", xff.parse().unwrap());
+            }
+            tokio_tungstenite::connect_async(req).await.map(|(ws, _)| ws)
+        }
+    };
+    let a: Vec<_> = futures_util::future::join_all((0..3).map(|_| upgrade("198.51.100.1"))).await;
+    assert_eq!(a.iter().filter(|r| r.is_err()).count(), 1, "the third login of one client is over its burst of 2");
+    assert!(upgrade("198.51.100.2").await.is_ok(), "another client behind the proxy has its own budget");
+    // The proxy must name the client.
+    assert!(upgrade("").await.is_err(), "no X-Forwarded-For through a trusted proxy");
+    drop(held);
 }

@@ -309,7 +309,10 @@ bounded_str!(
     /// A human-readable name: no Unicode control (Cc) or format (Cf) characters, no line or
     /// paragraph separators, and not blank. So a name cannot move a terminal's cursor (C0/C1
     /// controls such as U+009B), reverse the text around it (bidi overrides such as U+202E), hide
-    /// characters (zero-width U+200B, U+2060, U+FEFF) or show as nothing.
+    /// characters (zero-width U+200B, U+2060, U+FEFF) or show as nothing. Three kinds of format
+    /// characters stay, because real names and emoji need them: the zero-width non-joiner and
+    /// joiner (U+200C, U+200D: Persian and Indic spelling, emoji sequences) and the tag characters
+    /// (U+E0020–U+E007F: the flags of England, Scotland and Wales).
     DisplayName,
     1,
     100,
@@ -317,8 +320,9 @@ bounded_str!(
     |s| !s.chars().any(is_control_or_format) && s.chars().any(|c| !is_ecma_whitespace(c))
 );
 
-/// Unicode general categories Cc and Cf (Unicode 16.0), and the separators Zl and Zp: what a
-/// display name may not hold. The schema's `display_name` pattern lists the same ranges.
+/// Unicode general categories Cc and Cf (Unicode 16.0) but U+200C, U+200D and the tag characters
+/// U+E0020–U+E007F, and the separators Zl and Zp: what a display name may not hold. The schema's
+/// `display_name` pattern lists the same ranges.
 pub fn is_control_or_format(c: char) -> bool {
     matches!(
         c,
@@ -332,7 +336,8 @@ pub fn is_control_or_format(c: char) -> bool {
             | '\u{890}'..='\u{891}'
             | '\u{8e2}'
             | '\u{180e}'
-            | '\u{200b}'..='\u{200f}'
+            | '\u{200b}'
+            | '\u{200e}'..='\u{200f}'
             | '\u{2028}'..='\u{202e}'
             | '\u{2060}'..='\u{2064}'
             | '\u{2066}'..='\u{206f}'
@@ -344,8 +349,23 @@ pub fn is_control_or_format(c: char) -> bool {
             | '\u{1bca0}'..='\u{1bca3}'
             | '\u{1d173}'..='\u{1d17a}'
             | '\u{e0001}'
-            | '\u{e0020}'..='\u{e007f}'
     )
+}
+
+impl DisplayName {
+    /// A name read back from storage, written under the looser rule of an earlier callvault:
+    /// characters the rule now refuses are dropped, and a name left blank or empty becomes
+    /// "unnamed". Never fails, so an old account or connection still loads.
+    pub fn from_stored(stored: &str) -> Self {
+        let kept: String = stored.chars().filter(|c| !is_control_or_format(*c)).take(Self::MAX_CHARS).collect();
+        Self::new(kept).unwrap_or_else(|_| Self("unnamed".to_owned()))
+    }
+}
+
+/// Deserializes a stored display name with [`DisplayName::from_stored`] (for records the server
+/// wrote itself; messages from outside are held to the strict rule).
+pub fn stored_display_name<'de, D: Deserializer<'de>>(d: D) -> Result<DisplayName, D::Error> {
+    Ok(DisplayName::from_stored(&String::deserialize(d)?))
 }
 bounded_str!(
     /// An `https://` URL of an avatar image.

@@ -27,7 +27,8 @@ pub struct Connection {
     pub vault_key: String,
     /// The peer's delegation of that vault key (Nostr event JSON).
     pub delegation: String,
-    /// How to show the peer.
+    /// How to show the peer (read leniently: a connection stored by an earlier callvault loads).
+    #[serde(deserialize_with = "callvault_protocol::fields::stored_display_name")]
     pub display_name: DisplayName,
     /// Where the peer's vault is reached (a bus URL, or `local` for the same deployment).
     pub reach: String,

@@ -55,7 +55,8 @@ pub struct Account {
     pub vault_key: String,
     /// The user's delegation of the vault key (event JSON).
     pub delegation: String,
-    /// How the user is shown.
+    /// How the user is shown (read leniently: an account of an earlier callvault still loads).
+    #[serde(deserialize_with = "callvault_protocol::fields::stored_display_name")]
     pub display_name: DisplayName,
     /// When the account was made (Unix seconds).
     pub created_at: u64,
@@ -229,7 +230,16 @@ impl<B: Bus + Clone, S: Store> VaultHost<B, S> {
             let path = entry.path();
             let Some(guid) = key_file_guid(&path, false) else { continue };
             let key = read_key(&path)?;
-            match host.account(&guid).await? {
+            let account = match host.account(&guid).await {
+                Ok(a) => a,
+                // One unreadable account must not keep every other user offline.
+                Err(e) => {
+                    host.unserved.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::error!(user = %Redacted(&guid), error = %Scrubbed(&e), "account unreadable: this vault is not served");
+                    continue;
+                }
+            };
+            match account {
                 None => {
                     tracing::warn!(user = %Redacted(&guid), "vault key without an account skipped");
                 }
@@ -256,12 +266,24 @@ impl<B: Bus + Clone, S: Store> VaultHost<B, S> {
             let Some(guid) = key_file_guid(&tmp, true) else { continue };
             let path = key_path(&self.keys_dir, &guid);
             let theirs = read_key(&tmp).ok().map(|k| k.public().to_hex());
-            let named = self.account(&guid).await?.map(|a| a.vault_key);
-            if theirs.is_some() && theirs == named && !path.exists() {
+            let named = self.account(&guid).await.ok().flatten().map(|a| a.vault_key);
+            let in_place = read_key(&path).ok().map(|k| k.public().to_hex());
+            if theirs.is_some() && theirs == named && in_place != named {
+                // The temporary file holds the account's key and the key file (if any) does not:
+                // the temporary one is the right one (a wrong key file is kept aside, not lost).
+                if path.exists() {
+                    let _ = std::fs::rename(&path, path.with_extension("key-mismatched"));
+                }
                 install_key(&tmp, &path).map_err(|source| HostError::KeyFile { path: path.clone(), source })?;
                 tracing::info!(user = %Redacted(&guid), "an interrupted registration's vault key moved into place");
             } else {
                 let _ = std::fs::remove_file(&tmp);
+            }
+        }
+        // Temporary files of the earlier layout (`<guid>.key.tmp`): never a finished registration.
+        for entry in std::fs::read_dir(&self.keys_dir).into_iter().flatten().flatten() {
+            if entry.file_name().to_str().is_some_and(|n| n.ends_with(".key.tmp")) {
+                let _ = std::fs::remove_file(entry.path());
             }
         }
         Ok(())
@@ -323,7 +345,11 @@ impl<B: Bus + Clone, S: Store> VaultHost<B, S> {
                 return Err(e.into());
             }
         }
-        install_key(&tmp, &path).map_err(|source| HostError::KeyFile { path: path.clone(), source })?;
+        // The account exists now: its vault runs from the key in hand even if the move fails (the
+        // temporary file is moved into place at the next start).
+        if let Err(e) = install_key(&tmp, &path) {
+            tracing::error!(user = %Redacted(&guid), error = %Scrubbed(&e), "vault key file not moved into place yet");
+        }
         self.start(guid, vault_key).await?;
         tracing::info!(user = %Redacted(&account.guid), "user registered");
         Ok(account)
@@ -382,6 +408,18 @@ impl<B: Bus + Clone, S: Store> VaultHost<B, S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_account_stored_under_the_earlier_name_rule_still_loads() {
+        let account = |name: &str| {
+            serde_json::json!({"guid": Guid::from_public_key(&[7; 32]), "user_key": "ab", "vault_key": "cd",
+                "delegation": "{}", "display_name": name, "created_at": 1})
+        };
+        let a: Account = serde_json::from_value(account("Ada\u{200b} \u{202e}L")).unwrap();
+        assert_eq!(a.display_name.as_str(), "Ada L");
+        let blank: Account = serde_json::from_value(account("  \u{feff}")).unwrap();
+        assert_eq!(blank.display_name.as_str(), "unnamed");
+    }
 
     #[test]
     fn key_file_errors_name_no_guid() {

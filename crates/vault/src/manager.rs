@@ -752,14 +752,24 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             }
             _ => {}
         }
-        self.stats.handled.fetch_add(1, Ordering::Relaxed);
-        // The run named the vault's next deadline, or none: that replaces the one held.
-        *self.next_wake.lock().await =
+        // The run named the vault's next deadline, or none: that replaces the one held. A refusal
+        // naming none (a module that refuses before it looks at the calls, as an installed or an
+        // older one may) keeps the one held while calls are unsettled.
+        let named =
             output.outputs.iter().rev().find_map(|o| if let OutputItem::WakeAt(at) = o { Some(*at) } else { None });
+        let mut wake = self.next_wake.lock().await;
+        match (&output.outcome, named) {
+            (_, Some(at)) => *wake = Some(at),
+            (Outcome::Refused { .. }, None) if !self.unsettled.lock().await.is_empty() => {}
+            (_, None) => *wake = None,
+        }
+        drop(wake);
         let notified = output.outputs.iter().any(|o| matches!(o, OutputItem::Notify(_)));
         for item in output.outputs {
             self.perform(item, t, &mut prior, connection.as_ref()).await?;
         }
+        // Counted once its outputs are done: whoever reads the counter finds what it stored.
+        self.stats.handled.fetch_add(1, Ordering::Relaxed);
         Ok((output.outcome, notified))
     }
 

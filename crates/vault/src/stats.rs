@@ -87,7 +87,7 @@ pub struct VaultStats {
     pub duplicates: AtomicU64,
     /// Handler failures (trap, limits).
     pub handler_failures: AtomicU64,
-    /// Events handled.
+    /// Events handled (counted once their outputs are stored, sent and notified).
     pub handled: AtomicU64,
     /// Admin requests (invites, connections, history) refused.
     pub admin_refused: AtomicU64,

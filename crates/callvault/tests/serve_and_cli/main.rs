@@ -445,3 +445,68 @@ fn the_log_holds_no_guid_key_address_or_sdp() {
         assert!(line.contains("listening"), "an address in the log: {line}");
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn a_slowloris_flood_at_1024_open_files_leaves_logins_and_health_checks_working() {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::PermissionsExt;
+    let scratch = tempfile::tempdir().unwrap();
+    // `serve` limited to 1 024 open files, as the hardening review ran it (issue 12, point 4:
+    // 1 100 half-sent requests then blocked every login and /healthz).
+    let wrapper = scratch.path().join("serve-1024-files");
+    std::fs::write(&wrapper, format!("#!/bin/sh\nulimit -n 1024\nexec '{BIN}' \"$@\"\n")).unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let log = scratch.path().join("serve.log");
+    let serve = Serve(ServeProcess::start_logging_to(
+        &wrapper,
+        &scratch.path().join("data"),
+        &[],
+        // The default header deadline (10 s): every flood socket the server took stays open
+        // while the flood is made, so without its caps it would need more than 1 024 files.
+        &[("CALLVAULT_LOG", "warn")],
+        &log,
+    ));
+    let addr: std::net::SocketAddr = serve.0.base().trim_start_matches("http://").parse().unwrap();
+    // 1 100 sockets from 127.0.0.2-9, every other one sending half a request head.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut flood = Vec::new();
+    for n in 0..1_100u32 {
+        let source = std::net::SocketAddr::from(([127, 0, 0, 2 + (n % 8) as u8], 0));
+        let connected = rt.block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(source)?;
+            socket.connect(addr).await?.into_std()
+        });
+        let Ok(mut s) = connected else { continue };
+        s.set_nonblocking(false).unwrap();
+        if n % 2 == 0 {
+            let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n");
+        }
+        flood.push(s);
+    }
+    // During the flood: health checks answer and a new user registers and works.
+    let (status, _) = serve.0.get("/healthz", &[]);
+    assert_eq!(status, 200);
+    let (alice, a) = User::new("Alice", &serve);
+    assert_eq!(alice.ok(&["connections"])["connections"], serde_json::json!([]));
+    assert_eq!(alice.ok(&["id", "show"])["guid"], a.as_str());
+    let refused = serve.0.metric("callvault_gateway_connections_refused_total{cap=\"per_source\"}");
+    assert!(refused.unwrap_or(0.0) >= 500.0, "past 64 per source the server closes at once: {refused:?}");
+    // Within the header deadline every flood socket is closed by the server.
+    for s in &mut flood {
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let mut buf = [0u8; 1024];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                Err(e) => panic!("a flood socket still open after the header deadline: {e}"),
+            }
+        }
+    }
+    drop(serve);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("accept failed"), "the server ran out of files:\n{text}");
+}
