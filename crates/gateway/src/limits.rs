@@ -136,28 +136,24 @@ impl<K: Hash + Eq + Clone> Caps<K> {
 
     /// A place for `key`, if the caps allow it.
     pub fn take(self: &Arc<Self>, key: K) -> Result<CapSlot<K>, CapError> {
-        let mut guard = lock(&self.inner);
-        let (held, by_key) = &mut *guard;
-        if *held >= self.total {
-            return Err(CapError::Total);
-        }
-        let n = by_key.entry(key.clone()).or_insert(0);
-        if *n >= self.per_key {
-            return Err(CapError::PerKey);
-        }
-        *n = n.saturating_add(1);
-        *held = held.saturating_add(1);
-        Ok(CapSlot { caps: self.clone(), key })
+        self.take_within(key, self.per_key)
     }
 
     /// A place for `key` under the total cap only (a trusted proxy, which carries many clients).
     pub fn take_under_total(self: &Arc<Self>, key: K) -> Result<CapSlot<K>, CapError> {
+        self.take_within(key, usize::MAX)
+    }
+
+    fn take_within(self: &Arc<Self>, key: K, per_key: usize) -> Result<CapSlot<K>, CapError> {
         let mut guard = lock(&self.inner);
         let (held, by_key) = &mut *guard;
         if *held >= self.total {
             return Err(CapError::Total);
         }
         let n = by_key.entry(key.clone()).or_insert(0);
+        if *n >= per_key {
+            return Err(CapError::PerKey);
+        }
         *n = n.saturating_add(1);
         *held = held.saturating_add(1);
         Ok(CapSlot { caps: self.clone(), key })
