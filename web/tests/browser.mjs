@@ -1,7 +1,8 @@
 // Drives headless Chromium (Debian's, through playwright-core) against a callvault server for the
 // Rust tests in crates/callvault/tests/browser.rs. Usage:
 //   node browser.mjs <base url> <scenario> <artifact dir> [fake audio wav]
-// Scenarios: video-call (two pages call each other with video; $CV_QUERY adds a query such as
+// Scenarios: product (a server without test hooks: sign up; window.cv must not exist);
+// video-call (two pages call each other with video; $CV_QUERY adds a query such as
 // transform=streams to both pages), tamper (the callee's keys are corrupted), call-rust <peer display name> (one page calls a Rust client by name after connecting
 // with the invite in $CALLVAULT_INVITE). Prints one JSON object with what it saw.
 import { chromium } from 'playwright-core'
@@ -95,6 +96,19 @@ try {
     out.alice = await sample(a, 4)
     await a.screenshot({ path: `${artifacts}/call-rust-alice.png` })
     await a.click('#hangup')
+  } else if (scenario === 'product') {
+    // A server without test hooks: the product as users get it signs up, and exposes nothing.
+    const ctx = await browser.newContext({ viewport: { width: 1000, height: 720 } })
+    const p = await ctx.newPage()
+    p.on('pageerror', (e) => logs.push(`product error: ${e.message}`))
+    await p.goto(`${base}/?tamper=1`)
+    await p.fill('#name', 'Dana')
+    await p.click('#create-identity')
+    await p.waitForFunction(() => document.body.dataset.state === 'ready', null, { timeout: 20000 })
+    out.hooks = await p.evaluate(() => typeof window.cv)
+    out.who = await p.textContent('#who')
+    out.csp = (await (await p.request.get(`${base}/`)).headers())['content-security-policy'] ?? null
+    await p.screenshot({ path: `${artifacts}/product-signed-in.png` })
   }
 } catch (e) {
   out.error = String(e)

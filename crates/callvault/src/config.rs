@@ -35,6 +35,7 @@ pub(crate) const KEYS: &[(&str, Kind)] = &[
     ("limits.max_queued_bytes", Kind::Int),
     ("metrics.token", Kind::Str),
     ("trusted_proxies", Kind::List),
+    ("test_hooks", Kind::Bool),
     ("turn.stun_urls", Kind::List),
     ("turn.turn_urls", Kind::List),
     ("turn.secrets", Kind::List),
@@ -111,6 +112,8 @@ struct Raw {
     metrics: RawMetrics,
     #[serde(default)]
     trusted_proxies: Vec<String>,
+    #[serde(default)]
+    test_hooks: bool,
     #[serde(default = "default_grace")]
     shutdown_grace_secs: u64,
     #[serde(default)]
@@ -435,6 +438,7 @@ fn check(raw: Raw) -> Result<ServeConfig, ConfigError> {
             send_timeout: secs("limits.send_timeout_secs", l.send_timeout_secs)?,
             max_queued_bytes: count("limits.max_queued_bytes", l.max_queued_bytes)?,
             metrics_token: raw.metrics.token,
+            test_hooks: raw.test_hooks,
         },
         listen_limits,
         ring_timeout: Duration::from_secs(positive("vault.ring_timeout_secs", raw.vault.ring_timeout_secs)?),

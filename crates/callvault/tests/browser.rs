@@ -43,9 +43,12 @@ fn serve() -> Serve {
 }
 
 fn serve_with(env: &[(&str, &str)]) -> Serve {
-    // The browser client as the binary embeds it: what a user of `callvault serve` gets.
+    // The browser client as the binary embeds it: what a user of `callvault serve` gets, with
+    // the test hooks the scenarios read (window.cv) switched on.
     let dir = tempfile::tempdir().unwrap();
-    let process = ServeProcess::start(Path::new(BIN), dir.path(), &[], env);
+    let mut all = vec![("CALLVAULT_TEST_HOOKS", "1")];
+    all.extend_from_slice(env);
+    let process = ServeProcess::start(Path::new(BIN), dir.path(), &[], &all);
     Serve { base: process.base(), process, _dir: dir }
 }
 
@@ -192,4 +195,16 @@ async fn a_browser_calls_a_rust_client_and_both_hear_each_other() {
     assert!(n(&v, &["alice", "e2ee", "decrypted"]) > 100.0);
     assert_eq!(n(&v, &["alice", "e2ee", "failed"]), 0.0);
     assert_eq!(v["alice"]["e2ee"]["sas"].as_str().unwrap(), heard.sas, "the browser and the Rust client show one code");
+}
+
+#[test]
+fn the_product_signs_up_without_test_hooks() {
+    // As users get it: no test hooks, so no window.cv and no ?tamper=1.
+    let dir = tempfile::tempdir().unwrap();
+    let process = ServeProcess::start(Path::new(BIN), dir.path(), &[], &[]);
+    let v = browser(&process.base(), "product", None, &[]);
+    assert_eq!(v["hooks"], "undefined", "window.cv exists without test hooks: {v:#}");
+    assert!(v["who"].as_str().unwrap().starts_with("Dana ("), "{v:#}");
+    assert!(v["csp"].as_str().unwrap().contains("frame-ancestors 'none'"), "{v:#}");
+    assert!(v["logs"].as_array().unwrap().iter().all(|l| !l.as_str().unwrap().contains("error:")), "{v:#}");
 }

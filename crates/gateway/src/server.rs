@@ -54,6 +54,11 @@ pub const WEB_FILES: &[(&str, &[u8])] = &[
     ("index.html", include_bytes!("../../../web/src/index.html")),
     ("style.css", include_bytes!("../../../web/src/style.css")),
     ("app.js", include_bytes!("../../../web/src/app.js")),
+    ("session.js", include_bytes!("../../../web/src/session.js")),
+    ("calls.js", include_bytes!("../../../web/src/calls.js")),
+    ("e2ee.js", include_bytes!("../../../web/src/e2ee.js")),
+    ("views.js", include_bytes!("../../../web/src/views.js")),
+    ("keystore.js", include_bytes!("../../../web/src/keystore.js")),
     ("identity.js", include_bytes!("../../../web/src/identity.js")),
     ("names.js", include_bytes!("../../../web/src/names.js")),
     ("wasm.js", include_bytes!("../../../web/src/wasm.js")),
@@ -89,6 +94,9 @@ pub struct GatewayConfig {
     /// Who may read `/metrics`: with a token, requests bearing it (`Authorization: Bearer`);
     /// without, loopback clients only.
     pub metrics_token: Option<String>,
+    /// Serve `/test-hooks.js`, which turns on the browser client's test hooks (`window.cv`,
+    /// `?tamper=1`, ...): for the browser tests only, never in a deployment.
+    pub test_hooks: bool,
 }
 
 impl Default for GatewayConfig {
@@ -112,6 +120,7 @@ impl Default for GatewayConfig {
             send_timeout: Duration::from_secs(10),
             max_queued_bytes: 1024 * 1024,
             metrics_token: None,
+            test_hooks: false,
         }
     }
 }
@@ -481,6 +490,13 @@ impl<B: Bus + Clone, S: Store> Gateway<B, S> {
             !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
         if !plain || name.starts_with('.') {
             return StatusCode::NOT_FOUND.into_response();
+        }
+        if name == "test-hooks.js" {
+            if !gw.config.test_hooks {
+                return StatusCode::NOT_FOUND.into_response();
+            }
+            let body = "// The server runs with test_hooks: the client exposes window.cv and its test switches.\nexport const testHooks = true\n";
+            return ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "no-cache")], body).into_response();
         }
         let found = match gw.config.web_dir.as_ref() {
             // A directory given by the operator (a client under development) replaces the

@@ -1,0 +1,184 @@
+// The call controller: one 1:1 call at a time, through the vault's call requests
+// (docs/PROTOCOL.md) and app-to-app sealed signals (the key exchange, the SDP offer and answer),
+// with media protected by the E2EE worker. No DOM: it tells its `view` what to show.
+
+const enc = new TextEncoder()
+const dec = new TextDecoder()
+export const b64 = (bytes) => btoa(String.fromCharCode(...bytes))
+export const unb64 = (s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0))
+const stamp = () => new Date().toISOString()
+
+/** A sealed signal's envelope: what is sealed to the peer for `call_id`. */
+export function envelope (callId, signalType, bytes) {
+  return JSON.stringify({ v: 1, call_id: callId, signal_type: signalType, body: b64(bytes) })
+}
+
+/** The body of an opened envelope; throws unless it is for this call and signal type. */
+export function body (opened, signal) {
+  const env = JSON.parse(opened)
+  if (env.v !== 1 || env.call_id !== signal.call_id || env.signal_type !== signal.signal_type) throw new Error('signal does not hold')
+  return unb64(env.body)
+}
+
+/** The next signal of `type` of `call`: one already received, or the next to come. */
+export function nextSignal (call, type, open) {
+  return new Promise((resolve, reject) => {
+    const look = () => {
+      const i = call.signals.findIndex((s) => s.signal_type === type)
+      if (i < 0) return false
+      const s = call.signals.splice(i, 1)[0]
+      try { resolve(body(open(call.peerKey, s.payload), s)) } catch (e) { reject(e) }
+      return true
+    }
+    if (!look()) call.onSignal = () => { if (look()) call.onSignal = null }
+  })
+}
+
+export class Calls {
+  /**
+   * session: an AppSession; e2ee: an E2ee; seal(peerKey, text) and open(peerKey, payload): NIP-44
+   * with the user's key; guid: the user's; view: {state, showCall, endCall, sas, remote, local};
+   * relayOnly(): whether to hide this device's addresses; tamper: corrupt the receive key (tests).
+   */
+  constructor ({ session, e2ee, seal, open, guid, view, relayOnly = () => false, tamper = false, media = globalThis.navigator?.mediaDevices, PeerConnection = globalThis.RTCPeerConnection }) {
+    Object.assign(this, { session, e2ee, seal, open, guid, view, relayOnly, tamper, media, PeerConnection })
+    this.call = null
+    this.incoming = null
+  }
+
+  /** A message from the vault that concerns calls; true if it was one. */
+  onMessage (m) {
+    if (m.kind === 'call.incoming') {
+      this.incoming = m.payload
+      this.view.incoming(m.payload)
+    } else if (m.kind === 'call.ended' || m.kind === 'call.rejected') {
+      if (this.call && m.payload.call_id === this.call.id) this.end(m.kind === 'call.rejected' ? 'rejected' : 'ended')
+      if (this.incoming && m.payload.call_id === this.incoming.call_id) { this.incoming = null; this.view.incoming(null) }
+    } else if (m.kind === 'call.signal' && this.call) {
+      this.call.signals.push(m.payload)
+      this.call.onSignal?.()
+    } else {
+      return false
+    }
+    return true
+  }
+
+  sendSignal (call, type, bytes) {
+    const payload = this.seal(call.peerKey, envelope(call.id, type, bytes))
+    this.session.publish('call.signal', { type: 'call.signal', message_id: crypto.randomUUID(), timestamp: stamp(), call_id: call.id, signal_type: type, payload })
+  }
+
+  async agree (call, peerPublic) {
+    const role = call.outgoing ? 'caller' : 'callee'
+    const [caller, callee] = call.outgoing ? [this.guid, call.peer] : [call.peer, this.guid]
+    call.sas = await this.e2ee.agree({ role, peer: peerPublic, callId: call.id, caller, callee, tamper: this.tamper })
+    this.view.sas(call.sas)
+  }
+
+  async peerConnection (call) {
+    const turn = await this.session.turnCredentials(this.relayOnly())
+    const pc = new this.PeerConnection(this.e2ee.peerConfig({ iceServers: turn?.ice_servers || [], iceTransportPolicy: turn?.ice_transport_policy || 'all' }))
+    const remote = new MediaStream()
+    pc.ontrack = (e) => {
+      this.e2ee.protectReceiver(e.receiver, e.track.kind)
+      remote.addTrack(e.track)
+      this.view.remote(remote)
+    }
+    pc.onconnectionstatechange = () => { if (pc.connectionState === 'connected') this.view.state('in call') }
+    const local = await this.media.getUserMedia({ audio: true, video: call.type === 'video' })
+    call.local = local
+    this.view.local(local)
+    for (const track of local.getTracks()) this.e2ee.protectSender(pc.addTrack(track, local), track.kind)
+    if (this.e2ee.insertable) for (const t of pc.getTransceivers()) this.e2ee.protectReceiver(t.receiver, t.receiver.track.kind)
+    call.pc = pc
+    return pc
+  }
+
+  show (call) {
+    this.call = call
+    this.view.showCall(call)
+    this.view.state(call.outgoing ? 'calling' : 'connecting')
+  }
+
+  /** Calls connection `c` (`audio` or `video`). */
+  async place (c, type) {
+    const call = { id: crypto.randomUUID(), peer: c.guid, peerKey: c.user_key, peerName: c.display_name, type, outgoing: true, signals: [] }
+    this.show(call)
+    await this.session.request('call.initiate', { call_id: call.id, peer_guid: c.guid, call_type: type }, (m) => m.kind === 'call.initiated' && m.payload.call_id === call.id)
+    this.view.state('ringing')
+    const settled = await this.session.waitFor((m) => m.payload.call_id === call.id && ['call.accepted', 'call.rejected', 'call.ended', 'call.error'].includes(m.kind), 120000)
+    if (settled.kind !== 'call.accepted') { this.end(settled.kind.replace('call.', '')); return }
+    this.view.state('connecting')
+    const mine = await this.e2ee.newKey()
+    await this.agree(call, settled.payload.public_key)
+    this.sendSignal(call, 'key_exchange', unb64(mine))
+    const pc = await this.peerConnection(call)
+    await pc.setLocalDescription(await pc.createOffer())
+    await gathered(pc)
+    this.sendSignal(call, 'offer', enc.encode(pc.localDescription.sdp))
+    const answer = dec.decode(await nextSignal(call, 'answer', this.open))
+    await pc.setRemoteDescription({ type: 'answer', sdp: answer })
+  }
+
+  /** Answers the incoming call; `connection` is the caller's. */
+  async accept (connection) {
+    const inc = this.incoming
+    this.incoming = null
+    this.view.incoming(null)
+    const call = { id: inc.call_id, peer: inc.peer_guid, peerKey: connection.user_key, peerName: connection.display_name, type: inc.call_type, outgoing: false, signals: [] }
+    this.show(call)
+    const mine = await this.e2ee.newKey()
+    await this.session.request('call.accept', { call_id: call.id, public_key: mine, key_id: crypto.randomUUID() }, (m) => m.kind === 'call.accepted' && m.payload.call_id === call.id)
+    const theirs = await nextSignal(call, 'key_exchange', this.open)
+    await this.agree(call, b64(theirs))
+    const offer = dec.decode(await nextSignal(call, 'offer', this.open))
+    const pc = await this.peerConnection(call)
+    await pc.setRemoteDescription({ type: 'offer', sdp: offer })
+    await pc.setLocalDescription(await pc.createAnswer())
+    await gathered(pc)
+    this.sendSignal(call, 'answer', enc.encode(pc.localDescription.sdp))
+  }
+
+  /** Declines the incoming call. */
+  reject () {
+    if (!this.incoming) return
+    this.session.publish('call.reject', { type: 'call.reject', message_id: crypto.randomUUID(), timestamp: stamp(), call_id: this.incoming.call_id })
+    this.incoming = null
+    this.view.incoming(null)
+  }
+
+  end (why) {
+    const call = this.call
+    if (!call) return
+    call.pc?.close()
+    call.local?.getTracks().forEach((t) => t.stop())
+    this.call = null
+    this.view.endCall(why)
+  }
+
+  hangUp () {
+    if (!this.call) return
+    this.session.publish('call.end', { type: 'call.end', message_id: crypto.randomUUID(), timestamp: stamp(), call_id: this.call.id })
+    this.end('ended')
+  }
+
+  /** Decoded frames and audio energy per kind, and the selected local candidate's type. */
+  async stats () {
+    const out = { audio: null, video: null, localCandidateType: null }
+    if (!this.call?.pc) return out
+    const stats = await this.call.pc.getStats()
+    for (const r of stats.values()) {
+      if (r.type === 'inbound-rtp') out[r.kind] = { framesDecoded: r.framesDecoded, totalAudioEnergy: r.totalAudioEnergy, totalSamplesReceived: r.totalSamplesReceived, packetsReceived: r.packetsReceived }
+      if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') out.localCandidateType = stats.get(r.localCandidateId)?.candidateType ?? null
+    }
+    return out
+  }
+}
+
+async function gathered (pc) {
+  if (pc.iceGatheringState === 'complete') return
+  await new Promise((resolve) => {
+    pc.onicegatheringstatechange = () => { if (pc.iceGatheringState === 'complete') resolve() }
+    setTimeout(resolve, 3000)
+  })
+}

@@ -1,0 +1,79 @@
+// The page's views: everything that touches the DOM. The rest of the client calls these with
+// what to show; `state` is the object the tests read when the server runs with test hooks.
+
+const $ = (id) => document.getElementById(id)
+
+export function makeView (state) {
+  const view = {
+    state (s) {
+      state.state = s
+      $('state').textContent = s
+      document.body.dataset.state = s
+    },
+    fail (message) {
+      state.lastError = message
+      $('error').textContent = message
+    },
+    signedIn (identity) {
+      $('who').textContent = `${identity.name} (${identity.guid.slice(0, 8)}…)`
+      $('identity').hidden = true
+      $('main').hidden = false
+    },
+    connections (list, onCall) {
+      const ul = $('connections')
+      ul.replaceChildren()
+      for (const c of list) {
+        const li = document.createElement('li')
+        li.textContent = `${c.display_name} `
+        for (const [label, type] of [['Call', 'audio'], ['Video call', 'video']]) {
+          const b = document.createElement('button')
+          b.textContent = label
+          b.className = `call-${type}`
+          b.dataset.guid = c.guid
+          b.onclick = () => onCall(c, type)
+          li.append(b)
+        }
+        ul.append(li)
+      }
+    },
+    invite (token) { $('invite-token').value = token },
+    incoming (payload) {
+      state.incoming = payload
+      if (!payload) { if (!state.call) view.state('ready'); return }
+      $('incoming-from').textContent = payload.peer_profile?.display_name || payload.peer_guid
+      $('incoming-type').textContent = payload.call_type
+      view.state('incoming call')
+    },
+    showCall (call) {
+      state.call = call
+      $('call').hidden = false
+      $('peer').textContent = call.peerName
+    },
+    endCall (why) {
+      state.call = null
+      state.lastCallEnd = why
+      $('call').hidden = true
+      $('decrypt').textContent = ''
+      view.state(`call ${why}`)
+    },
+    sas (sas) {
+      state.sas = sas
+      $('sas').textContent = sas ? `Security code: ${sas}` : ''
+    },
+    e2ee (stats) {
+      const before = state.e2ee
+      state.e2ee = stats
+      if (stats.failed > before.failed && stats.decrypted === before.decrypted) state.decryptState = 'cannot decrypt'
+      else if (stats.decrypted > before.decrypted) state.decryptState = 'ok'
+      $('decrypt').textContent = state.call ? (state.decryptState === 'ok' ? 'end-to-end encrypted' : 'cannot decrypt') : ''
+    },
+    remote (stream) { $('remote').srcObject = stream },
+    local (stream) { $('local').srcObject = stream },
+    toggle (button, track, on, off) {
+      if (!track) return
+      track.enabled = !track.enabled
+      $(button).textContent = track.enabled ? on : off
+    },
+  }
+  return view
+}
