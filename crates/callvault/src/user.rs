@@ -68,8 +68,11 @@ impl Home {
     }
 
     fn store_identity(&self, id: &SecretIdentity, name: &str, force: bool) -> anyhow::Result<()> {
-        if let Err(e) = callvault_protocol::fields::DisplayName::new(name) {
-            bail!("{name:?} cannot be a display name: {e}");
+        if callvault_protocol::fields::DisplayName::new(name).is_err() {
+            bail!(
+                "{name:?} cannot be a display name: use 1 to 100 characters, not only spaces, and no control \
+                 or invisible formatting characters"
+            );
         }
         std::fs::create_dir_all(&self.dir).with_context(|| format!("cannot create {}", self.dir.display()))?;
         let path = self.identity_path();

@@ -274,6 +274,12 @@ fn identities_export_and_import_and_clear_errors() {
     let out = cli(home.path(), &["history"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("server unreachable"), "{out:?}");
+    // Names that would move a terminal's cursor, reverse text or show as nothing are refused.
+    for bad in ["\u{202e}evE", "Eve\u{9b}2J", "   ", "\u{200b}"] {
+        let out = cli(other.path(), &["id", "new", "--force", "--name", bad]);
+        assert!(!out.status.success(), "{bad:?} accepted");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be a display name"), "{out:?}");
+    }
     // No identity yet.
     let empty = tempfile::tempdir().unwrap();
     let out = cli(empty.path(), &["invite"]);
