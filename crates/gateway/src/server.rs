@@ -419,8 +419,10 @@ impl<B: Bus + Clone, S: Store> Gateway<B, S> {
         Arc::new(Self {
             host,
             bus,
-            budgets: KeyedBuckets::new(l.messages_per_second, l.burst, 1_000_000),
-            logins: KeyedBuckets::new(config.logins_per_second, config.login_burst, 1_000_000),
+            // At most 100 000 partly used budgets each (a few MB); full ones are dropped every
+            // second, so only that many identities or sources active within a refill are held.
+            budgets: KeyedBuckets::new(l.messages_per_second, l.burst, 100_000),
+            logins: KeyedBuckets::new(config.logins_per_second, config.login_burst, 100_000),
             unauthenticated: Caps::new(config.max_unauthenticated, config.max_unauthenticated_per_source),
             seen_notes: SeenNotes::new(100_000),
             origin: tokio::time::Instant::now(),
