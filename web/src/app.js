@@ -11,8 +11,8 @@ import { makeView } from './views.js'
 
 const $ = (id) => document.getElementById(id)
 // Test hooks (window.cv, ?tamper=1, ?transform=streams, ?relay=1) exist only when the server
-// was started for tests (`test_hooks`): it then serves /test-hooks.js.
-const hooks = await import('/test-hooks.js').then(() => true, () => false)
+// was started for tests (`test_hooks`): /test-hooks.js then says so.
+const hooks = await import('/test-hooks.js').then((m) => m.testHooks === true, () => false)
 const params = hooks ? new URLSearchParams(location.search) : new URLSearchParams()
 
 const state = {

@@ -101,6 +101,7 @@ try {
     const ctx = await browser.newContext({ viewport: { width: 1000, height: 720 } })
     const p = await ctx.newPage()
     p.on('pageerror', (e) => logs.push(`product error: ${e.message}`))
+    p.on('console', (m) => { if (m.type() === 'error') logs.push(`product console error: ${m.text()}`) })
     await p.goto(`${base}/?tamper=1`)
     await p.fill('#name', 'Dana')
     await p.click('#create-identity')

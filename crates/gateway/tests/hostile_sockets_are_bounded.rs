@@ -293,7 +293,9 @@ async fn frames_over_the_hard_limit_close_with_1009_and_pages_carry_security_hea
     assert!(page.starts_with("HTTP/1.1 200") && page.contains("<title>callvault</title>"), "{page}");
     let module = raw_get(&s, "/identity.js").await;
     assert!(module.to_lowercase().contains("content-type: text/javascript"), "{module}");
-    for path in ["/../Cargo.toml", "/.git", "/web/src/app.js", "/missing.js", "/e2ee.wasm.map", "/test-hooks.js"] {
+    let hooks = raw_get(&s, "/test-hooks.js").await;
+    assert!(hooks.contains("export const testHooks = false"), "no test hooks in the product: {hooks}");
+    for path in ["/../Cargo.toml", "/.git", "/web/src/app.js", "/missing.js", "/e2ee.wasm.map"] {
         assert!(raw_get(&s, path).await.starts_with("HTTP/1.1 404"), "{path}");
     }
     // Every answer carries the headers, the web client's pages included.
