@@ -269,10 +269,7 @@ impl Conn {
     fn slow(&mut self) {
         self.queue = None;
         self.writer.abort();
-        self.metrics.refuse(AppErrorCode::SlowConsumer);
-        if let Some(suppressed) = REFUSALS.allow() {
-            tracing::info!(code = "slow_consumer", suppressed, "app that does not read closed");
-        }
+        slow_consumer(&self.metrics);
     }
 
     async fn send(&mut self, frame: &ServerFrame) -> bool {
@@ -318,10 +315,16 @@ impl Conn {
 async fn writer_ended(ended: &mut watch::Receiver<Option<WriterEnd>>, metrics: &GatewayMetrics) {
     let end = ended.wait_for(Option::is_some).await.ok().and_then(|e| *e);
     if end == Some(WriterEnd::Slow) {
-        metrics.refuse(AppErrorCode::SlowConsumer);
-        if let Some(suppressed) = REFUSALS.allow() {
-            tracing::info!(code = "slow_consumer", suppressed, "app whose sends stalled closed");
-        }
+        slow_consumer(metrics);
+    }
+}
+
+/// Counts and logs (rate-limited) an app closed for not reading: its queue filled, or a send
+/// missed its deadline.
+fn slow_consumer(metrics: &GatewayMetrics) {
+    metrics.refuse(AppErrorCode::SlowConsumer);
+    if let Some(suppressed) = REFUSALS.allow() {
+        tracing::info!(code = "slow_consumer", suppressed, "app that does not read closed");
     }
 }
 

@@ -20,17 +20,10 @@ use callvault_client::{Client, ClientError};
 use callvault_crypto::SecretIdentity;
 use callvault_gateway::GatewayConfig;
 use callvault_protocol::app::{AUTH_KIND, AppErrorCode, AppFrame, Limits, ServerFrame};
-use common::{closed, recv, send, start, unix_now};
+use common::{challenge, closed, recv, send, start, unix_now};
 use serde_json::json;
 
 const ERR: &str = "callvault_refused_messages_total{source=\"gateway\",reason=";
-
-async fn challenge(ws: &mut common::Ws) -> String {
-    match recv(ws).await {
-        Some(ServerFrame::Challenge { challenge, .. }) => challenge,
-        other => panic!("expected a challenge, got {other:?}"),
-    }
-}
 
 fn error_code(f: Option<ServerFrame>) -> AppErrorCode {
     match f {
@@ -174,12 +167,8 @@ fn tight() -> GatewayConfig {
 
 async fn ready(s: &common::Server, id: &SecretIdentity) -> common::Ws {
     let mut ws = s.ws().await;
-    let ch = challenge(&mut ws).await;
-    send(&mut ws, json!({"type": "auth", "note": id.sign_note(AUTH_KIND, &ch, unix_now()).unwrap()})).await;
-    match recv(&mut ws).await {
-        Some(ServerFrame::Ready { .. }) => ws,
-        other => panic!("expected ready, got {other:?}"),
-    }
+    common::authenticate(&mut ws, id).await;
+    ws
 }
 
 #[tokio::test]

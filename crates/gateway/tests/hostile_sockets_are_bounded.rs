@@ -31,7 +31,7 @@ use callvault_client::Client;
 use callvault_crypto::SecretIdentity;
 use callvault_gateway::{GatewayConfig, ListenConfig};
 use callvault_protocol::app::{AUTH_KIND, AppErrorCode, Limits, ServerFrame};
-use common::{Server, Ws, closed, recv, send, start_with, unix_now};
+use common::{Server, Ws, authenticate, challenge, closed, recv, send, start_with, unix_now};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -67,23 +67,6 @@ async fn ws_from(host: u8, s: &Server) -> Result<Ws, tokio_tungstenite::tungsten
     Ok(ws)
 }
 
-async fn challenge(ws: &mut Ws) -> String {
-    match recv(ws).await {
-        Some(ServerFrame::Challenge { challenge, .. }) => challenge,
-        other => panic!("expected a challenge, got {other:?}"),
-    }
-}
-
-/// A socket of `id` after `ready`.
-async fn ready(ws: &mut Ws, id: &SecretIdentity) {
-    let ch = challenge(ws).await;
-    send(ws, json!({"type": "auth", "note": id.sign_note(AUTH_KIND, &ch, unix_now()).unwrap()})).await;
-    match recv(ws).await {
-        Some(ServerFrame::Ready { .. }) => {}
-        other => panic!("expected ready, got {other:?}"),
-    }
-}
-
 async fn registered(s: &Server, name: &str) -> Arc<SecretIdentity> {
     let id = Arc::new(SecretIdentity::generate());
     Client::connect(&s.url(), id.clone(), name).await.unwrap().close().await;
@@ -116,7 +99,7 @@ async fn half_requests_and_silent_sockets_are_capped_and_closed() {
     assert_eq!(s.get("/healthz", &[]).await.0, 200);
     let id = registered(&s, "Alice").await;
     let mut ws = s.ws().await;
-    ready(&mut ws, &id).await;
+    authenticate(&mut ws, &id).await;
     // Within the header deadline (1 s, and some slack) every flood socket is closed.
     let started = Instant::now();
     for t in &mut flood {
@@ -182,7 +165,7 @@ async fn junk_before_authentication_closes_and_is_capped() {
     assert!(s.metric(&format!("{ERR}\"rate_limited\"}}")).await >= 3.0);
     // Meanwhile the legitimate client on 127.0.0.1 logs in.
     let mut mine = s.ws().await;
-    ready(&mut mine, &id).await;
+    authenticate(&mut mine, &id).await;
 
     drop(waiting);
 }
@@ -200,7 +183,7 @@ async fn reconnecting_does_not_reset_an_identitys_rate_budget() {
     let mut pongs = 0usize;
     for _ in 0..20 {
         let mut ws = s.ws().await;
-        ready(&mut ws, &id).await;
+        authenticate(&mut ws, &id).await;
         for _ in 0..20 {
             send(&mut ws, json!({"type": "ping"})).await;
         }
@@ -245,7 +228,7 @@ async fn an_app_that_never_reads_is_closed_and_holds_no_backlog() {
     let s = start_with(config, ListenConfig::default()).await;
     let id = registered(&s, "Sleepy").await;
     let mut ws = s.ws().await;
-    ready(&mut ws, &id).await;
+    authenticate(&mut ws, &id).await;
     s.wait_connections(1.0).await;
     let baseline = rss();
     // 128 MiB for the app, which reads none of it (the vault side publishes as fast as it can).
@@ -274,7 +257,7 @@ async fn frames_over_the_hard_limit_close_with_1009_and_pages_carry_security_hea
     for authenticated in [false, true] {
         let mut ws = s.ws().await;
         if authenticated {
-            ready(&mut ws, &id).await;
+            authenticate(&mut ws, &id).await;
         } else {
             challenge(&mut ws).await;
         }

@@ -20,10 +20,9 @@ use std::time::{Duration, Instant};
 use callvault_client::Client;
 use callvault_crypto::SecretIdentity;
 use callvault_gateway::GatewayConfig;
-use callvault_protocol::app::{AUTH_KIND, Limits, ServerFrame};
-use common::{recv, send, unix_now};
+use callvault_protocol::app::{Limits, ServerFrame};
+use common::recv;
 use futures_util::SinkExt;
-use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
 /// Log lines the tests' subscriber wrote, shared by the tests of this file.
@@ -67,9 +66,7 @@ async fn refusals_are_answered_each_and_logged_sparingly() {
     let id = Arc::new(SecretIdentity::generate());
     Client::connect(&s.url(), id.clone(), "Alice").await.unwrap().close().await;
     let mut mine = s.ws().await;
-    let Some(ServerFrame::Challenge { challenge, .. }) = recv(&mut mine).await else { panic!("a challenge") };
-    send(&mut mine, json!({"type": "auth", "note": id.sign_note(AUTH_KIND, &challenge, unix_now()).unwrap()})).await;
-    assert!(matches!(recv(&mut mine).await, Some(ServerFrame::Ready { .. })));
+    common::authenticate(&mut mine, &id).await;
 
     // The session sends 2 000 bad frames gets 2 000 answers, but the log holds at most ten
     // lines a second about them, and says how many it held back.

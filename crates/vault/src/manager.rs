@@ -179,6 +179,14 @@ fn unix_secs() -> u64 {
     secs(now())
 }
 
+/// An app request's JSON (`null` when it is too large or not JSON: the handlers refuse it).
+fn request_json(payload: &[u8]) -> serde_json::Value {
+    (payload.len() <= MAX_MESSAGE_BYTES)
+        .then(|| serde_json::from_slice(payload).ok())
+        .flatten()
+        .unwrap_or(serde_json::Value::Null)
+}
+
 /// Sleeps `d`, or forever when there is nothing to wake for.
 async fn sleep_or_never(d: Option<Duration>) {
     match d {
@@ -303,7 +311,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
                     None => break,
                 },
                 m = peers.next() => match m {
-                    Some(m) => self.on_message(&m.subject, &m.payload).await,
+                    Some(m) => self.on_peer_message(&m.subject, &m.payload).await,
                     None => break,
                 },
                 m = invites.next() => match m {
@@ -351,26 +359,33 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
     /// Answers a request of a type no handler takes.
     async fn answer_unknown(&self, area: &str, payload: &[u8]) -> Result<(), VaultError> {
         self.stats.admin_refused.fetch_add(1, Ordering::Relaxed);
-        let json: serde_json::Value = (payload.len() <= MAX_MESSAGE_BYTES)
-            .then(|| serde_json::from_slice(payload).ok())
-            .flatten()
-            .unwrap_or(serde_json::Value::Null);
+        let json = request_json(payload);
         let in_reply_to = json.get("message_id").and_then(|v| v.as_str()).and_then(|s| MessageId::parse(s).ok());
         if area == "call" {
             let call_id = json.get("call_id").and_then(|v| v.as_str()).and_then(|s| CallId::parse(s).ok());
             return self.notify_error(ErrorCode::InvalidMessage, "unknown request type", in_reply_to, call_id).await;
         }
-        let mut body = serde_json::json!({
-            "type": format!("{area}.error"),
-            "message_id": MessageId::from_bytes(rand_bytes()).to_string(),
-            "timestamp": now().to_string(),
-            "code": ErrorCode::InvalidMessage,
-            "message": "unknown request type",
-        });
-        if let (Some(obj), Some(id)) = (body.as_object_mut(), in_reply_to) {
-            obj.insert("in_reply_to".into(), id.to_string().into());
+        let body = serde_json::json!({"code": ErrorCode::InvalidMessage, "message": "unknown request type"});
+        self.publish_answer(&format!("{area}.error"), body, in_reply_to).await
+    }
+
+    /// Publishes an answer to the app on `forApp.<subject_tail>`, with its type, a fresh message
+    /// id, the time, and `in_reply_to`.
+    async fn publish_answer(
+        &self,
+        subject_tail: &str,
+        mut body: serde_json::Value,
+        in_reply_to: Option<MessageId>,
+    ) -> Result<(), VaultError> {
+        if let Some(obj) = body.as_object_mut() {
+            obj.insert("type".into(), subject_tail.into());
+            obj.insert("message_id".into(), MessageId::from_bytes(rand_bytes()).to_string().into());
+            obj.insert("timestamp".into(), now().to_string().into());
+            if let Some(id) = in_reply_to {
+                obj.insert("in_reply_to".into(), id.to_string().into());
+            }
         }
-        let subject = format!("OwnerSpace.{}.forApp.{area}.error", self.guid);
+        let subject = format!("OwnerSpace.{}.forApp.{subject_tail}", self.guid);
         self.bus.publish(&subject, Bytes::from(body.to_string())).await?;
         Ok(())
     }
@@ -378,17 +393,14 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
     /// Handles one of the user's own requests about connections and history (see [`admin`]) and
     /// publishes the answer to the app.
     pub async fn handle_admin(&self, verb_path: &str, payload: &[u8]) -> Result<(), VaultError> {
-        let json: serde_json::Value = (payload.len() <= MAX_MESSAGE_BYTES)
-            .then(|| serde_json::from_slice(payload).ok())
-            .flatten()
-            .unwrap_or(serde_json::Value::Null);
+        let json = request_json(payload);
         let in_reply_to = json.get("message_id").and_then(|v| v.as_str()).and_then(|s| MessageId::parse(s).ok());
         let area = admin::area_of(verb_path);
         let answer = match AdminRequest::parse(verb_path, &json) {
             Ok(request) => self.admin_answer(request).await,
             Err(e) => Err(e.into()),
         };
-        let (subject_tail, mut body) = match answer {
+        let (subject_tail, body) = match answer {
             Ok((reply, body)) => (reply, body),
             Err(AdminFailure::Refused(code, message)) => {
                 self.stats.admin_refused.fetch_add(1, Ordering::Relaxed);
@@ -400,17 +412,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             }
             Err(AdminFailure::Vault(e)) => return Err(e),
         };
-        if let Some(obj) = body.as_object_mut() {
-            obj.insert("type".into(), subject_tail.clone().into());
-            obj.insert("message_id".into(), MessageId::from_bytes(rand_bytes()).to_string().into());
-            obj.insert("timestamp".into(), now().to_string().into());
-            if let Some(id) = in_reply_to {
-                obj.insert("in_reply_to".into(), id.to_string().into());
-            }
-        }
-        let subject = format!("OwnerSpace.{}.forApp.{subject_tail}", self.guid);
-        self.bus.publish(&subject, Bytes::from(body.to_string())).await?;
-        Ok(())
+        self.publish_answer(&subject_tail, body, in_reply_to).await
     }
 
     async fn admin_answer(&self, request: AdminRequest) -> Result<(String, serde_json::Value), AdminFailure> {
@@ -494,13 +496,10 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         next.map(|t| t.saturating_since(now()))
     }
 
-    async fn on_message(&self, subj: &str, payload: &[u8]) {
-        let result = match Subject::parse(subj) {
-            Ok(Subject::ForVault { kind, .. }) => self.handle_request(kind, payload).await,
-            Ok(Subject::MessageSpace { kind, .. }) => self.handle_peer(kind, payload).await,
-            _ => return,
-        };
-        if let Err(e) = result {
+    /// One gift wrap from a peer vault (`MessageSpace.{guid}.call.<kind>`).
+    async fn on_peer_message(&self, subj: &str, payload: &[u8]) {
+        let Ok(Subject::MessageSpace { kind, .. }) = Subject::parse(subj) else { return };
+        if let Err(e) = self.handle_peer(kind, payload).await {
             tracing::warn!(error = %Scrubbed(&e), "message failed");
         }
     }
@@ -508,11 +507,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
     /// Handles one app request (what arrives on `forVault.call.<kind>`).
     pub async fn handle_request(&self, kind: RequestKind, payload: &[u8]) -> Result<Outcome, VaultError> {
         let _one = self.one_at_a_time.lock().await;
-        let json: serde_json::Value =
-            match (payload.len() <= MAX_MESSAGE_BYTES).then(|| serde_json::from_slice(payload).ok()).flatten() {
-                Some(v) => v,
-                None => serde_json::Value::Null,
-            };
+        let json = request_json(payload);
         let named = json.get("call_id").and_then(|v| v.as_str()).and_then(|s| CallId::parse(s).ok());
         let calls = self.load_calls(named.as_ref()).await?;
         let peer = match json.get("peer_guid").and_then(|v| v.as_str()).and_then(|s| Guid::parse(s).ok()) {

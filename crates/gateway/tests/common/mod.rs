@@ -146,3 +146,22 @@ pub async fn closed(ws: &mut Ws) -> bool {
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
+
+/// The challenge the server opens a socket with.
+pub async fn challenge(ws: &mut Ws) -> String {
+    match recv(ws).await {
+        Some(ServerFrame::Challenge { challenge, .. }) => challenge,
+        other => panic!("expected a challenge, got {other:?}"),
+    }
+}
+
+/// Answers the challenge as `id` (registered already) and waits for `ready`.
+pub async fn authenticate(ws: &mut Ws, id: &callvault_crypto::SecretIdentity) {
+    let ch = challenge(ws).await;
+    let note = id.sign_note(callvault_protocol::app::AUTH_KIND, &ch, unix_now()).unwrap();
+    send(ws, serde_json::json!({"type": "auth", "note": note})).await;
+    match recv(ws).await {
+        Some(ServerFrame::Ready { .. }) => {}
+        other => panic!("expected ready, got {other:?}"),
+    }
+}
