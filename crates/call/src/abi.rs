@@ -1,31 +1,54 @@
-//! The handler ABI: what the vault passes to a call handler and what the handler returns, as
-//! JSON. A handler is a pure function: [`run`] takes a [`HandlerInput`] (the event, the current
-//! time, and the context the host loaded: the stored calls involved and the peer's connection)
-//! and returns a [`HandlerOutput`] (the result and the outputs to perform). The host does every
-//! I/O and all crypto; the WASM modules in `crates/handlers` are thin shells around [`run_json`].
+//! The `call` family on the vault kernel: its manifest and its handlers over the kernel's ABI
+//! (`callvault_kernel::abi`). A handler is a pure function: [`run`] takes the kernel's
+//! [`Input`] (the event, the time, the call the event names and the calls of the indexes the
+//! manifest asks for, the peer's connection) and returns an [`Output`] (the outcome and the
+//! outputs to perform). The WASM module in `crates/handlers` is a thin shell around
+//! [`run_json_as`] and [`manifest_json`].
 //!
-//! The seven handlers of the seed and the events each accepts:
+//! The seven handlers of the seed, the events each takes, and the context each is given:
 //!
-//! | handler | event |
-//! | --- | --- |
-//! | `initiate` | app `call.initiate` |
-//! | `incoming` | peer `call.incoming` |
-//! | `accept` | app `call.accept`, peer `call.accept` |
-//! | `reject` | app `call.reject`, peer `call.reject` |
-//! | `end` | app `call.end`, peer `call.end` |
-//! | `signal` | app `call.signal`, peer `call.signal`, peer `call.ringing` |
-//! | `timeout` | tick |
+//! | handler | event | context besides the named call |
+//! | --- | --- | --- |
+//! | `initiate` | app `call.initiate` | the active call, the live calls with the peer, the live count |
+//! | `incoming` | peer `call.incoming` | the same |
+//! | `accept` | app `call.accept`, peer `call.accept` | the active call |
+//! | `reject` | app `call.reject`, peer `call.reject` | none |
+//! | `end` | app `call.end`, peer `call.end` | none |
+//! | `signal` | app `call.signal`, peer `call.signal`, peer `call.ringing` | none |
+//! | `timeout` | the call's timer; stored calls to restore | none |
+//!
+//! Tags: every unsettled call carries `live` and `with.<peer>`; an answered one `active`. Each
+//! call's timer is its own deadline. So an event's input and fuel do not grow with the number of
+//! calls the vault holds.
 
+use std::collections::BTreeMap;
+
+use callvault_kernel::manifest::{HandlerSpec, Manifest, ManifestError, PeerPolicy};
+use callvault_kernel::{EntityKey, Record, Tag};
 use callvault_protocol::calling::{AppNotification, AppRequest, CallErrorNotification, PeerMessage, tags};
-use callvault_protocol::fields::{ErrorCode, ErrorText, PeerProfile};
-use callvault_protocol::subject::{PeerKind, RequestKind};
-use callvault_protocol::{Guid, Timestamp};
+use callvault_protocol::family::{FamilyName, Kind};
+use callvault_protocol::fields::{CallStatus, Direction, ErrorCode, ErrorText};
+use callvault_protocol::subject::{NotificationKind, PeerKind, RequestKind};
+use callvault_protocol::{CallId, Guid};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
-use crate::{Call, CallConfig, Disposition, Input, Output, Switchboard};
+pub use callvault_kernel::abi::{ConnectionInfo, Event, Input, Json, Outcome, Output, OutputItem, WireMessage};
 
-/// The seven handlers.
+use crate::{Call, CallConfig, Disposition, Switchboard};
+
+/// The family's name.
+pub const FAMILY: &str = "call";
+
+/// The version of the state the handlers write: a [`Call`] as JSON. (Version 0 is the same
+/// document as an earlier callvault stored it, without the kernel's envelope.)
+pub const STATE_VERSION: u32 = 1;
+
+/// The kernel's input, as the call family names it.
+pub type HandlerInput = Input;
+/// The kernel's output, as the call family names it.
+pub type HandlerOutput = Output;
+
+/// The handlers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HandlerName {
@@ -41,12 +64,12 @@ pub enum HandlerName {
     End,
     /// `call.signal` either way, and the peer's `call.ringing`.
     Signal,
-    /// The timeout sweep.
+    /// A call's timer, and stored calls to restore.
     Timeout,
 }
 
 impl HandlerName {
-    /// All seven, in the seed's order.
+    /// The seed's seven, in its order.
     pub const ALL: [Self; 7] =
         [Self::Initiate, Self::Incoming, Self::Accept, Self::Reject, Self::End, Self::Signal, Self::Timeout];
 
@@ -61,6 +84,11 @@ impl HandlerName {
             Self::Signal => "signal",
             Self::Timeout => "timeout",
         }
+    }
+
+    /// The handler named `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|h| h.as_str() == name)
     }
 
     /// The handler for an app request.
@@ -86,135 +114,88 @@ impl HandlerName {
     }
 }
 
-/// A message as it crosses the ABI: its subject kind's token and its JSON, carried verbatim (the
-/// handler parses it once, into the protocol type, and nothing builds a generic JSON tree).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct WireMessage {
-    /// The subject's last token (`initiate`, `incoming`, ...).
-    pub kind: String,
-    /// The message.
-    pub json: Box<RawValue>,
-}
-
-impl PartialEq for WireMessage {
-    fn eq(&self, other: &Self) -> bool {
-        self.kind == other.kind && self.json.get() == other.json.get()
+impl From<HandlerName> for callvault_kernel::HandlerId {
+    fn from(h: HandlerName) -> Self {
+        Self::new(FAMILY, h.as_str())
     }
 }
 
-impl WireMessage {
-    /// A message as received: bytes that are not JSON become `null`, which every handler refuses
-    /// as an invalid message.
-    pub fn from_bytes(kind: impl Into<String>, bytes: &[u8]) -> Self {
-        let json = std::str::from_utf8(bytes)
-            .ok()
-            .and_then(|s| RawValue::from_string(s.to_owned()).ok())
-            .unwrap_or_else(|| RawValue::NULL.to_owned());
-        Self { kind: kind.into(), json }
-    }
-
-    /// A message from a JSON value.
-    pub fn from_value(kind: impl Into<String>, value: &serde_json::Value) -> Self {
-        let json = serde_json::value::to_raw_value(value).unwrap_or_else(|_| RawValue::NULL.to_owned());
-        Self { kind: kind.into(), json }
-    }
-
-    /// The JSON text.
-    pub fn json(&self) -> &str {
-        self.json.get()
-    }
-
-    /// The JSON as a value (for callers that look inside; `null` if that ever fails).
-    pub fn value(&self) -> serde_json::Value {
-        serde_json::from_str(self.json.get()).unwrap_or(serde_json::Value::Null)
-    }
-}
-
-/// The event a handler handles.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Event {
-    /// A request from the app.
-    App(WireMessage),
-    /// A message from a peer vault, already unwrapped and checked against the seal.
-    Peer(WireMessage),
-    /// Time passed.
-    Tick,
-}
-
-/// The peer's entry in the `connections` bucket, as far as a handler needs it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConnectionInfo {
-    /// The peer.
-    pub guid: Guid,
-    /// How to show the peer.
-    pub profile: PeerProfile,
-}
-
-/// Everything a handler gets.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HandlerInput {
-    /// Which handler the host meant to run.
-    pub handler: HandlerName,
-    /// The vault's user.
-    pub local: Guid,
-    /// The host's clock.
-    pub now: Timestamp,
+/// The family's settings, from the vault's configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FamilyConfig {
     /// Ring timeout in seconds (seed: 60).
     pub ring_timeout_secs: u64,
-    /// The event.
-    pub event: Event,
-    /// The peer's connection, if the peer is one.
-    pub connection: Option<ConnectionInfo>,
-    /// The stored calls the event may touch: the call it names and every unanswered or active one.
-    pub calls: Vec<Call>,
 }
 
-/// What the host must do, in order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OutputItem {
-    /// Write this call (record to `calls`, state to `handler-state`).
-    Store(Box<Call>),
-    /// Seal and send to the peer's vault.
-    Send {
-        /// The peer.
-        to: Guid,
-        /// The message.
-        message: WireMessage,
-    },
-    /// Publish to the app.
-    Notify(WireMessage),
-    /// Run the timeout handler at or after this instant.
-    WakeAt(Timestamp),
+fn tag(s: &str) -> Option<Tag> {
+    Tag::parse(s).ok()
 }
 
-/// How the event went.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// Handled.
-    Applied,
-    /// A repeat of a handled message: no effect.
-    Duplicate,
-    /// Late or moot: no effect.
-    Ignored,
-    /// Refused, with the code an app would see.
-    Refused {
-        /// Machine-readable reason.
-        code: ErrorCode,
-        /// Human-readable reason (no secrets, no guids).
-        reason: String,
-    },
+/// The family's manifest.
+pub fn manifest() -> Result<Manifest, ManifestError> {
+    let shape = |e: callvault_protocol::family::FamilySubjectError| ManifestError::Shape(e.to_string());
+    let wide = ["active".to_owned(), "with.{peer}".to_owned()];
+    let active = ["active".to_owned()];
+    let spec = |name: HandlerName, app: &[RequestKind], peer: &[PeerKind], context: &[String], counts: &[&str]| {
+        Ok::<_, ManifestError>(HandlerSpec {
+            name: Kind::parse(name.as_str()).map_err(shape)?,
+            app: app.iter().map(|k| Kind::parse(k.token())).collect::<Result<_, _>>().map_err(shape)?,
+            peer: peer.iter().map(|k| Kind::parse(k.token())).collect::<Result<_, _>>().map_err(shape)?,
+            timer: name == HandlerName::Timeout,
+            restore: name == HandlerName::Timeout,
+            context: context.to_vec(),
+            counts: counts.iter().filter_map(|c| tag(c)).collect(),
+        })
+    };
+    let m = Manifest {
+        family: FamilyName::parse(FAMILY).map_err(shape)?,
+        state_version: STATE_VERSION,
+        entity_field: "call_id".into(),
+        peer_fields: vec!["peer_guid".into(), "from_guid".into()],
+        peers: PeerPolicy::Connections,
+        records: vec!["calls".into()],
+        notifies: NotificationKind::ALL
+            .iter()
+            .map(|k| Kind::parse(k.token()))
+            .collect::<Result<_, _>>()
+            .map_err(shape)?,
+        sends: PeerKind::ALL.iter().map(|k| Kind::parse(k.token())).collect::<Result<_, _>>().map_err(shape)?,
+        handlers: vec![
+            spec(HandlerName::Initiate, &[RequestKind::Initiate], &[], &wide, &["live"])?,
+            spec(HandlerName::Incoming, &[], &[PeerKind::Incoming], &wide, &["live"])?,
+            spec(HandlerName::Accept, &[RequestKind::Accept], &[PeerKind::Accept], &active, &[])?,
+            spec(HandlerName::Reject, &[RequestKind::Reject], &[PeerKind::Reject], &[], &[])?,
+            spec(HandlerName::End, &[RequestKind::End], &[PeerKind::End], &[], &[])?,
+            spec(HandlerName::Signal, &[RequestKind::Signal], &[PeerKind::Signal, PeerKind::Ringing], &[], &[])?,
+            spec(HandlerName::Timeout, &[], &[], &[], &[])?,
+        ],
+        max_live: callvault_kernel::manifest::MAX_LIVE,
+    };
+    m.validate()?;
+    Ok(m)
 }
 
-/// Everything a handler returns.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HandlerOutput {
-    /// How the event went.
-    pub outcome: Outcome,
-    /// What to do.
-    pub outputs: Vec<OutputItem>,
+/// The manifest as JSON (what the module's `cv_manifest` returns; empty if it cannot be made,
+/// which the kernel refuses).
+pub fn manifest_json() -> Vec<u8> {
+    manifest().ok().and_then(|m| serde_json::to_vec(&m).ok()).unwrap_or_default()
+}
+
+/// A call's tags: `live` and `with.<peer>` while unsettled, `active` while answered.
+pub fn tags_of(call: &Call) -> Vec<Tag> {
+    if call.record().status.is_terminal() {
+        return Vec::new();
+    }
+    let mut t: Vec<Tag> = [Some("live".to_owned()), Some(format!("with.{}", call.peer()))]
+        .into_iter()
+        .flatten()
+        .filter_map(|s| tag(&s))
+        .collect();
+    if call.is_active() {
+        t.extend(tag("active"));
+    }
+    t.sort();
+    t
 }
 
 fn wire_notification(n: &AppNotification) -> Result<WireMessage, String> {
@@ -227,53 +208,134 @@ fn wire_peer(m: &PeerMessage) -> Result<WireMessage, String> {
     Ok(WireMessage { kind: m.kind().token().to_owned(), json })
 }
 
-fn refused(code: ErrorCode, reason: impl Into<String>) -> HandlerOutput {
-    HandlerOutput { outcome: Outcome::Refused { code, reason: reason.into() }, outputs: Vec::new() }
+fn refused(code: ErrorCode, reason: impl Into<String>) -> Output {
+    Output::refused(code, reason)
 }
 
 fn kind_of<K: Copy>(all: &[K], token: impl Fn(K) -> &'static str, wanted: &str) -> Option<K> {
     all.iter().copied().find(|k| token(*k) == wanted)
 }
 
+/// The calls of the input, older versions migrated (version 0 and 1 are one document).
+fn calls_of(input: &Input) -> Result<Vec<Call>, String> {
+    input
+        .states
+        .iter()
+        .map(|s| {
+            if s.version > STATE_VERSION {
+                return Err(format!("call state version {} is newer than this module's", s.version));
+            }
+            serde_json::from_str::<Call>(s.state.get()).map_err(|e| format!("unreadable call state: {e}"))
+        })
+        .collect()
+}
+
+/// What a call's move from `before` to `after` counts: setups by direction and outcome, and the
+/// active-call gauge.
+fn counted(direction: Direction, before: Option<CallStatus>, after: CallStatus) -> Vec<(&'static str, i64)> {
+    if before == Some(after) {
+        return Vec::new();
+    }
+    let mut c = Vec::new();
+    if before == Some(CallStatus::Active) {
+        c.push(("active", -1));
+    }
+    let outcome = match after {
+        CallStatus::Active => {
+            c.push(("active", 1));
+            Some("answered")
+        }
+        CallStatus::Rejected => Some("rejected"),
+        CallStatus::Missed => Some("missed"),
+        _ => None,
+    };
+    let name = match (direction, outcome) {
+        (Direction::Outgoing, Some("answered")) => Some("setup.outgoing.answered"),
+        (Direction::Outgoing, Some("rejected")) => Some("setup.outgoing.rejected"),
+        (Direction::Outgoing, Some("missed")) => Some("setup.outgoing.missed"),
+        (Direction::Incoming, Some("answered")) => Some("setup.incoming.answered"),
+        (Direction::Incoming, Some("rejected")) => Some("setup.incoming.rejected"),
+        (Direction::Incoming, Some("missed")) => Some("setup.incoming.missed"),
+        _ => None,
+    };
+    c.extend(name.map(|n| (n, 1)));
+    c
+}
+
+/// The kernel's `Store` of a call: its state, tags, peer, timer and history record.
+fn store_of(call: &Call, config: &CallConfig) -> Result<OutputItem, String> {
+    let entity = EntityKey::parse(call.id().as_str()).map_err(|e| e.to_string())?;
+    let state = Json::of(call).map_err(|e| e.to_string())?;
+    let record = Json::of(call.record()).map_err(|e| e.to_string())?;
+    Ok(OutputItem::Store {
+        entity: entity.clone(),
+        state,
+        tags: tags_of(call),
+        peer: Some(call.peer().clone()),
+        timer: call.deadline(config),
+        records: vec![Record { bucket: "calls".into(), key: entity, value: record }],
+    })
+}
+
 /// Runs one handler. Never panics on any input: a bad event is refused with a code.
-///
-/// Whatever the outcome (a refusal included), the outputs end with the vault's next deadline as
-/// the handler sees it: one [`OutputItem::WakeAt`], or none when nothing is due. The host keeps
-/// that one wake time and replaces it after every run, so a vault whose calls have all settled
-/// sleeps until the next event instead of running the timeout handler again and again.
-pub fn run(input: &HandlerInput) -> HandlerOutput {
+pub fn run(input: &Input) -> Output {
+    let ring_timeout_secs = input
+        .config
+        .as_ref()
+        .and_then(|c| serde_json::from_str::<FamilyConfig>(c.get()).ok())
+        .map_or(60, |c| c.ring_timeout_secs);
     let config =
-        CallConfig { ring_timeout: std::time::Duration::from_secs(input.ring_timeout_secs), ..CallConfig::default() };
-    let mut sb = match Switchboard::restore(input.local.clone(), config, input.calls.iter().cloned()) {
+        CallConfig { ring_timeout: std::time::Duration::from_secs(ring_timeout_secs), ..CallConfig::default() };
+    let Some(handler) = HandlerName::parse(&input.handler) else {
+        return refused(ErrorCode::InvalidMessage, "no such handler");
+    };
+    let calls = match calls_of(input) {
+        Ok(c) => c,
+        Err(e) => return refused(ErrorCode::Internal, e),
+    };
+    let prior: BTreeMap<CallId, CallStatus> = calls.iter().map(|c| (c.id().clone(), c.record().status)).collect();
+    if matches!(input.event, Event::Restore) {
+        if handler != HandlerName::Timeout {
+            return refused(ErrorCode::InvalidMessage, "stored state goes to the restore handler");
+        }
+        let outputs: Result<Vec<_>, _> = calls.iter().map(|c| store_of(c, &config)).collect();
+        return match outputs {
+            Ok(outputs) => Output { outcome: Outcome::Applied, outputs },
+            Err(e) => refused(ErrorCode::Internal, e),
+        };
+    }
+    let mut sb = match Switchboard::restore(input.local.clone(), config.clone(), calls) {
         Ok(sb) => sb,
         Err(e) => return refused(ErrorCode::Internal, e.to_string()),
     };
-    let mut output = run_on(&mut sb, input);
-    output.outputs.retain(|o| !matches!(o, OutputItem::WakeAt(_)));
-    if let Some(t) = sb.next_deadline() {
-        output.outputs.push(OutputItem::WakeAt(t));
+    if let Some(live) = input.counts.iter().find(|(t, _)| t.as_str() == "live").map(|(_, n)| *n) {
+        sb.set_unsettled(usize::try_from(live).unwrap_or(usize::MAX));
     }
-    output
+    run_on(&mut sb, handler, input, &config, &prior)
 }
 
-/// [`run`] on a restored switchboard, before the deadline is appended.
-fn run_on(sb: &mut Switchboard, input: &HandlerInput) -> HandlerOutput {
+fn run_on(
+    sb: &mut Switchboard,
+    handler: HandlerName,
+    input: &Input,
+    config: &CallConfig,
+    prior: &BTreeMap<CallId, CallStatus>,
+) -> Output {
     let sb_input = match &input.event {
-        Event::Tick => {
-            if input.handler != HandlerName::Timeout {
-                return refused(ErrorCode::InvalidMessage, "a tick goes to the timeout handler");
+        Event::Timer | Event::Restore => {
+            if handler != HandlerName::Timeout {
+                return refused(ErrorCode::InvalidMessage, "a timer goes to the timeout handler");
             }
-            Input::Tick
+            crate::Input::Tick
         }
         Event::App(w) => {
             let Some(kind) = kind_of(RequestKind::ALL, RequestKind::token, &w.kind) else {
                 return refused(ErrorCode::InvalidMessage, "unknown request type");
             };
-            if HandlerName::for_request(kind) != input.handler {
+            if HandlerName::for_request(kind) != handler {
                 return refused(ErrorCode::InvalidMessage, "request sent to the wrong handler");
             }
-            let bytes = w.json.get().as_bytes();
-            let req = match AppRequest::parse(kind, bytes) {
+            let req = match AppRequest::parse(kind, w.json.get().as_bytes()) {
                 Ok(r) => r,
                 Err(e) => return refused(ErrorCode::InvalidMessage, e.to_string()),
             };
@@ -283,17 +345,16 @@ fn run_on(sb: &mut Switchboard, input: &HandlerInput) -> HandlerOutput {
             {
                 return not_connected(input, &req);
             }
-            Input::App(req)
+            crate::Input::App(req)
         }
         Event::Peer(w) => {
             let Some(kind) = kind_of(PeerKind::ALL, PeerKind::token, &w.kind) else {
                 return refused(ErrorCode::InvalidMessage, "unknown peer message type");
             };
-            if HandlerName::for_peer(kind) != input.handler {
+            if HandlerName::for_peer(kind) != handler {
                 return refused(ErrorCode::InvalidMessage, "message sent to the wrong handler");
             }
-            let bytes = w.json.get().as_bytes();
-            let message = match PeerMessage::parse(kind, bytes) {
+            let message = match PeerMessage::parse(kind, w.json.get().as_bytes()) {
                 Ok(m) => m,
                 Err(e) => return refused(ErrorCode::InvalidMessage, e.to_string()),
             };
@@ -301,17 +362,32 @@ fn run_on(sb: &mut Switchboard, input: &HandlerInput) -> HandlerOutput {
             let Some(conn) = input.connection.as_ref().filter(|c| &c.guid == message.from_guid()) else {
                 return refused(ErrorCode::NotConnected, "the sender is not a connection");
             };
-            Input::Peer { message, profile: conn.profile.clone() }
+            crate::Input::Peer { message, profile: conn.profile.clone() }
         }
     };
     let result = sb.handle(input.now, sb_input);
     let mut outputs = Vec::new();
+    let mut statuses = prior.clone();
     while let Some(o) = sb.poll_output() {
         let item = match o {
-            Output::Store(call) => Ok(OutputItem::Store(call)),
-            Output::SendToPeer { to, message } => wire_peer(&message).map(|message| OutputItem::Send { to, message }),
-            Output::NotifyApp(n) => wire_notification(&n).map(OutputItem::Notify),
-            Output::WakeAt(t) => Ok(OutputItem::WakeAt(t)),
+            crate::Output::Store(call) => {
+                let before = statuses.insert(call.id().clone(), call.record().status);
+                let store = store_of(&call, config);
+                if let Ok(s) = store {
+                    outputs.push(s);
+                    for (name, delta) in counted(call.record().direction, before, call.record().status) {
+                        outputs.extend(tag(name).map(|name| OutputItem::Count { name, delta }));
+                    }
+                    continue;
+                }
+                store
+            }
+            crate::Output::SendToPeer { to, message } => {
+                wire_peer(&message).map(|message| OutputItem::Send { to, message })
+            }
+            crate::Output::NotifyApp(n) => wire_notification(&n).map(OutputItem::Notify),
+            // Each call's timer rides on its own Store.
+            crate::Output::WakeAt(_) => continue,
         };
         match item {
             Ok(i) => outputs.push(i),
@@ -326,10 +402,10 @@ fn run_on(sb: &mut Switchboard, input: &HandlerInput) -> HandlerOutput {
         // reason names call ids only, never a guid.
         Err(e) => Outcome::Refused { code: e.code(), reason: e.to_string() },
     };
-    HandlerOutput { outcome, outputs }
+    Output { outcome, outputs }
 }
 
-fn not_connected(input: &HandlerInput, req: &AppRequest) -> HandlerOutput {
+fn not_connected(input: &Input, req: &AppRequest) -> Output {
     let n = AppNotification::Error(CallErrorNotification {
         kind: tags::Error,
         message_id: crate::call::derive_id(
@@ -345,7 +421,7 @@ fn not_connected(input: &HandlerInput, req: &AppRequest) -> HandlerOutput {
         ext: None,
     });
     let outputs = wire_notification(&n).map(OutputItem::Notify).into_iter().collect();
-    HandlerOutput {
+    Output {
         outcome: Outcome::Refused { code: ErrorCode::NotConnected, reason: "the peer is not a connection".into() },
         outputs,
     }
@@ -354,10 +430,54 @@ fn not_connected(input: &HandlerInput, req: &AppRequest) -> HandlerOutput {
 /// [`run`] over JSON bytes, as the WASM module's export for handler `name` calls it: input meant
 /// for another handler, and bad input JSON, are refused, never a trap.
 pub fn run_json_as(name: HandlerName, input: &[u8]) -> Vec<u8> {
-    let output = match serde_json::from_slice::<HandlerInput>(input) {
-        Ok(i) if i.handler == name => run(&i),
+    let output = match serde_json::from_slice::<Input>(input) {
+        Ok(i) if i.handler == name.as_str() => run(&i),
         Ok(_) => refused(ErrorCode::InvalidMessage, "input meant for another handler"),
         Err(e) => refused(ErrorCode::InvalidMessage, format!("handler input: {e}")),
     };
     serde_json::to_vec(&output).unwrap_or_default()
+}
+
+/// The family settings as the kernel passes them.
+pub fn config_json(ring_timeout_secs: u64) -> Option<Json> {
+    Json::of(&FamilyConfig { ring_timeout_secs }).ok()
+}
+
+/// A stored call as the kernel hands it to a handler.
+pub fn entity_state(call: &Call) -> Option<callvault_kernel::EntityState> {
+    Some(callvault_kernel::EntityState {
+        key: EntityKey::parse(call.id().as_str()).ok()?,
+        version: STATE_VERSION,
+        state: Json::of(call).ok()?,
+    })
+}
+
+/// The entity an event about `call_id` names.
+pub fn entity_of(call_id: &CallId) -> Option<EntityKey> {
+    EntityKey::parse(call_id.as_str()).ok()
+}
+
+/// Checks the guid a peer message names (used by tests that build inputs by hand).
+pub fn peer_of(message: &WireMessage) -> Option<Guid> {
+    message.value().get("from_guid").and_then(|v| v.as_str()).and_then(|s| Guid::parse(s).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_manifest_is_valid_and_routes_every_seed_event() {
+        let m = Manifest::parse(&manifest_json()).unwrap();
+        for kind in RequestKind::ALL {
+            assert_eq!(m.for_app(kind.token()).unwrap().name.as_str(), HandlerName::for_request(*kind).as_str());
+        }
+        for kind in PeerKind::ALL {
+            assert_eq!(m.for_peer(kind.token()).unwrap().name.as_str(), HandlerName::for_peer(*kind).as_str());
+        }
+        assert_eq!(m.for_timer().unwrap().name.as_str(), "timeout");
+        assert_eq!(m.for_restore().unwrap().name.as_str(), "timeout");
+        assert!(!m.for_app("signal").unwrap().is_wide(), "signals run concurrently across calls");
+        assert!(m.for_app("initiate").unwrap().is_wide());
+    }
 }

@@ -19,9 +19,10 @@ pub struct CallConfig {
     /// message_ids remembered per call to drop duplicates.
     pub replay_window: usize,
     /// Calls ringing or active at once in one vault. Past it an incoming call is rejected `busy`
-    /// and an `initiate` refused `busy`: every event carries the unsettled calls to its handler,
-    /// so without a bound a connection sending calls faster than they time out could push every
-    /// handler run, the timeout sweep included, past its fuel budget.
+    /// and an `initiate` refused `busy`. A handler gets only the calls its event can touch, so
+    /// this is a memory bound (the vault kernel keeps each unsettled call's tags and timer in
+    /// memory), not a fuel bound: the kernel's own bound on live entities
+    /// (`callvault_kernel::manifest::MAX_LIVE`).
     pub max_unsettled: usize,
     /// Calls from one peer ringing at once. An honest peer's vault never has two (it refuses a
     /// second call to the same peer while one rings); a few allow for an `end` overtaken by the
@@ -38,7 +39,7 @@ impl Default for CallConfig {
             max_clock_skew: Duration::from_secs(30),
             signal_buffer: 32,
             replay_window: 64,
-            max_unsettled: 64,
+            max_unsettled: 10_000,
             max_ringing_per_peer: 4,
         }
     }

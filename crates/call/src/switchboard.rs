@@ -78,12 +78,22 @@ pub struct Switchboard {
     calls: BTreeMap<CallId, Call>,
     outputs: VecDeque<Output>,
     scheduled: Option<Timestamp>,
+    /// Unsettled calls of the vault as its kernel counts them (the switchboard may hold only
+    /// the calls an event can touch).
+    unsettled_elsewhere: usize,
 }
 
 impl Switchboard {
     /// An empty switchboard for the vault of `local`.
     pub fn new(local: Guid, config: CallConfig) -> Self {
-        Self { local, config, calls: BTreeMap::new(), outputs: VecDeque::new(), scheduled: None }
+        Self {
+            local,
+            config,
+            calls: BTreeMap::new(),
+            outputs: VecDeque::new(),
+            scheduled: None,
+            unsettled_elsewhere: 0,
+        }
     }
 
     /// A switchboard resumed from stored calls (after a restart). Feed a [`Input::Tick`] next:
@@ -104,6 +114,12 @@ impl Switchboard {
         }
         sb.schedule();
         Ok(sb)
+    }
+
+    /// Tells the switchboard how many calls of the vault are unsettled in all, when it holds only
+    /// some of them (the vault kernel gives a handler only the calls its event can touch).
+    pub fn set_unsettled(&mut self, count: usize) {
+        self.unsettled_elsewhere = count;
     }
 
     /// The local user.
@@ -202,7 +218,8 @@ impl Switchboard {
 
     /// Calls ringing or active (not yet settled).
     fn unsettled(&self) -> usize {
-        self.calls.values().filter(|c| !c.record().status.is_terminal()).count()
+        let held = self.calls.values().filter(|c| !c.record().status.is_terminal()).count();
+        held.max(self.unsettled_elsewhere)
     }
 
     /// A working copy of a call; the switchboard adopts it from the `Store` output on success.

@@ -125,7 +125,7 @@ pub fn render(g: &GatewayMetrics, vaults: &[std::sync::Arc<VaultStats>], unserve
         "gauge",
         "Calls answered and not yet ended, as the hosted vaults see them.",
     );
-    let active: i64 = vaults.iter().map(|v| v.active_calls.load(Ordering::Relaxed)).fold(0, i64::saturating_add);
+    let active: i64 = vaults.iter().map(|v| v.active_calls()).fold(0, i64::saturating_add);
     let _ = writeln!(out, "callvault_active_calls {active}");
     header(&mut out, "callvault_call_setups_total", "counter", "Call setups by direction and outcome.");
     for (dir, name) in [(Direction::Outgoing, "outgoing"), (Direction::Incoming, "incoming")] {

@@ -1,15 +1,18 @@
-//! The seven call handlers of the vault plan (initiate, incoming, accept, reject, end, signal,
-//! timeout), compiled to one WASM module that the vault runs under wasmi with fuel and memory
-//! limits. Each handler is a thin shell over `callvault_call::abi::run`: the seed's "Logic" steps
+//! The `call` family: the seven call handlers of the vault plan (initiate, incoming, accept,
+//! reject, end, signal, timeout), compiled to one WASM module that the vault runs under wasmi
+//! with fuel and memory limits. Each handler is a thin shell over `callvault_call::abi::run`: the seed's "Logic" steps
 //! live there and in the `callvault-call` state machine.
 //!
-//! ABI (all integers i32, all data JSON, no imports but `callvault.log`):
+//! ABI (all integers i32, all data JSON, no imports but `callvault.log`), the vault kernel's
+//! (`callvault_kernel::abi`):
 //!
 //! 1. the host calls `cv_input(len)`, which returns the address of an input buffer of `len` bytes,
-//!    and writes the [`HandlerInput`](callvault_call::abi::HandlerInput) there;
+//!    and writes the [`Input`](callvault_call::abi::Input) there;
 //! 2. the host calls `cv_handle_<name>(len)`, which returns the output's length;
 //! 3. the host calls `cv_output()` for the output's address and reads the
-//!    [`HandlerOutput`](callvault_call::abi::HandlerOutput).
+//!    [`Output`](callvault_call::abi::Output).
+//!
+//! `cv_manifest()` puts the family's manifest in the output buffer and returns its length.
 //!
 //! The buffers are statics inside the module, so the ABI needs no `unsafe`: handing the host an
 //! address is a plain integer, and the host writes through wasmi's memory API. The module's heap
@@ -55,6 +58,15 @@ fn handle(name: HandlerName, len: i32) -> i32 {
     let bytes = abi::run_json_as(name, input.get(..used).unwrap_or_default());
     let mut output = OUTPUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     *output = bytes;
+    i32::try_from(output.len()).unwrap_or(0)
+}
+
+/// Puts the family's manifest in the output buffer; returns its length.
+#[allow(unsafe_code)] // the export needs its symbol name
+#[unsafe(no_mangle)]
+pub extern "C" fn cv_manifest() -> i32 {
+    let mut output = OUTPUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    *output = abi::manifest_json();
     i32::try_from(output.len()).unwrap_or(0)
 }
 

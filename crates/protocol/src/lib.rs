@@ -8,11 +8,13 @@
 //! - [`Timestamp`]: RFC 3339 instants with arithmetic that cannot panic.
 //! - [`calling`]: the call record and every message of the calling module.
 //! - [`subject`]: the NATS subjects the messages travel on.
+//! - [`family`]: the subjects of every handler family, typed.
 //! - [`ParseError`]: what a refused message was refused for, naming the field.
 #![forbid(unsafe_code)]
 
 pub mod app;
 pub mod calling;
+pub mod family;
 pub mod fields;
 pub mod ids;
 mod parse;

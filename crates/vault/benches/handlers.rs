@@ -22,10 +22,13 @@ fn input() -> HandlerInput {
     let now = Timestamp::from_unix_millis(1_790_000_000_000);
     let peer = Guid::from_public_key(&[2; 32]);
     HandlerInput {
-        handler: HandlerName::Initiate,
+        handler: HandlerName::Initiate.as_str().into(),
         local: Guid::from_public_key(&[1; 32]),
         now,
-        ring_timeout_secs: 60,
+        config: abi::config_json(60),
+        entity: callvault_kernel::EntityKey::parse("00000000-0000-4000-8000-0000000000aa").unwrap(),
+        states: Vec::new(),
+        counts: Default::default(),
         event: Event::App(WireMessage::from_value(
             "initiate",
             &serde_json::json!({
@@ -38,7 +41,6 @@ fn input() -> HandlerInput {
             guid: peer,
             profile: PeerProfile { display_name: DisplayName::new("Bob").unwrap(), avatar_url: None },
         }),
-        calls: Vec::new(),
     }
 }
 

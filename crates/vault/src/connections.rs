@@ -6,8 +6,8 @@
 //! whose delegation verifies; revoking an entry stops calls both ways.
 
 use bytes::Bytes;
-use callvault_call::abi::ConnectionInfo;
 use callvault_crypto::{Delegation, PublicIdentity};
+use callvault_kernel::ConnectionInfo;
 use callvault_protocol::Guid;
 use callvault_protocol::fields::{DisplayName, PeerProfile};
 use callvault_store::{Kv, KvError};

@@ -1,40 +1,53 @@
-//! The vault manager: one user's vault on a bus and a store.
+//! The vault manager: one user's vault on a bus and a store, running handler families.
 //!
-//! It provisions the seed's buckets, installs and loads the handler modules, subscribes to
-//! `OwnerSpace.{guid}.forVault.call.*` (the app's requests) and `MessageSpace.{guid}.call.*` (gift
-//! wraps from peer vaults), and handles one event at a time:
+//! It provisions the seed's buckets, loads the families (the built-in ones and any installed in
+//! its `handlers` bucket, each a module with a manifest), subscribes to
+//! `OwnerSpace.{guid}.forVault.>` (the app's requests) and `MessageSpace.{guid}.>` (gift wraps
+//! from peer vaults), and routes every event to one family, one handler and one entity:
 //!
-//! 1. load the context: the peer's connection (only `Active` ones count), the call the event names,
-//!    every unanswered or active call (from `handler-state`);
-//! 2. run the handler (WASM, under limits);
-//! 3. perform its outputs in order: store (`calls` record + `handler-state` state), seal as a gift
-//!    wrap to the peer's vault key and publish to its `MessageSpace`, notify the app, reschedule.
+//! 1. the subject names the family and the kind, the kind the handler (by the manifest), and the
+//!    message's entity field (`call_id`) the entity;
+//! 2. the handler gets that entity's state and the members of the indexes its manifest names
+//!    (`active`, `with.{peer}`), never every entity, and runs in a fresh WASM instance;
+//! 3. its outputs are performed in order: store (the entity's state, its index entry with tags
+//!    and timer, its records, all at once), seal as a gift wrap to the peer's vault key and
+//!    publish to its `MessageSpace`, notify the app, count.
 //!
-//! A gift wrap is accepted only when it unwraps for this vault's key, is fresh, and was sealed by
-//! the vault key of the connection named by the message's `from_guid`; anything else is dropped,
-//! counted and logged without guids. The timeout handler runs at the instant the handlers name as
-//! the vault's next deadline (every handler run ends by naming it, or naming none), and only then:
-//! a vault with nothing due runs no handler and sets no timer until the next message. After a
-//! restart one sweep acts on whatever the stored calls say (ringing calls time out, active calls
-//! can still be ended).
+//! Events of one entity run in the order they arrived; events of different entities run
+//! concurrently (at most [`VaultOptions::concurrency`] at once), except that a *wide* handler
+//! (one given indexes) runs alone among its family's events, so what it read of other entities
+//! stays true while it runs.
+//!
+//! Timers are per entity, kept in the store with the entity's index entry and in memory; the vault
+//! sleeps until the earliest and runs nothing while none is due. After a restart, timers that
+//! passed while it was down fire at once.
+//!
+//! A gift wrap is accepted only when it unwraps for this vault's key, is fresh, and passes the
+//! family's peer policy (for `connections`: sealed by the vault key of the active connection its
+//! `from_guid` names); anything else is dropped, counted and logged without guids.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use callvault_bus::Bus;
-use callvault_call::Call;
-use callvault_call::abi::{Event, HandlerInput, HandlerName, Outcome, OutputItem, WireMessage};
 use callvault_crypto::{VaultKey, giftwrap};
-use callvault_protocol::calling::{CallErrorNotification, CallRecord, tags};
-use callvault_protocol::fields::{CallStatus, ErrorCode, ErrorText};
+use callvault_kernel::{
+    EntityKey, EntityState, Event, HandlerId, HandlerSpec, Index, Input, Json, Manifest, Meta, Outcome, OutputItem,
+    Tag, WireMessage,
+};
+use callvault_protocol::calling::CallRecord;
+use callvault_protocol::family::{FamilySubject, Pattern, Space};
+use callvault_protocol::fields::{ErrorCode, ErrorText};
 use callvault_protocol::ratelog::RateLimitedLog;
 use callvault_protocol::redact::Scrubbed;
-use callvault_protocol::subject::{self, PeerKind, RequestKind, Subject};
-use callvault_protocol::{CallId, Guid, MAX_MESSAGE_BYTES, MessageId, Timestamp};
+use callvault_protocol::subject::{PeerKind, RequestKind};
+use callvault_protocol::{Guid, MAX_MESSAGE_BYTES, MessageId, Timestamp};
 use callvault_store::{BucketConfig, BucketNaming, Kv, KvError, Store};
-use tokio::sync::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, OwnedSemaphorePermit, RwLock, Semaphore, oneshot};
 
 use crate::admin::{self, AdminError, AdminRequest, ConnectionSummary};
 use crate::connections::{self, Connection, ConnectionState};
@@ -50,15 +63,20 @@ static REFUSALS: RateLimitedLog = RateLimitedLog::per_second(10);
 /// How a vault behaves.
 #[derive(Debug, Clone)]
 pub struct VaultOptions {
-    /// Ring timeout (seed: 60 s).
+    /// Ring timeout (seed: 60 s), given to every family in its settings (`ring_timeout_secs`).
     pub ring_timeout: Duration,
-    /// How long after a failed timeout sweep it is tried again (the seed's 30 s sweep period).
-    /// Sweeps otherwise run only when a deadline is due.
+    /// How long after a timer's handler failed (or left its deadline standing) the timer fires
+    /// again.
     pub sweep_every: Duration,
     /// Bucket names: own store (`Local`) or a shared server (`Shared`).
     pub naming: BucketNaming,
     /// Handler budgets.
     pub limits: HandlerLimits,
+    /// Events handled at once (of different entities).
+    pub concurrency: usize,
+    /// Events received and not yet handled; past it the vault stops reading the bus until one is
+    /// done (the bus then buffers, and drops past its own bound).
+    pub max_queued: usize,
 }
 
 impl Default for VaultOptions {
@@ -68,6 +86,8 @@ impl Default for VaultOptions {
             sweep_every: Duration::from_secs(30),
             naming: BucketNaming::Local,
             limits: HandlerLimits::default(),
+            concurrency: 8,
+            max_queued: 256,
         }
     }
 }
@@ -93,6 +113,17 @@ pub enum VaultError {
     /// An invite was refused.
     #[error("invite: {0}")]
     Invite(#[from] InviteError),
+    /// The family holds as many live entities as its manifest allows.
+    #[error("the {family} family holds its most live entities ({max})")]
+    EntityBound {
+        /// Which family.
+        family: String,
+        /// Its bound.
+        max: usize,
+    },
+    /// A handler asked for an output it has no right to.
+    #[error("output refused: {0}")]
+    Output(&'static str),
 }
 
 /// Why an admin request got no normal answer.
@@ -114,12 +145,170 @@ impl From<AdminError> for AdminFailure {
 pub struct Buckets<K> {
     /// `calls`: records, key `call_id`.
     pub calls: K,
-    /// `handler-state`: call machine state, key `call.<call_id>`.
+    /// `handler-state`: entities' state (`<family>.<entity>`) and index entries
+    /// (`index.<family>.<entity>`).
     pub state: K,
     /// `connections`: key = peer guid.
     pub connections: K,
     /// `handlers`: modules.
     pub handlers: K,
+    /// Every seed bucket by its seed name, for families' records.
+    pub by_name: BTreeMap<String, K>,
+}
+
+/// One family running in this vault.
+struct Family {
+    manifest: Manifest,
+    /// Its live entities' tags and timers.
+    index: std::sync::Mutex<Index>,
+    /// Wide handlers write-lock it; the others read-lock it.
+    wide: RwLock<()>,
+}
+
+impl Family {
+    fn new(manifest: Manifest) -> Self {
+        Self { manifest, index: std::sync::Mutex::new(Index::new()), wide: RwLock::new(()) }
+    }
+
+    fn name(&self) -> &str {
+        self.manifest.family.as_str()
+    }
+
+    fn index(&self) -> std::sync::MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// An entity's state as stored: the kernel's envelope around the module's document.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Envelope {
+    /// The state version the module wrote.
+    v: u32,
+    /// The peer it is with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    peer: Option<Guid>,
+    /// The module's document.
+    state: Json,
+}
+
+/// An entity's index entry as stored (only while it is live).
+#[derive(Debug, Serialize, Deserialize)]
+struct IndexEntry {
+    #[serde(flatten)]
+    meta: Meta,
+    /// The state version of the entity's state.
+    v: u32,
+}
+
+/// The store key of an entity's state.
+fn state_key(family: &str, entity: &EntityKey) -> String {
+    format!("{family}.{entity}")
+}
+
+/// The store key of an entity's index entry.
+fn index_key(family: &str, entity: &EntityKey) -> String {
+    format!("index.{family}.{entity}")
+}
+
+/// The key marking the kernel's layout of `handler-state` (absent: an older callvault's).
+const LAYOUT_KEY: &str = "kernel.layout";
+const LAYOUT: &[u8] = b"2";
+
+/// A lane's last place: its sequence number, and the signal its event sends when done.
+type Tail = (u64, oneshot::Receiver<()>);
+
+/// The per-entity order of events: each event waits for the one before it on its entity.
+#[derive(Default)]
+struct Lanes {
+    tails: std::sync::Mutex<HashMap<(String, String), Tail>>,
+    next: AtomicU64,
+}
+
+/// A place in an entity's lane: wait for the event before, then run, then let the next one go.
+struct Turn {
+    lanes: Arc<Lanes>,
+    key: (String, String),
+    seq: u64,
+    before: Option<oneshot::Receiver<()>>,
+    done: Option<oneshot::Sender<()>>,
+}
+
+impl Lanes {
+    /// Takes the next place in `lane`'s queue (in call order: the caller's order is the lane's).
+    fn enter(self: &Arc<Self>, family: &str, lane: &str) -> Turn {
+        let (tx, rx) = oneshot::channel();
+        let seq = self.next.fetch_add(1, Ordering::Relaxed);
+        let key = (family.to_owned(), lane.to_owned());
+        let mut tails = self.tails.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let before = tails.insert(key.clone(), (seq, rx)).map(|(_, r)| r);
+        Turn { lanes: self.clone(), key, seq, before, done: Some(tx) }
+    }
+}
+
+/// The lane of a family's wide events (`*` is no entity key).
+const WIDE_LANE: &str = "*";
+
+/// The turns of one job: its entity's lane, and for a wide handler its family's wide lane, so
+/// wide events (a peer's calls one after another) keep their order too.
+struct Turns(Vec<Turn>);
+
+impl Turns {
+    fn enter(lanes: &Arc<Lanes>, job: &Job) -> Self {
+        let mut t = vec![lanes.enter(job.family.name(), job.entity.as_str())];
+        if job.spec.is_wide() {
+            t.push(lanes.enter(job.family.name(), WIDE_LANE));
+        }
+        Self(t)
+    }
+
+    async fn wait(&mut self) {
+        for t in &mut self.0 {
+            t.wait().await;
+        }
+    }
+}
+
+impl Turn {
+    async fn wait(&mut self) {
+        if let Some(before) = self.before.take() {
+            // A dropped predecessor (its task ended early) lets this one go too.
+            let _ = before.await;
+        }
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        if let Some(tx) = self.done.take() {
+            let _ = tx.send(());
+        }
+        let mut tails = self.lanes.tails.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if tails.get(&self.key).is_some_and(|(seq, _)| *seq == self.seq) {
+            tails.remove(&self.key);
+        }
+    }
+}
+
+/// An event routed to a family, a handler and an entity, not yet run.
+struct Job {
+    family: Arc<Family>,
+    spec: HandlerSpec,
+    entity: EntityKey,
+    event: Event,
+    /// The peer the message names (for a peer message: its checked sender).
+    peer: Option<Guid>,
+    /// The sender's connection, for a peer message (already read to check the seal).
+    connection: Option<Connection>,
+    /// For an app request: the message it answers, so a refusal gets an answer.
+    app: Option<Option<MessageId>>,
+}
+
+impl Job {
+    /// An event of the vault's own (a timer, a restore): no peer, no app to answer.
+    fn internal(family: &Arc<Family>, spec: &HandlerSpec, entity: EntityKey, event: Event) -> Self {
+        Self { family: family.clone(), spec: spec.clone(), entity, event, peer: None, connection: None, app: None }
+    }
 }
 
 /// One user's vault.
@@ -131,13 +320,16 @@ pub struct Vault<B: Bus + Clone, K: Kv + Clone> {
     runtime: Arc<HandlerRuntime>,
     options: VaultOptions,
     stats: Arc<VaultStats>,
-    next_wake: Mutex<Option<Timestamp>>,
-    one_at_a_time: Mutex<()>,
-    /// Calls not yet settled, as last stored (loaded at open, replaced after every store), so an
-    /// event finds the calls it may touch without listing or reading the bucket. The vault is the
-    /// only writer of its `handler-state` bucket, so this is what the bucket holds.
-    unsettled: Mutex<std::collections::BTreeMap<CallId, Call>>,
-    /// Set once the subscriptions are live and the recovery sweep ran.
+    families: std::sync::RwLock<BTreeMap<String, Arc<Family>>>,
+    lanes: Arc<Lanes>,
+    running: Semaphore,
+    queued: Arc<Semaphore>,
+    /// Signalled when a timer is set, so the loop sleeps until the earliest.
+    timers_changed: Notify,
+    /// Families installed while running, from the module watch.
+    installed: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<Manifest>>>,
+    installed_tx: tokio::sync::mpsc::Sender<Manifest>,
+    /// Set once the subscriptions are live and passed timers are dispatched.
     serving: tokio::sync::watch::Sender<bool>,
     /// Seal-layer conversation keys with peer vaults (one ECDH per peer, not per message).
     seal_keys: giftwrap::SealKeys,
@@ -187,10 +379,10 @@ fn request_json(payload: &[u8]) -> serde_json::Value {
         .unwrap_or(serde_json::Value::Null)
 }
 
-/// Sleeps `d`, or forever when there is nothing to wake for.
-async fn sleep_or_never(d: Option<Duration>) {
-    match d {
-        Some(d) => tokio::time::sleep(d).await,
+/// Sleeps until `at`, or forever when there is nothing to wake for.
+async fn sleep_until(at: Option<Timestamp>) {
+    match at {
+        Some(t) => tokio::time::sleep(t.saturating_since(now())).await,
         None => std::future::pending().await,
     }
 }
@@ -200,13 +392,23 @@ fn wire(kind: &str, payload: &[u8]) -> WireMessage {
     WireMessage::from_bytes(kind, if payload.len() <= MAX_MESSAGE_BYTES { payload } else { b"null" })
 }
 
-fn state_key(id: &CallId) -> String {
-    format!("call.{id}")
+fn str_field<'a>(json: &'a serde_json::Value, field: &str) -> Option<&'a str> {
+    json.get(field).and_then(|v| v.as_str())
+}
+
+fn guid_field(json: &serde_json::Value, fields: &[String]) -> Option<Guid> {
+    fields.iter().find_map(|f| str_field(json, f).and_then(|s| Guid::parse(s).ok()))
+}
+
+/// A read or write lock on a family, as its handler needs.
+enum FamilyGuard<'a> {
+    Narrow(#[allow(dead_code)] tokio::sync::RwLockReadGuard<'a, ()>),
+    Wide(#[allow(dead_code)] tokio::sync::RwLockWriteGuard<'a, ()>),
 }
 
 impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
-    /// Provisions the seed's buckets in `store`, installs the built-in handlers where missing, and
-    /// loads them.
+    /// Provisions the seed's buckets in `store`, installs the built-in handlers where missing,
+    /// loads every family, migrates state an older callvault stored, and loads the indexes.
     pub async fn open<S: Store<Kv = K>>(
         store: &S,
         bus: B,
@@ -214,51 +416,115 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         key: VaultKey,
         options: VaultOptions,
     ) -> Result<Self, VaultError> {
-        let mut opened = Vec::new();
-        for config in BucketConfig::seed_all(&options.naming) {
-            opened.push(store.bucket(&config).await?);
+        let mut by_name = BTreeMap::new();
+        for (base, ..) in callvault_store::SEED_BUCKETS {
+            let config = BucketConfig::seed(base).ok_or_else(|| KvError::InvalidConfig((*base).to_owned()))?;
+            let config = BucketConfig { name: options.naming.name(base), ..config };
+            by_name.insert((*base).to_owned(), store.bucket(&config).await?);
         }
         let bucket = |base: &str| -> Result<K, VaultError> {
-            let name = options.naming.name(base);
-            let found = opened.iter().find(|k| k.config().name == name).cloned();
-            found.ok_or(VaultError::Store(KvError::InvalidConfig(name)))
+            by_name.get(base).cloned().ok_or_else(|| VaultError::Store(KvError::InvalidConfig(base.to_owned())))
         };
         let buckets = Buckets {
             calls: bucket("calls")?,
             state: bucket("handler-state")?,
             connections: bucket("connections")?,
             handlers: bucket("handlers")?,
+            by_name: by_name.clone(),
         };
         modules::install_builtins(&buckets.handlers).await?;
         let runtime = Arc::new(HandlerRuntime::new(options.limits));
-        modules::load_all(&buckets.handlers, &runtime).await?;
-        let mut unsettled = std::collections::BTreeMap::new();
-        let stats = Arc::new(VaultStats::default());
-        for key in buckets.state.keys().await? {
-            if let Some(call) =
-                buckets.state.get(&key).await?.and_then(|e| serde_json::from_slice::<Call>(&e.value).ok())
-                && !call.record().status.is_terminal()
-            {
-                if call.record().status == CallStatus::Active {
-                    stats.active_calls.fetch_add(1, Ordering::Relaxed);
-                }
-                unsettled.insert(call.id().clone(), call);
-            }
-        }
-        Ok(Self {
+        let manifests = modules::load_all(&buckets.handlers, &runtime).await?;
+        let (installed_tx, installed_rx) = tokio::sync::mpsc::channel(16);
+        let vault = Self {
             guid,
             key: Arc::new(key),
             bus,
             buckets,
             runtime,
+            stats: Arc::new(VaultStats::default()),
+            families: std::sync::RwLock::new(BTreeMap::new()),
+            lanes: Arc::new(Lanes::default()),
+            running: Semaphore::new(options.concurrency.max(1)),
+            queued: Arc::new(Semaphore::new(options.max_queued.max(1))),
             options,
-            stats,
-            next_wake: Mutex::new(None),
-            one_at_a_time: Mutex::new(()),
-            unsettled: Mutex::new(unsettled),
+            timers_changed: Notify::new(),
+            installed: std::sync::Mutex::new(Some(installed_rx)),
+            installed_tx,
             serving: tokio::sync::watch::channel(false).0,
             seal_keys: giftwrap::SealKeys::new(),
-        })
+        };
+        for m in manifests {
+            vault.add_family(m).await?;
+        }
+        Ok(vault)
+    }
+
+    /// Takes a family on: migrates what an older callvault stored for it, loads its index, and
+    /// restores live entities stored under an older state version.
+    async fn add_family(&self, manifest: Manifest) -> Result<(), VaultError> {
+        let name = manifest.family.as_str().to_owned();
+        let family = Arc::new(Family::new(manifest));
+        let keys = self.buckets.state.keys().await?;
+        let legacy = self.buckets.state.get(LAYOUT_KEY).await?.is_none();
+        let mut restore = Vec::new();
+        let prefix = format!("index.{name}.");
+        for key in &keys {
+            let Some(entity) = key.strip_prefix(&prefix).and_then(|e| EntityKey::parse(e).ok()) else { continue };
+            let Some(e) = self.buckets.state.get(key).await? else { continue };
+            match serde_json::from_slice::<IndexEntry>(&e.value) {
+                Ok(entry) => {
+                    if entry.v < family.manifest.state_version {
+                        restore.push(entity.clone());
+                    }
+                    family.index().set(&entity, entry.meta);
+                }
+                Err(_) => tracing::warn!(family = %name, "unreadable index entry skipped"),
+            }
+        }
+        if legacy {
+            // An older callvault stored each entity's document alone, under `<family>.<entity>`.
+            let own = format!("{name}.");
+            for key in &keys {
+                if let Some(entity) = key.strip_prefix(&own).and_then(|e| EntityKey::parse(e).ok())
+                    && !restore.contains(&entity)
+                {
+                    restore.push(entity);
+                }
+            }
+        }
+        let family_ref = family.clone();
+        // A newer version of an installed family replaces the older one (its index read again
+        // from the store, where every stored entity's entry is).
+        self.families.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(name.clone(), family);
+        if let Some(spec) = family_ref.manifest.for_restore().cloned() {
+            for entity in restore {
+                let job = Job::internal(&family_ref, &spec, entity, Event::Restore);
+                if let Err(e) = self.execute(job).await {
+                    tracing::warn!(error = %Scrubbed(&e), "stored state could not be restored");
+                }
+            }
+        }
+        self.update_gauges(&family_ref);
+        if legacy {
+            self.buckets.state.put(LAYOUT_KEY, Bytes::from_static(LAYOUT)).await?;
+        }
+        self.timers_changed.notify_one();
+        Ok(())
+    }
+
+    fn family(&self, name: &str) -> Option<Arc<Family>> {
+        self.families.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(name).cloned()
+    }
+
+    /// The families this vault runs.
+    pub fn families(&self) -> Vec<Manifest> {
+        self.all_families().iter().map(|f| f.manifest.clone()).collect()
+    }
+
+    /// How many live entities (with a tag or a timer) a family holds.
+    pub fn live_entities(&self, family: &str) -> usize {
+        self.family(family).map_or(0, |f| f.index().live())
     }
 
     /// The user's guid.
@@ -281,55 +547,59 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         self.runtime.clone()
     }
 
-    /// Serves until the subscriptions end: requests, peer messages, sweeps, module updates.
+    /// Serves until the subscriptions end: requests, peer messages, timers, module updates.
     pub async fn run(self: Arc<Self>) -> Result<(), VaultError> {
         self.run_until(std::future::pending()).await
     }
 
-    /// Serves until the subscriptions end or `stop` completes. `stop` is looked at only between
-    /// events: an event being handled is finished (stored, sent, notified) first.
+    /// Serves until the subscriptions end or `stop` completes. Events already received are
+    /// finished (stored, sent, notified) before it returns.
     pub async fn run_until(self: Arc<Self>, stop: impl Future<Output = ()> + Send) -> Result<(), VaultError> {
         // Every request of the user's apps, known or not: each gets an answer.
-        let mut requests = self.bus.subscribe(&format!("OwnerSpace.{}.forVault.>", self.guid)).await?;
-        let mut peers = self.bus.subscribe(&subject::message_space_calls(&self.guid)).await?;
-        let mut invites = self.bus.subscribe(&format!("MessageSpace.{}.connection.accept", self.guid)).await?;
+        let mut requests = self.bus.subscribe(Pattern::for_vault_all(&self.guid).as_str()).await?;
+        let mut peers = self.bus.subscribe(&format!("MessageSpace.{}.>", self.guid)).await?;
         self.bus.flush().await?;
+        let installed = self.installed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        let mut installed = match installed {
+            Some(rx) => rx,
+            None => tokio::sync::mpsc::channel(1).1,
+        };
         // Stops with this task, however it ends (an abort included), and releases the bucket.
-        let _reload =
-            AbortOnDrop(tokio::spawn(modules::watch_and_reload(self.buckets.handlers.clone(), self.runtime.clone())));
-        // Recover: act on stored calls at once (missed deadlines fire now).
-        self.sweep().await;
+        let _reload = AbortOnDrop(tokio::spawn(modules::watch_and_reload_families(
+            self.buckets.handlers.clone(),
+            self.runtime.clone(),
+            Some(self.installed_tx.clone()),
+        )));
         self.serving.send_replace(true);
         let mut stop = std::pin::pin!(stop);
         loop {
-            let wake = self.sleep_for().await;
+            self.fire_due_timers().await;
+            let wake = self.next_timer();
             tokio::select! {
                 biased;
                 () = &mut stop => break,
                 m = requests.next() => match m {
-                    Some(m) => self.on_own_request(&m.subject, &m.payload).await,
+                    Some(m) => self.clone().on_own_request(&m.subject, &m.payload).await,
                     None => break,
                 },
                 m = peers.next() => match m {
-                    Some(m) => self.on_peer_message(&m.subject, &m.payload).await,
+                    Some(m) => self.clone().on_peer_message(&m.subject, &m.payload).await,
                     None => break,
                 },
-                m = invites.next() => match m {
-                    Some(m) => {
-                        if let Err(e) = self.handle_invite_accepted(&m.payload).await
-                            && let Some(suppressed) = REFUSALS.allow()
-                        {
-                            tracing::info!(suppressed, error = %Scrubbed(&e), "invite acceptance refused");
-                        }
+                Some(m) = installed.recv() => {
+                    if let Err(e) = self.add_family(m).await {
+                        tracing::warn!(error = %Scrubbed(&e), "an installed family could not be taken on");
                     }
-                    None => break,
-                },
-                () = sleep_or_never(wake) => {
+                }
+                () = self.timers_changed.notified() => {}
+                () = sleep_until(wake) => {
                     self.stats.timer_wakeups.fetch_add(1, Ordering::Relaxed);
-                    self.sweep().await;
                 }
             }
         }
+        // Finish what was received.
+        let all = u32::try_from(self.options.max_queued.max(1)).unwrap_or(u32::MAX);
+        let _drained = self.queued.acquire_many(all).await;
         Ok(())
     }
 
@@ -339,16 +609,62 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         let _ = rx.wait_for(|s| *s).await;
     }
 
-    /// One request of the user's apps (`OwnerSpace.{guid}.forVault.<area>.<verb>`): calls go to
-    /// the call handlers, connections and history to [`Vault::handle_admin`]; anything else is
+    fn all_families(&self) -> Vec<Arc<Family>> {
+        self.families.read().unwrap_or_else(std::sync::PoisonError::into_inner).values().cloned().collect()
+    }
+
+    fn next_timer(&self) -> Option<Timestamp> {
+        self.all_families().iter().filter_map(|f| f.index().next_timer()).min()
+    }
+
+    /// Dispatches every timer that is due.
+    async fn fire_due_timers(self: &Arc<Self>) {
+        let t = now();
+        for family in self.all_families() {
+            let Some(spec) = family.manifest.for_timer().cloned() else { continue };
+            let due = family.index().take_due(t);
+            for entity in due {
+                self.dispatch(Job::internal(&family, &spec, entity, Event::Timer)).await;
+            }
+        }
+    }
+
+    /// Queues a job behind its entity's earlier events and runs it on a task of its own.
+    async fn dispatch(self: &Arc<Self>, job: Job) {
+        let Ok(permit) = self.queued.clone().acquire_owned().await else { return };
+        let vault = self.clone();
+        // The lanes are entered here, in arrival order; the task waits its turn.
+        let mut turn = Turns::enter(&self.lanes, &job);
+        tokio::spawn(async move {
+            turn.wait().await;
+            if let Err(e) = vault.execute(job).await {
+                tracing::warn!(error = %Scrubbed(&e), "event failed");
+            }
+            drop(turn);
+            drop::<OwnedSemaphorePermit>(permit);
+        });
+    }
+
+    /// One request of the user's apps (`OwnerSpace.{guid}.forVault.<area>.<verb>`): a family's
+    /// go to its handlers, connections and history to [`Vault::handle_admin`]; anything else is
     /// answered `invalid_message` on `forApp.<area>.error`.
-    async fn on_own_request(&self, subj: &str, payload: &[u8]) {
+    async fn on_own_request(self: Arc<Self>, subj: &str, payload: &[u8]) {
         let prefix = format!("OwnerSpace.{}.forVault.", self.guid);
         let Some(path) = subj.strip_prefix(&prefix) else { return };
         let area = path.split('.').next().unwrap_or_default();
-        let result = match (area, Subject::parse(subj)) {
-            (_, Ok(Subject::ForVault { kind, .. })) => self.handle_request(kind, payload).await.map(|_| ()),
+        let parsed = FamilySubject::parse(subj).ok().filter(|s| s.space == Space::ForVault && s.guid == self.guid);
+        let result = match (area, parsed) {
             ("connection" | "history", _) => self.handle_admin(path, payload).await,
+            (_, Some(s)) if self.family(s.family.as_str()).is_some() => {
+                match self.app_job(s.family.as_str(), s.kind.as_str(), payload).await {
+                    Ok(Some(job)) => {
+                        self.dispatch(job).await;
+                        Ok(())
+                    }
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            }
             (area, _) => self.answer_unknown(area, payload).await,
         };
         if let Err(e) = result {
@@ -356,17 +672,478 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         }
     }
 
+    /// One gift wrap from a peer vault (`MessageSpace.{guid}.<family>.<kind>`).
+    async fn on_peer_message(self: Arc<Self>, subj: &str, payload: &[u8]) {
+        let Some(s) = FamilySubject::parse(subj).ok().filter(|s| s.space == Space::MessageSpace && s.guid == self.guid)
+        else {
+            return;
+        };
+        if (s.family.as_str(), s.kind.as_str()) == ("connection", "accept") {
+            if let Err(e) = self.handle_invite_accepted(payload).await
+                && let Some(suppressed) = REFUSALS.allow()
+            {
+                tracing::info!(suppressed, error = %Scrubbed(&e), "invite acceptance refused");
+            }
+            return;
+        }
+        match self.peer_job(s.family.as_str(), s.kind.as_str(), payload).await {
+            Ok(Some(job)) => self.dispatch(job).await,
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %Scrubbed(&e), "message failed"),
+        }
+    }
+
     /// Answers a request of a type no handler takes.
     async fn answer_unknown(&self, area: &str, payload: &[u8]) -> Result<(), VaultError> {
         self.stats.admin_refused.fetch_add(1, Ordering::Relaxed);
         let json = request_json(payload);
-        let in_reply_to = json.get("message_id").and_then(|v| v.as_str()).and_then(|s| MessageId::parse(s).ok());
-        if area == "call" {
-            let call_id = json.get("call_id").and_then(|v| v.as_str()).and_then(|s| CallId::parse(s).ok());
-            return self.notify_error(ErrorCode::InvalidMessage, "unknown request type", in_reply_to, call_id).await;
+        let in_reply_to = str_field(&json, "message_id").and_then(|s| MessageId::parse(s).ok());
+        if let Some(family) = self.family(area) {
+            let entity = str_field(&json, &family.manifest.entity_field).and_then(|s| EntityKey::parse(s).ok());
+            return self
+                .family_error(&family, ErrorCode::InvalidMessage, "unknown request type", in_reply_to, entity.as_ref())
+                .await;
         }
         let body = serde_json::json!({"code": ErrorCode::InvalidMessage, "message": "unknown request type"});
         self.publish_answer(&format!("{area}.error"), body, in_reply_to).await
+    }
+
+    /// Tells the app its request to `family` was refused: `forApp.<family>.error`, naming the
+    /// entity (a call's `call.error`).
+    async fn family_error(
+        &self,
+        family: &Family,
+        code: ErrorCode,
+        text: &str,
+        in_reply_to: Option<MessageId>,
+        entity: Option<&EntityKey>,
+    ) -> Result<(), VaultError> {
+        let nil = MessageId::from_bytes([0; 16]);
+        let mut body = serde_json::json!({
+            "type": format!("{}.error", family.name()),
+            "message_id": MessageId::from_bytes(rand_bytes()),
+            "timestamp": now(),
+            "in_reply_to": in_reply_to.unwrap_or(nil),
+            "code": code,
+            "message": ErrorText::truncated(text),
+        });
+        if let (Some(obj), Some(e)) = (body.as_object_mut(), entity) {
+            obj.insert(family.manifest.entity_field.clone(), e.as_str().into());
+        }
+        let kind = callvault_protocol::family::Kind::parse("error").map_err(|_| VaultError::Output("error kind"))?;
+        let subject = FamilySubject::for_app(&self.guid, &family.manifest.family, &kind);
+        self.bus.publish(&subject.to_string(), Bytes::from(body.to_string())).await?;
+        Ok(())
+    }
+
+    /// Routes an app request to its family's handler and entity; `None` when it was answered
+    /// already (no handler takes it, or it names no entity).
+    async fn app_job(&self, family_name: &str, kind: &str, payload: &[u8]) -> Result<Option<Job>, VaultError> {
+        let Some(family) = self.family(family_name) else {
+            self.answer_unknown(family_name, payload).await?;
+            return Ok(None);
+        };
+        let Some(spec) = family.manifest.for_app(kind).cloned() else {
+            self.answer_unknown(family_name, payload).await?;
+            return Ok(None);
+        };
+        let json = request_json(payload);
+        let in_reply_to = str_field(&json, "message_id").and_then(|s| MessageId::parse(s).ok());
+        let Some(entity) = str_field(&json, &family.manifest.entity_field).and_then(|s| EntityKey::parse(s).ok())
+        else {
+            // Refused by the kernel, before any handler: handled all the same.
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            self.stats.handled.fetch_add(1, Ordering::Relaxed);
+            let text = format!("the request names no valid {}", family.manifest.entity_field);
+            self.family_error(&family, ErrorCode::InvalidMessage, &text, in_reply_to, None).await?;
+            return Ok(None);
+        };
+        let peer = guid_field(&json, &family.manifest.peer_fields);
+        let event = Event::App(wire(kind, payload));
+        Ok(Some(Job { family, spec, entity, event, peer, connection: None, app: Some(in_reply_to) }))
+    }
+
+    /// Unwraps a peer vault's message and routes it; `None` when it was dropped (and counted).
+    async fn peer_job(&self, family_name: &str, kind: &str, wrap: &[u8]) -> Result<Option<Job>, VaultError> {
+        let family = self.family(family_name);
+        let Some((family, spec)) = family.and_then(|f| f.manifest.for_peer(kind).cloned().map(|s| (f, s))) else {
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            if let Some(suppressed) = REFUSALS.allow() {
+                tracing::info!(suppressed, "message of a kind no family takes dropped");
+            }
+            return Ok(None);
+        };
+        let unwrapped = match giftwrap::unwrap_with(&self.seal_keys, &self.key, wrap, unix_secs()) {
+            Ok(u) => u,
+            Err(e) => {
+                self.stats.bad_wraps.fetch_add(1, Ordering::Relaxed);
+                if let Some(suppressed) = REFUSALS.allow() {
+                    tracing::info!(suppressed, reason = %Scrubbed(&e), "gift wrap dropped");
+                }
+                return Ok(None);
+            }
+        };
+        let json: serde_json::Value = serde_json::from_str(&unwrapped.content).unwrap_or(serde_json::Value::Null);
+        let from = str_field(&json, "from_guid").and_then(|s| Guid::parse(s).ok());
+        let conn = match from.as_ref() {
+            Some(g) => connections::get(&self.buckets.connections, g).await?,
+            None => None,
+        };
+        // The family's peer policy (`connections`, the only one so far).
+        let sealed_by_connection = conn
+            .as_ref()
+            .filter(|c| c.state == ConnectionState::Active)
+            .and_then(|c| c.vault_key().ok())
+            .is_some_and(|vk| vk == unwrapped.sender);
+        if !sealed_by_connection {
+            self.stats.unknown_senders.fetch_add(1, Ordering::Relaxed);
+            if let Some(suppressed) = REFUSALS.allow() {
+                tracing::info!(suppressed, "gift wrap from a vault that is not an active connection dropped");
+            }
+            return Ok(None);
+        }
+        let Some(entity) = str_field(&json, &family.manifest.entity_field).and_then(|s| EntityKey::parse(s).ok())
+        else {
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            self.stats.handled.fetch_add(1, Ordering::Relaxed);
+            if let Some(suppressed) = REFUSALS.allow() {
+                tracing::info!(suppressed, "message naming no valid entity dropped");
+            }
+            return Ok(None);
+        };
+        let event = Event::Peer(wire(kind, unwrapped.content.as_bytes()));
+        Ok(Some(Job { family, spec, entity, event, peer: from, connection: conn, app: None }))
+    }
+
+    /// Runs a job in its entity's lane, here (not on a task of its own).
+    async fn run_in_turn(&self, job: Job) -> Result<Outcome, VaultError> {
+        let mut turn = Turns::enter(&self.lanes, &job);
+        turn.wait().await;
+        let outcome = self.execute(job).await;
+        drop(turn);
+        outcome
+    }
+
+    /// Handles one app request (what arrives on `forVault.call.<kind>`), in its call's order.
+    pub async fn handle_request(&self, kind: RequestKind, payload: &[u8]) -> Result<Outcome, VaultError> {
+        self.handle_app("call", kind.token(), payload).await
+    }
+
+    /// Handles one app request to `family` (what arrives on `forVault.<family>.<kind>`).
+    pub async fn handle_app(&self, family: &str, kind: &str, payload: &[u8]) -> Result<Outcome, VaultError> {
+        match self.app_job(family, kind, payload).await? {
+            Some(job) => self.run_in_turn(job).await,
+            None => Ok(Outcome::Refused { code: ErrorCode::InvalidMessage, reason: "not routed".into() }),
+        }
+    }
+
+    /// Handles one gift wrap from a peer vault (what arrives on `MessageSpace.{guid}.call.<kind>`).
+    pub async fn handle_peer(&self, kind: PeerKind, wrap: &[u8]) -> Result<Outcome, VaultError> {
+        self.handle_peer_message("call", kind.token(), wrap).await
+    }
+
+    /// Handles one gift wrap to `family` (`MessageSpace.{guid}.<family>.<kind>`).
+    pub async fn handle_peer_message(&self, family: &str, kind: &str, wrap: &[u8]) -> Result<Outcome, VaultError> {
+        match self.peer_job(family, kind, wrap).await? {
+            Some(job) => self.run_in_turn(job).await,
+            None => Ok(Outcome::Ignored),
+        }
+    }
+
+    /// An entity's stored state and peer (an older callvault's bare document as version 0).
+    async fn read_entity(
+        &self,
+        family: &str,
+        entity: &EntityKey,
+    ) -> Result<Option<(EntityState, Option<Guid>)>, VaultError> {
+        let Some(e) = self.buckets.state.get(&state_key(family, entity)).await? else { return Ok(None) };
+        if let Ok(env) = serde_json::from_slice::<Envelope>(&e.value) {
+            return Ok(Some((EntityState { key: entity.clone(), version: env.v, state: env.state }, env.peer)));
+        }
+        let raw = std::str::from_utf8(&e.value)
+            .ok()
+            .and_then(|s| serde_json::value::RawValue::from_string(s.to_owned()).ok());
+        match raw {
+            Some(raw) => Ok(Some((EntityState { key: entity.clone(), version: 0, state: Json(raw) }, None))),
+            None => {
+                tracing::warn!(family, "unreadable entity state skipped");
+                Ok(None)
+            }
+        }
+    }
+
+    async fn active_connection(&self, peer: Option<&Guid>) -> Result<Option<Connection>, VaultError> {
+        let Some(g) = peer else { return Ok(None) };
+        Ok(connections::get(&self.buckets.connections, g)
+            .await?
+            .filter(|c| c.state == ConnectionState::Active && c.vault_key().is_ok()))
+    }
+
+    fn update_gauges(&self, family: &Family) {
+        let ix = family.index();
+        let plain = family
+            .manifest
+            .handlers
+            .iter()
+            .flat_map(|h| h.context.iter().cloned().chain(h.counts.iter().map(|t| t.as_str().to_owned())))
+            .filter(|t| !t.contains('{'));
+        for t in plain {
+            if let Ok(tag) = Tag::parse(&t) {
+                let n = i64::try_from(ix.count(&tag)).unwrap_or(i64::MAX);
+                self.stats.set_gauge(format!("{}.{t}", family.name()), n);
+            }
+        }
+    }
+
+    /// Runs one job: loads its context, runs the handler, checks and performs its outputs.
+    async fn execute(&self, job: Job) -> Result<Outcome, VaultError> {
+        let family = job.family.clone();
+        let _family = if job.spec.is_wide() {
+            FamilyGuard::Wide(family.wide.write().await)
+        } else {
+            FamilyGuard::Narrow(family.wide.read().await)
+        };
+        let _running = self.running.acquire().await.map_err(|_| VaultError::Output("vault closing"))?;
+        self.execute_locked(&family, job, now()).await
+    }
+
+    async fn execute_locked(&self, family: &Family, job: Job, t: Timestamp) -> Result<Outcome, VaultError> {
+        let fname = family.name();
+        let retry_at = t.saturating_add(self.options.sweep_every);
+        let is_timer = matches!(job.event, Event::Timer);
+        let give_up = |family: &Family| {
+            if is_timer {
+                family.index().fired(&job.entity, retry_at);
+            }
+        };
+        let named = match self.read_entity(fname, &job.entity).await {
+            Ok(n) => n,
+            Err(e) => {
+                give_up(family);
+                return Err(e);
+            }
+        };
+        let stored_peer = named.as_ref().and_then(|(_, p)| p.clone());
+        let peer =
+            job.peer.clone().or_else(|| family.index().get(&job.entity).and_then(|m| m.peer.clone())).or(stored_peer);
+        let connection = match job.connection {
+            Some(c) => Some(c),
+            None => self.active_connection(peer.as_ref()).await?,
+        };
+        let (context, counts) = {
+            let ix = family.index();
+            let mut keys: Vec<EntityKey> = Vec::new();
+            for tag in job.spec.context_tags(peer.as_ref()) {
+                for k in ix.members(&tag) {
+                    if *k != job.entity && !keys.contains(k) {
+                        keys.push(k.clone());
+                    }
+                }
+            }
+            let counts: BTreeMap<Tag, u64> =
+                job.spec.counts.iter().map(|t| (t.clone(), u64::try_from(ix.count(t)).unwrap_or(u64::MAX))).collect();
+            (keys, counts)
+        };
+        let mut states: Vec<EntityState> = named.into_iter().map(|(s, _)| s).collect();
+        let loaded = futures_util::future::join_all(context.iter().map(|k| self.read_entity(fname, k))).await;
+        for l in loaded {
+            if let Some((s, _)) = l? {
+                states.push(s);
+            }
+        }
+        let mut allowed: Vec<EntityKey> = context;
+        allowed.push(job.entity.clone());
+        let input = Input {
+            handler: job.spec.name.as_str().to_owned(),
+            local: self.guid.clone(),
+            now: t,
+            config: Json::of(&serde_json::json!({"ring_timeout_secs": self.options.ring_timeout.as_secs()})).ok(),
+            event: job.event,
+            entity: job.entity.clone(),
+            states,
+            counts,
+            connection: connection.as_ref().map(Connection::info),
+        };
+        let id = HandlerId::new(fname, job.spec.name.as_str());
+        let started = std::time::Instant::now();
+        let invoked = self.runtime.invoke_measured(&id, &input);
+        self.stats.handler_latency.observe(started.elapsed());
+        let (output, usage) = match invoked {
+            Ok(o) => o,
+            Err(e) => {
+                self.stats.handler_failures.fetch_add(1, Ordering::Relaxed);
+                give_up(family);
+                return Err(e.into());
+            }
+        };
+        self.stats.last_input_bytes.store(u64::try_from(usage.input_bytes).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.stats.last_fuel.store(usage.fuel, Ordering::Relaxed);
+        match &output.outcome {
+            Outcome::Refused { code, .. } => {
+                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                if let Some(suppressed) = REFUSALS.allow() {
+                    tracing::info!(suppressed, handler = %id, code = %code, "event refused");
+                }
+            }
+            Outcome::Duplicate => {
+                self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+        if let Err(e) = self.check_outputs(family, &output.outputs, &allowed) {
+            give_up(family);
+            if let (VaultError::EntityBound { .. }, Some(in_reply_to)) = (&e, &job.app) {
+                let text = "this vault holds as many of these as it may";
+                self.family_error(family, ErrorCode::Busy, text, in_reply_to.clone(), Some(&job.entity)).await?;
+            }
+            return Err(e);
+        }
+        let notified = output.outputs.iter().any(|o| matches!(o, OutputItem::Notify(_)));
+        for item in output.outputs {
+            self.perform(family, item, t, is_timer.then_some(&job.entity), connection.as_ref()).await?;
+        }
+        if is_timer && family.index().fired(&job.entity, retry_at) {
+            // The timer's handler stored nothing: its deadline stands; try again later.
+            self.stats.deadlines_left_standing.fetch_add(1, Ordering::Relaxed);
+        }
+        // Counted once its outputs are done: whoever reads the counter finds what it stored.
+        self.stats.handled.fetch_add(1, Ordering::Relaxed);
+        if let (Outcome::Refused { code, .. }, false, Some(in_reply_to)) = (&output.outcome, notified, job.app) {
+            // A request too broken for the handler to answer still gets an answer.
+            self.family_error(family, *code, "the request was refused", in_reply_to, Some(&job.entity)).await?;
+        }
+        Ok(output.outcome)
+    }
+
+    /// Checks that a handler asks only for what it may: entities it was given, records in its
+    /// buckets, kinds its manifest names, and no more live entities than its bound.
+    fn check_outputs(&self, family: &Family, outputs: &[OutputItem], allowed: &[EntityKey]) -> Result<(), VaultError> {
+        let m = &family.manifest;
+        let refuse = |why: &'static str| {
+            self.stats.outputs_refused.fetch_add(1, Ordering::Relaxed);
+            if let Some(suppressed) = REFUSALS.allow() {
+                tracing::warn!(suppressed, family = m.family.as_str(), why, "handler output refused");
+            }
+            Err(VaultError::Output(why))
+        };
+        let ix = family.index();
+        let mut live = i64::try_from(ix.live()).unwrap_or(i64::MAX);
+        for o in outputs {
+            match o {
+                OutputItem::Store { entity, tags, timer, records, .. } => {
+                    if !allowed.contains(entity) {
+                        return refuse("stored an entity it was not given");
+                    }
+                    if records.iter().any(|r| {
+                        &r.key != entity
+                            || !m.records.contains(&r.bucket)
+                            || !self.buckets.by_name.contains_key(&r.bucket)
+                    }) {
+                        return refuse("a record for a bucket or key it may not write");
+                    }
+                    let was = ix.get(entity).is_some();
+                    let will = !tags.is_empty() || timer.is_some();
+                    live = live.saturating_add(i64::from(will)).saturating_sub(i64::from(was));
+                }
+                OutputItem::Send { message, .. } => {
+                    if !m.sends.iter().any(|k| k.as_str() == message.kind) {
+                        return refuse("a message kind its manifest does not send");
+                    }
+                }
+                OutputItem::Notify(n) => {
+                    if !m.notifies.iter().any(|k| k.as_str() == n.kind) {
+                        return refuse("a notification kind its manifest does not name");
+                    }
+                }
+                OutputItem::Count { .. } => {}
+            }
+        }
+        if live > i64::try_from(m.max_live).unwrap_or(i64::MAX) {
+            self.stats.entity_bound.fetch_add(1, Ordering::Relaxed);
+            return Err(VaultError::EntityBound { family: m.family.to_string(), max: m.max_live });
+        }
+        Ok(())
+    }
+
+    async fn perform(
+        &self,
+        family: &Family,
+        item: OutputItem,
+        t: Timestamp,
+        timer_of: Option<&EntityKey>,
+        known: Option<&Connection>,
+    ) -> Result<(), VaultError> {
+        let fname = family.name();
+        match item {
+            OutputItem::Store { entity, state, tags, peer, timer, records } => {
+                let mut timer = timer;
+                if timer_of == Some(&entity) && timer.is_some_and(|at| at <= t) {
+                    // A timer's handler that leaves its passed deadline is tried again later.
+                    self.stats.deadlines_left_standing.fetch_add(1, Ordering::Relaxed);
+                    timer = Some(t.saturating_add(self.options.sweep_every));
+                }
+                let meta = Meta { tags, peer: peer.clone(), timer };
+                let live = meta.is_live();
+                let was_live = family.index().get(&entity).is_some();
+                let envelope = Envelope { v: family.manifest.state_version, peer, state };
+                let env = serde_json::to_vec(&envelope).map_err(|_| VaultError::Output("state"))?;
+                let entry = IndexEntry { meta: meta.clone(), v: family.manifest.state_version };
+                let entry = serde_json::to_vec(&entry).map_err(|_| VaultError::Output("index entry"))?;
+                let (skey, ikey) = (state_key(fname, &entity), index_key(fname, &entity));
+                let index_write = async {
+                    if live {
+                        self.buckets.state.put(&ikey, Bytes::from(entry)).await.map(|_| ())
+                    } else if was_live {
+                        self.buckets.state.delete(&ikey).await
+                    } else {
+                        Ok(())
+                    }
+                };
+                let record_writes = futures_util::future::try_join_all(records.iter().filter_map(|r| {
+                    let bucket = self.buckets.by_name.get(&r.bucket)?;
+                    Some(bucket.put(r.key.as_str(), Bytes::copy_from_slice(r.value.get().as_bytes())))
+                }));
+                // At once: the embedded store commits them together (one fsync), JetStream takes
+                // them in one round trip.
+                tokio::try_join!(self.buckets.state.put(&skey, Bytes::from(env)), index_write, record_writes)?;
+                let timer_set = meta.timer.is_some();
+                let prior = family.index().set(&entity, meta);
+                self.update_gauges(family);
+                if timer_set || prior.is_some_and(|p| p.timer.is_some()) {
+                    // The earliest timer may have moved: the loop sleeps until the new one.
+                    self.timers_changed.notify_one();
+                }
+            }
+            OutputItem::Send { to, message } => {
+                let vault_key = match known.filter(|c| c.guid == to) {
+                    Some(c) => c.vault_key()?,
+                    None => match connections::get(&self.buckets.connections, &to).await? {
+                        Some(c) => c.vault_key()?,
+                        None => {
+                            if let Some(suppressed) = REFUSALS.allow() {
+                                tracing::info!(suppressed, "message for a peer that is no connection not sent");
+                            }
+                            return Ok(());
+                        }
+                    },
+                };
+                let kind = callvault_protocol::family::Kind::parse(&message.kind)
+                    .map_err(|_| VaultError::Output("a message kind that is not a token"))?;
+                let subject = FamilySubject::message_space(&to, &family.manifest.family, &kind);
+                match giftwrap::wrap_with(&self.seal_keys, &self.key, &vault_key, message.json(), secs(t)) {
+                    Ok(wrap) => self.bus.publish(&subject.to_string(), Bytes::from(wrap)).await?,
+                    Err(e) => tracing::warn!(error = %Scrubbed(&e), "could not seal a message"),
+                }
+            }
+            OutputItem::Notify(n) => {
+                let kind = callvault_protocol::family::Kind::parse(&n.kind)
+                    .map_err(|_| VaultError::Output("a notification kind that is not a token"))?;
+                let subject = FamilySubject::for_app(&self.guid, &family.manifest.family, &kind);
+                self.bus.publish(&subject.to_string(), Bytes::copy_from_slice(n.json().as_bytes())).await?;
+            }
+            OutputItem::Count { name, delta } => self.stats.count(format!("{fname}.{name}"), delta),
+        }
+        Ok(())
     }
 
     /// Publishes an answer to the app on `forApp.<subject_tail>`, with its type, a fresh message
@@ -490,101 +1267,6 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         }
     }
 
-    /// How long until the next deadline; none when nothing is due.
-    async fn sleep_for(&self) -> Option<Duration> {
-        let next = *self.next_wake.lock().await;
-        next.map(|t| t.saturating_since(now()))
-    }
-
-    /// One gift wrap from a peer vault (`MessageSpace.{guid}.call.<kind>`).
-    async fn on_peer_message(&self, subj: &str, payload: &[u8]) {
-        let Ok(Subject::MessageSpace { kind, .. }) = Subject::parse(subj) else { return };
-        if let Err(e) = self.handle_peer(kind, payload).await {
-            tracing::warn!(error = %Scrubbed(&e), "message failed");
-        }
-    }
-
-    /// Handles one app request (what arrives on `forVault.call.<kind>`).
-    pub async fn handle_request(&self, kind: RequestKind, payload: &[u8]) -> Result<Outcome, VaultError> {
-        let _one = self.one_at_a_time.lock().await;
-        let json = request_json(payload);
-        let named = json.get("call_id").and_then(|v| v.as_str()).and_then(|s| CallId::parse(s).ok());
-        let calls = self.load_calls(named.as_ref()).await?;
-        let peer = match json.get("peer_guid").and_then(|v| v.as_str()).and_then(|s| Guid::parse(s).ok()) {
-            Some(g) => Some(g),
-            None => named.as_ref().and_then(|id| calls.iter().find(|c| c.id() == id)).map(|c| c.peer().clone()),
-        };
-        let connection = self.active_connection(peer.as_ref()).await?;
-        let in_reply_to = json.get("message_id").and_then(|v| v.as_str()).and_then(|s| MessageId::parse(s).ok());
-        let event = Event::App(wire(kind.token(), payload));
-        let (outcome, notified) = self.run_handler(HandlerName::for_request(kind), event, connection, calls).await?;
-        if let (Outcome::Refused { code, .. }, false) = (&outcome, notified) {
-            // A request too broken for the handler to answer still gets an answer.
-            self.notify_error(*code, "the request was refused", in_reply_to, named).await?;
-        }
-        Ok(outcome)
-    }
-
-    async fn notify_error(
-        &self,
-        code: ErrorCode,
-        text: &str,
-        in_reply_to: Option<MessageId>,
-        call_id: Option<CallId>,
-    ) -> Result<(), VaultError> {
-        let nil = MessageId::from_bytes([0; 16]);
-        let n = CallErrorNotification {
-            kind: tags::Error,
-            message_id: MessageId::from_bytes(rand_bytes()),
-            timestamp: now(),
-            in_reply_to: in_reply_to.unwrap_or(nil),
-            code,
-            message: ErrorText::truncated(text),
-            call_id,
-            ext: None,
-        };
-        let json = serde_json::to_vec(&n).unwrap_or_default();
-        self.bus.publish(&format!("OwnerSpace.{}.forApp.call.error", self.guid), Bytes::from(json)).await?;
-        Ok(())
-    }
-
-    /// Handles one gift wrap from a peer vault (what arrives on `MessageSpace.{guid}.call.<kind>`).
-    pub async fn handle_peer(&self, kind: PeerKind, wrap: &[u8]) -> Result<Outcome, VaultError> {
-        let _one = self.one_at_a_time.lock().await;
-        let unwrapped = match giftwrap::unwrap_with(&self.seal_keys, &self.key, wrap, unix_secs()) {
-            Ok(u) => u,
-            Err(e) => {
-                self.stats.bad_wraps.fetch_add(1, Ordering::Relaxed);
-                if let Some(suppressed) = REFUSALS.allow() {
-                    tracing::info!(suppressed, reason = %Scrubbed(&e), "gift wrap dropped");
-                }
-                return Ok(Outcome::Ignored);
-            }
-        };
-        let json: serde_json::Value = serde_json::from_str(&unwrapped.content).unwrap_or(serde_json::Value::Null);
-        let from = json.get("from_guid").and_then(|v| v.as_str()).and_then(|s| Guid::parse(s).ok());
-        let conn = match from.as_ref() {
-            Some(g) => connections::get(&self.buckets.connections, g).await?,
-            None => None,
-        };
-        let sealed_by_connection = conn
-            .as_ref()
-            .filter(|c| c.state == ConnectionState::Active)
-            .and_then(|c| c.vault_key().ok())
-            .is_some_and(|vk| vk == unwrapped.sender);
-        if !sealed_by_connection {
-            self.stats.unknown_senders.fetch_add(1, Ordering::Relaxed);
-            if let Some(suppressed) = REFUSALS.allow() {
-                tracing::info!(suppressed, "gift wrap from a vault that is not an active connection dropped");
-            }
-            return Ok(Outcome::Ignored);
-        }
-        let named = json.get("call_id").and_then(|v| v.as_str()).and_then(|s| CallId::parse(s).ok());
-        let calls = self.load_calls(named.as_ref()).await?;
-        let event = Event::Peer(wire(kind.token(), unwrapped.content.as_bytes()));
-        Ok(self.run_handler(HandlerName::for_peer(kind), event, conn, calls).await?.0)
-    }
-
     /// Records an invite this vault's user made, so that its acceptance is taken (once, before
     /// it expires).
     pub async fn record_invite(&self, token: &InviteToken) -> Result<(), VaultError> {
@@ -618,7 +1300,6 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
 
     /// Takes an invitee's acceptance of one of this vault's pending invites.
     pub async fn handle_invite_accepted(&self, wrap: &[u8]) -> Result<Guid, VaultError> {
-        let _one = self.one_at_a_time.lock().await;
         let t = unix_secs();
         let unwrapped = match giftwrap::unwrap_with(&self.seal_keys, &self.key, wrap, t) {
             Ok(u) => u,
@@ -652,176 +1333,5 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             .publish(&format!("OwnerSpace.{}.forApp.connection.accepted", self.guid), Bytes::from(note.to_string()))
             .await?;
         Ok(theirs.connection.guid)
-    }
-
-    /// Runs the timeout handler over the stored calls now.
-    pub async fn sweep(&self) {
-        let _one = self.one_at_a_time.lock().await;
-        let t = now();
-        let result = async {
-            let calls = self.load_calls(None).await?;
-            self.run_handler(HandlerName::Timeout, Event::Tick, None, calls).await.map(|(o, _)| o)
-        }
-        .await;
-        let mut wake = self.next_wake.lock().await;
-        match result {
-            // A deadline the sweep that just ran at `t` left standing (a handler that does not
-            // move it) is tried again later, never at once.
-            Ok(_) => {
-                if let Some(at) = wake.filter(|at| *at <= t) {
-                    self.stats.deadlines_left_standing.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(%at, "the timeout handler left a passed deadline; retrying later");
-                    *wake = Some(t.saturating_add(self.options.sweep_every));
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %Scrubbed(&e), "timeout sweep failed");
-                *wake = Some(t.saturating_add(self.options.sweep_every));
-            }
-        }
-    }
-
-    async fn active_connection(&self, peer: Option<&Guid>) -> Result<Option<Connection>, VaultError> {
-        let Some(g) = peer else { return Ok(None) };
-        Ok(connections::get(&self.buckets.connections, g)
-            .await?
-            .filter(|c| c.state == ConnectionState::Active && c.vault_key().is_ok()))
-    }
-
-    /// The named call and every call not yet settled.
-    async fn load_calls(&self, named: Option<&CallId>) -> Result<Vec<Call>, VaultError> {
-        let mut out: Vec<Call> = self.unsettled.lock().await.values().cloned().collect();
-        // A settled (or unknown) call the event names is read from the bucket. (Order does not
-        // matter: the switchboard keys what it restores by call id.)
-        if let Some(id) = named.filter(|id| !out.iter().any(|c| c.id() == *id))
-            && let Some(e) = self.buckets.state.get(&state_key(id)).await?
-        {
-            match serde_json::from_slice::<Call>(&e.value) {
-                Ok(call) => out.push(call),
-                Err(_) => tracing::warn!("unreadable call state skipped"),
-            }
-        }
-        Ok(out)
-    }
-
-    /// Runs a handler and performs its outputs; returns its outcome and whether it notified the app.
-    /// `connection` is the event's peer as just read (active), which outputs to that peer reuse.
-    async fn run_handler(
-        &self,
-        name: HandlerName,
-        event: Event,
-        connection: Option<Connection>,
-        calls: Vec<Call>,
-    ) -> Result<(Outcome, bool), VaultError> {
-        let t = now();
-        let mut prior: std::collections::BTreeMap<CallId, CallStatus> =
-            calls.iter().map(|c| (c.id().clone(), c.record().status)).collect();
-        let input = HandlerInput {
-            handler: name,
-            local: self.guid.clone(),
-            now: t,
-            ring_timeout_secs: self.options.ring_timeout.as_secs(),
-            event,
-            connection: connection.as_ref().map(Connection::info),
-            calls,
-        };
-        let started = std::time::Instant::now();
-        let invoked = self.runtime.invoke(name, &input);
-        self.stats.handler_latency.observe(started.elapsed());
-        let output = match invoked {
-            Ok(o) => o,
-            Err(e) => {
-                self.stats.handler_failures.fetch_add(1, Ordering::Relaxed);
-                return Err(e.into());
-            }
-        };
-        match &output.outcome {
-            Outcome::Refused { code, .. } => {
-                self.stats.refused.fetch_add(1, Ordering::Relaxed);
-                if let Some(suppressed) = REFUSALS.allow() {
-                    tracing::info!(suppressed, handler = name.as_str(), code = %code, "event refused");
-                }
-            }
-            Outcome::Duplicate => {
-                self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
-            }
-            _ => {}
-        }
-        // The run named the vault's next deadline, or none: that replaces the one held. A refusal
-        // naming none (a module that refuses before it looks at the calls, as an installed or an
-        // older one may) keeps the one held while calls are unsettled.
-        let named =
-            output.outputs.iter().rev().find_map(|o| if let OutputItem::WakeAt(at) = o { Some(*at) } else { None });
-        let mut wake = self.next_wake.lock().await;
-        match (&output.outcome, named) {
-            (_, Some(at)) => *wake = Some(at),
-            (Outcome::Refused { .. }, None) if !self.unsettled.lock().await.is_empty() => {}
-            (_, None) => *wake = None,
-        }
-        drop(wake);
-        let notified = output.outputs.iter().any(|o| matches!(o, OutputItem::Notify(_)));
-        for item in output.outputs {
-            self.perform(item, t, &mut prior, connection.as_ref()).await?;
-        }
-        // Counted once its outputs are done: whoever reads the counter finds what it stored.
-        self.stats.handled.fetch_add(1, Ordering::Relaxed);
-        Ok((output.outcome, notified))
-    }
-
-    async fn perform(
-        &self,
-        item: OutputItem,
-        t: Timestamp,
-        prior: &mut std::collections::BTreeMap<CallId, CallStatus>,
-        known: Option<&Connection>,
-    ) -> Result<(), VaultError> {
-        match item {
-            OutputItem::Store(call) => {
-                let record = serde_json::to_vec(call.record()).unwrap_or_default();
-                let state = serde_json::to_vec(&*call).unwrap_or_default();
-                // Both at once: the embedded store commits them together (one fsync), JetStream
-                // takes them in one round trip.
-                let key = state_key(call.id());
-                tokio::try_join!(
-                    self.buckets.calls.put(call.id().as_str(), Bytes::from(record)),
-                    self.buckets.state.put(&key, Bytes::from(state)),
-                )?;
-                let status = call.record().status;
-                self.stats.transition(call.record().direction, prior.insert(call.id().clone(), status), status);
-                let mut unsettled = self.unsettled.lock().await;
-                if status.is_terminal() {
-                    unsettled.remove(call.id());
-                } else {
-                    unsettled.insert(call.id().clone(), *call);
-                }
-            }
-            OutputItem::Send { to, message } => {
-                let vault_key = match known.filter(|c| c.guid == to) {
-                    Some(c) => c.vault_key()?,
-                    None => match connections::get(&self.buckets.connections, &to).await? {
-                        Some(c) => c.vault_key()?,
-                        None => {
-                            if let Some(suppressed) = REFUSALS.allow() {
-                                tracing::info!(suppressed, "message for a peer that is no connection not sent");
-                            }
-                            return Ok(());
-                        }
-                    },
-                };
-                match giftwrap::wrap_with(&self.seal_keys, &self.key, &vault_key, message.json(), secs(t)) {
-                    Ok(wrap) => {
-                        self.bus.publish(&format!("MessageSpace.{to}.call.{}", message.kind), Bytes::from(wrap)).await?
-                    }
-                    Err(e) => tracing::warn!(error = %Scrubbed(&e), "could not seal a message"),
-                }
-            }
-            OutputItem::Notify(n) => {
-                let subject = format!("OwnerSpace.{}.forApp.call.{}", self.guid, n.kind);
-                self.bus.publish(&subject, Bytes::copy_from_slice(n.json().as_bytes())).await?;
-            }
-            // Taken from the outputs as a whole in `run_handler`.
-            OutputItem::WakeAt(_) => {}
-        }
-        Ok(())
     }
 }

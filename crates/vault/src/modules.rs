@@ -2,12 +2,15 @@
 //!
 //! Keys:
 //!
-//! - `call.<handler>` (`call.initiate`, ... `call.timeout`): which module runs the handler:
+//! - `<family>.<handler>` (`call.initiate`, ... `call.timeout`): which module runs the handler:
 //!   [`BUILTIN`] (the module built into this callvault: it follows the binary's version, so an
 //!   upgrade of callvault upgrades every vault's handlers) or `sha256:<hex>` (a module installed
 //!   for this vault);
 //! - `module.<hex>`: an installed module's bytes, stored once however many handlers use it,
-//!   keyed by their SHA-256.
+//!   keyed by their SHA-256;
+//! - `family.<name>`: `sha256:<hex>`, a family installed at run time ([`install_family`]): the
+//!   module carries its manifest, and the vault takes the family's subjects as soon as the key is
+//!   written, with no change to the kernel.
 //!
 //! So an idle vault's bucket holds seven short references, not seven copies of a module of half
 //! a megabyte (issue 12, point 13: 3.6 MB per registered user before).
@@ -26,22 +29,18 @@
 //! `module.<hex>`, and the marker goes.
 
 use bytes::Bytes;
-use callvault_call::abi::HandlerName;
+use callvault_kernel::{HandlerId, Manifest};
 use callvault_store::{Kv, KvError, Operation};
 
 use callvault_protocol::ids::lower_hex;
 use callvault_protocol::redact::Scrubbed;
 use sha2::{Digest, Sha256};
 
-use crate::runtime::{BUILTIN_MODULE, HandlerError, HandlerRuntime};
+use crate::runtime::{BUILTIN_MODULE, HandlerError, HandlerRuntime, builtin_for, builtin_manifests};
 
 /// The bucket key naming a handler's module.
-pub fn key(name: HandlerName) -> String {
-    format!("call.{}", name.as_str())
-}
-
-fn name_of(key: &str) -> Option<HandlerName> {
-    HandlerName::ALL.into_iter().find(|n| self::key(*n) == key)
+pub fn key(id: impl Into<HandlerId>) -> String {
+    id.into().key()
 }
 
 /// A handler key's value naming the built-in module.
@@ -50,6 +49,11 @@ pub const BUILTIN: &[u8] = b"builtin";
 /// The bucket key of an installed module's bytes.
 pub fn module_key(digest_hex: &str) -> String {
     format!("module.{digest_hex}")
+}
+
+/// The bucket key of a family installed at run time.
+pub fn family_key(family: &str) -> String {
+    format!("family.{family}")
 }
 
 /// Why modules could not be installed or loaded.
@@ -62,7 +66,7 @@ pub enum ModulesError {
     #[error("handler {name}: {error}")]
     Module {
         /// Which handler.
-        name: &'static str,
+        name: String,
         /// Why.
         error: HandlerError,
     },
@@ -70,8 +74,11 @@ pub enum ModulesError {
     #[error("handler {name}: the module it names is missing or does not match its digest")]
     MissingModule {
         /// Which handler.
-        name: &'static str,
+        name: String,
     },
+    /// A family module was refused (no valid manifest, or the name of a built-in family).
+    #[error("family: {0}")]
+    Family(String),
 }
 
 /// The key an earlier callvault wrote to record which built-in module it copied (its SHA-256).
@@ -81,26 +88,51 @@ fn is_wasm(bytes: &[u8]) -> bool {
     bytes.starts_with(b"\0asm")
 }
 
-/// Stores `wasm` once (under its digest) and points `name`'s key at it; returns the reference.
-pub async fn install(bucket: &impl Kv, name: HandlerName, wasm: &[u8]) -> Result<String, ModulesError> {
+async fn store_module(bucket: &impl Kv, wasm: &[u8]) -> Result<String, ModulesError> {
     let digest = lower_hex(&Sha256::digest(wasm));
     match bucket.create(&module_key(&digest), Bytes::copy_from_slice(wasm)).await {
         Ok(_) | Err(KvError::AlreadyExists) => {}
         Err(e) => return Err(e.into()),
     }
-    let reference = format!("sha256:{digest}");
-    bucket.put(&key(name), Bytes::from(reference.clone())).await?;
+    Ok(format!("sha256:{digest}"))
+}
+
+/// Stores `wasm` once (under its digest) and points handler `id`'s key at it; returns the reference.
+pub async fn install(bucket: &impl Kv, id: impl Into<HandlerId>, wasm: &[u8]) -> Result<String, ModulesError> {
+    let reference = store_module(bucket, wasm).await?;
+    bucket.put(&id.into().key(), Bytes::from(reference.clone())).await?;
     Ok(reference)
 }
 
-/// Points every missing handler key at the built-in module and migrates module bytes stored under
-/// handler keys (see the module documentation); returns how many keys were written.
+/// Installs a family module: reads its manifest, stores the module once, points every handler's
+/// key at it and records the family under `family.<name>` (which a running vault watches).
+/// Installing a newer version of a family is the same call with the newer module.
+pub async fn install_family(bucket: &impl Kv, runtime: &HandlerRuntime, wasm: &[u8]) -> Result<Manifest, ModulesError> {
+    let manifest = runtime.manifest_of(wasm).map_err(|e| ModulesError::Family(e.to_string()))?;
+    if builtin_manifests().iter().any(|(m, _)| m.family == manifest.family) {
+        return Err(ModulesError::Family(format!("{} is a built-in family", manifest.family)));
+    }
+    let reference = store_module(bucket, wasm).await?;
+    for h in &manifest.handlers {
+        let id = HandlerId::new(manifest.family.as_str(), h.name.as_str());
+        bucket.put(&id.key(), Bytes::from(reference.clone())).await?;
+    }
+    bucket.put(&family_key(manifest.family.as_str()), Bytes::from(reference)).await?;
+    Ok(manifest)
+}
+
+/// Points every missing handler key of the built-in families at the built-in module and migrates
+/// module bytes stored under handler keys (see the module documentation); returns how many keys
+/// were written.
 pub async fn install_builtins(bucket: &impl Kv) -> Result<usize, ModulesError> {
     let previous = bucket.get(BUILTIN_MARKER).await?.map(|e| e.value);
     let mut written = 0usize;
-    for name in HandlerName::ALL {
-        let result = match bucket.get(&key(name)).await? {
-            None => bucket.create(&key(name), Bytes::from_static(BUILTIN)).await,
+    let ids = builtin_manifests().iter().flat_map(|(m, _)| {
+        m.handlers.iter().map(|h| HandlerId::new(m.family.as_str(), h.name.as_str())).collect::<Vec<_>>()
+    });
+    for id in ids {
+        let result = match bucket.get(&id.key()).await? {
+            None => bucket.create(&id.key(), Bytes::from_static(BUILTIN)).await,
             Some(e) if !is_wasm(&e.value) => continue,
             Some(e) => {
                 let digest = lower_hex(&Sha256::digest(&e.value));
@@ -114,12 +146,8 @@ pub async fn install_builtins(bucket: &impl Kv) -> Result<usize, ModulesError> {
                     }
                     Bytes::from(format!("sha256:{digest}"))
                 };
-                tracing::info!(
-                    handler = name.as_str(),
-                    builtin = copy_of_a_builtin,
-                    "handler module stored by reference"
-                );
-                bucket.update(&key(name), value, e.revision).await
+                tracing::info!(handler = %id, builtin = copy_of_a_builtin, "handler module stored by reference");
+                bucket.update(&id.key(), value, e.revision).await
             }
         };
         match result {
@@ -135,19 +163,16 @@ pub async fn install_builtins(bucket: &impl Kv) -> Result<usize, ModulesError> {
     Ok(written)
 }
 
-/// The module a handler key's value names: the built-in, an installed module (checked against
-/// its digest), or WASM bytes written to the key itself.
-async fn resolve(bucket: &impl Kv, name: HandlerName, value: &Bytes) -> Result<Bytes, ModulesError> {
-    if value.as_ref() == BUILTIN {
-        return Ok(Bytes::from_static(BUILTIN_MODULE));
-    }
+/// The module a reference names: an installed module (checked against its digest), or WASM
+/// bytes written to the key itself. `builtin` is resolved by the caller.
+async fn resolve_reference(bucket: &impl Kv, name: &str, value: &Bytes) -> Result<Bytes, ModulesError> {
     if is_wasm(value) {
         return Ok(value.clone());
     }
-    let missing = ModulesError::MissingModule { name: name.as_str() };
+    let missing = ModulesError::MissingModule { name: name.to_owned() };
     let digest = std::str::from_utf8(value).ok().and_then(|v| v.strip_prefix("sha256:")).ok_or_else(|| {
         ModulesError::Module {
-            name: name.as_str(),
+            name: name.to_owned(),
             error: HandlerError::InvalidModule("not a module reference".into()),
         }
     })?;
@@ -158,53 +183,141 @@ async fn resolve(bucket: &impl Kv, name: HandlerName, value: &Bytes) -> Result<B
     Ok(entry.value)
 }
 
-/// Loads every handler's module from the bucket into the runtime. A handler whose key names a
-/// module that is missing or does not load runs the built-in module, with a warning.
-pub async fn load_all(bucket: &impl Kv, runtime: &HandlerRuntime) -> Result<(), ModulesError> {
-    for name in HandlerName::ALL {
-        let bytes = match bucket.get(&key(name)).await? {
-            Some(e) => resolve(bucket, name, &e.value).await,
-            None => Ok(Bytes::from_static(BUILTIN_MODULE)),
-        };
-        let installed = bytes.and_then(|b| {
-            runtime.install(name, &b).map_err(|error| ModulesError::Module { name: name.as_str(), error })
-        });
-        if let Err(e) = installed {
-            tracing::warn!(error = %Scrubbed(&e), "the handler runs the built-in module instead");
-            runtime
-                .install(name, BUILTIN_MODULE)
-                .map_err(|error| ModulesError::Module { name: name.as_str(), error })?;
-        }
+/// The module handler `id`'s key value names.
+async fn resolve(bucket: &impl Kv, id: &HandlerId, value: &Bytes) -> Result<Bytes, ModulesError> {
+    if value.as_ref() == BUILTIN {
+        return builtin_for(id)
+            .map(Bytes::from_static)
+            .ok_or_else(|| ModulesError::MissingModule { name: id.to_string() });
+    }
+    resolve_reference(bucket, &id.to_string(), value).await
+}
+
+/// The module a handler falls back to: its built-in family's, or its installed family's.
+async fn fallback(bucket: &impl Kv, id: &HandlerId) -> Result<Bytes, ModulesError> {
+    if let Some(wasm) = builtin_for(id) {
+        return Ok(Bytes::from_static(wasm));
+    }
+    match bucket.get(&family_key(&id.family)).await? {
+        Some(e) => resolve_reference(bucket, &id.to_string(), &e.value).await,
+        None => Err(ModulesError::MissingModule { name: id.to_string() }),
+    }
+}
+
+async fn load_handler(bucket: &impl Kv, runtime: &HandlerRuntime, id: &HandlerId) -> Result<(), ModulesError> {
+    let bytes = match bucket.get(&id.key()).await? {
+        Some(e) => resolve(bucket, id, &e.value).await,
+        None => fallback(bucket, id).await,
+    };
+    let installed = bytes.and_then(|b| {
+        runtime.install(id.clone(), &b).map_err(|error| ModulesError::Module { name: id.to_string(), error })
+    });
+    if let Err(e) = installed {
+        tracing::warn!(error = %Scrubbed(&e), "the handler runs its family's module instead");
+        let b = fallback(bucket, id).await?;
+        runtime.install(id.clone(), &b).map_err(|error| ModulesError::Module { name: id.to_string(), error })?;
     }
     Ok(())
+}
+
+/// A family installed at run time, from its `family.<name>` key's value.
+async fn load_family(bucket: &impl Kv, runtime: &HandlerRuntime, value: &Bytes) -> Result<Manifest, ModulesError> {
+    let wasm = resolve_reference(bucket, "family", value).await?;
+    let manifest = runtime.manifest_of(&wasm).map_err(|e| ModulesError::Family(e.to_string()))?;
+    for h in &manifest.handlers {
+        load_handler(bucket, runtime, &HandlerId::new(manifest.family.as_str(), h.name.as_str())).await?;
+    }
+    Ok(manifest)
+}
+
+/// Loads every handler of every family (built in, and installed under `family.*`) from the bucket
+/// into the runtime; returns the families' manifests. A handler whose key names a module that is
+/// missing or does not load runs its family's module, with a warning; a family whose module is
+/// refused is left out, with a warning.
+pub async fn load_all(bucket: &impl Kv, runtime: &HandlerRuntime) -> Result<Vec<Manifest>, ModulesError> {
+    let mut families = Vec::new();
+    for (manifest, _) in builtin_manifests() {
+        for h in &manifest.handlers {
+            load_handler(bucket, runtime, &HandlerId::new(manifest.family.as_str(), h.name.as_str())).await?;
+        }
+        families.push(manifest.clone());
+    }
+    for key in bucket.keys().await? {
+        if !key.starts_with("family.") {
+            continue;
+        }
+        let Some(entry) = bucket.get(&key).await? else { continue };
+        match load_family(bucket, runtime, &entry.value).await {
+            Ok(m) if !families.iter().any(|f: &Manifest| f.family == m.family) => families.push(m),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %Scrubbed(&e), "an installed family was refused"),
+        }
+    }
+    Ok(families)
 }
 
 /// Applies every later change of the bucket's handler keys to the runtime until the bucket's
 /// watch ends.
 pub async fn watch_and_reload(bucket: impl Kv, runtime: std::sync::Arc<HandlerRuntime>) -> Result<(), ModulesError> {
-    let mut changes = bucket.watch("call.*").await?;
+    watch_and_reload_families(bucket, runtime, None).await
+}
+
+/// [`watch_and_reload`], and families installed under `family.*` are loaded and sent to
+/// `families` (the vault then takes their subjects).
+pub async fn watch_and_reload_families(
+    bucket: impl Kv,
+    runtime: std::sync::Arc<HandlerRuntime>,
+    families: Option<tokio::sync::mpsc::Sender<Manifest>>,
+) -> Result<(), ModulesError> {
+    let mut changes = bucket.watch(">").await?;
     while let Some(change) = changes.next().await {
         let entry = match change {
             Ok(e) => e,
             Err(e) => {
                 // Changes were missed (a lagging watch): load the whole bucket again.
                 tracing::warn!(error = %Scrubbed(&e), "handlers watch lagged; reloading every module");
-                if let Err(e) = load_all(&bucket, &runtime).await {
-                    tracing::warn!(error = %Scrubbed(&e), "handler modules reload failed");
+                match load_all(&bucket, &runtime).await {
+                    Ok(all) => {
+                        if let Some(tx) = &families {
+                            for m in all {
+                                let _ = tx.send(m).await;
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %Scrubbed(&e), "handler modules reload failed"),
                 }
                 continue;
             }
         };
-        let Some(name) = name_of(&entry.key) else { continue };
+        if let Some(family) = entry.key.strip_prefix("family.") {
+            if entry.operation == Operation::Delete {
+                continue;
+            }
+            match load_family(&bucket, &runtime, &entry.value).await {
+                Ok(m) if m.family.as_str() == family => {
+                    tracing::info!(family = m.family.as_str(), state_version = m.state_version, "family installed");
+                    if let Some(tx) = &families {
+                        let _ = tx.send(m).await;
+                    }
+                }
+                Ok(_) => tracing::warn!("a family module installed under another family's name was refused"),
+                Err(e) => tracing::warn!(error = %Scrubbed(&e), "family module refused"),
+            }
+            continue;
+        }
+        let Some(id) = HandlerId::from_key(&entry.key) else { continue };
+        if !runtime.has(&id) {
+            continue;
+        }
         let bytes = match entry.operation {
-            Operation::Put => resolve(&bucket, name, &entry.value).await,
-            Operation::Delete => Ok(Bytes::from_static(BUILTIN_MODULE)),
+            Operation::Put => resolve(&bucket, &id, &entry.value).await,
+            Operation::Delete => fallback(&bucket, &id).await,
         };
         let installed = bytes.and_then(|b| {
-            runtime.install(name, &b).map_err(|error| ModulesError::Module { name: name.as_str(), error })
+            runtime.install(id.clone(), &b).map_err(|error| ModulesError::Module { name: id.to_string(), error })
         });
         match installed {
-            Ok(()) => tracing::info!(handler = name.as_str(), revision = entry.revision, "handler module installed"),
+            Ok(()) => tracing::info!(handler = %id, revision = entry.revision, "handler module installed"),
             Err(e) => tracing::warn!(error = %Scrubbed(&e), "handler module refused; the previous one stays"),
         }
     }

@@ -1,4 +1,4 @@
-//! Runs call handlers (WASM modules) under wasmi with fuel and memory limits.
+//! Runs handler families' WASM modules under wasmi with fuel and memory limits.
 //!
 //! Each invocation gets a fresh instance (fresh memory, no state carried between events), a fuel
 //! budget and a memory cap. A handler that traps, runs out of fuel or outgrows its memory fails
@@ -13,12 +13,41 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use sha2::{Digest, Sha256};
 
-use callvault_call::abi::{HandlerInput, HandlerName, HandlerOutput};
+use callvault_kernel::{HandlerId, Input, Manifest, Output};
 use wasmi::errors::{ErrorKind, MemoryError};
 use wasmi::{Caller, Config, Engine, Linker, Module, Store, StoreLimits, StoreLimitsBuilder, TrapCode};
 
-/// The built-in handlers module, built from `crates/handlers` by this crate's build script.
+/// The built-in `call` family's module, built from `crates/handlers` by this crate's build script.
 pub const BUILTIN_MODULE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/callvault_handlers.wasm"));
+
+/// The modules of the families built into this callvault.
+pub const BUILTIN_FAMILIES: &[&[u8]] = &[BUILTIN_MODULE];
+
+/// The built-in families' manifests (read from their modules once).
+pub fn builtin_manifests() -> &'static [(Manifest, &'static [u8])] {
+    static MANIFESTS: OnceLock<Vec<(Manifest, &'static [u8])>> = OnceLock::new();
+    MANIFESTS.get_or_init(|| {
+        let rt = HandlerRuntime::new(HandlerLimits::default());
+        BUILTIN_FAMILIES
+            .iter()
+            .filter_map(|wasm| match rt.manifest_of(wasm) {
+                Ok(m) => Some((m, *wasm)),
+                Err(e) => {
+                    tracing::error!(error = %e, "a built-in family's module has no valid manifest");
+                    None
+                }
+            })
+            .collect()
+    })
+}
+
+/// The built-in family module that runs handler `id`, if any.
+pub fn builtin_for(id: &HandlerId) -> Option<&'static [u8]> {
+    builtin_manifests()
+        .iter()
+        .find(|(m, _)| m.family.as_str() == id.family && m.handler(&id.handler).is_some())
+        .map(|(_, wasm)| *wasm)
+}
 
 /// SHA-256 of [`BUILTIN_MODULE`] (computed once).
 pub fn builtin_digest() -> [u8; 32] {
@@ -55,7 +84,7 @@ impl Default for HandlerLimits {
 pub enum HandlerError {
     /// No module is installed for this handler.
     #[error("no module installed for handler {0}")]
-    NotInstalled(&'static str),
+    NotInstalled(String),
     /// The bytes are not a valid module, or it imports something the host does not offer.
     #[error("invalid handler module: {0}")]
     InvalidModule(String),
@@ -96,7 +125,7 @@ fn compiled_cache() -> &'static Mutex<HashMap<[u8; 32], std::sync::Weak<Module>>
 pub struct HandlerRuntime {
     engine: Engine,
     linker: Linker<StoreLimits>,
-    modules: RwLock<HashMap<HandlerName, Arc<Module>>>,
+    modules: RwLock<HashMap<HandlerId, Arc<Module>>>,
     limits: HandlerLimits,
 }
 
@@ -106,8 +135,13 @@ impl std::fmt::Debug for HandlerRuntime {
     }
 }
 
-fn export_name(name: HandlerName) -> String {
-    format!("cv_handle_{}", name.as_str())
+/// What one run cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    /// Input bytes.
+    pub input_bytes: usize,
+    /// Fuel consumed.
+    pub fuel: u64,
 }
 
 impl HandlerRuntime {
@@ -134,20 +168,59 @@ impl HandlerRuntime {
         Self { engine, linker, modules: RwLock::new(HashMap::new()), limits }
     }
 
-    /// A runtime with the built-in module (compiled once) installed for all seven handlers.
+    /// A runtime with every built-in family's module (compiled once) installed for its handlers.
     pub fn with_builtins(limits: HandlerLimits) -> Result<Self, HandlerError> {
         let rt = Self::new(limits);
-        let module = rt.compile(BUILTIN_MODULE)?;
-        for name in HandlerName::ALL {
-            rt.install_compiled(name, module.clone())?;
+        for (manifest, wasm) in builtin_manifests() {
+            rt.install_family(manifest, wasm)?;
         }
         Ok(rt)
     }
 
-    /// Compiles `wasm` and makes it the module of handler `name` (replacing any previous one).
-    pub fn install(&self, name: HandlerName, wasm: &[u8]) -> Result<(), HandlerError> {
+    /// Installs `wasm` for every handler of `manifest`.
+    pub fn install_family(&self, manifest: &Manifest, wasm: &[u8]) -> Result<(), HandlerError> {
         let module = self.compile(wasm)?;
-        self.install_compiled(name, module)
+        for h in &manifest.handlers {
+            self.install_compiled(HandlerId::new(manifest.family.as_str(), h.name.as_str()), module.clone())?;
+        }
+        Ok(())
+    }
+
+    /// Compiles `wasm` and makes it the module of handler `id` (replacing any previous one).
+    pub fn install(&self, id: impl Into<HandlerId>, wasm: &[u8]) -> Result<(), HandlerError> {
+        let module = self.compile(wasm)?;
+        self.install_compiled(id.into(), module)
+    }
+
+    /// Whether a module runs handler `id`.
+    pub fn has(&self, id: &HandlerId) -> bool {
+        self.modules.read().unwrap_or_else(std::sync::PoisonError::into_inner).contains_key(id)
+    }
+
+    /// The manifest a family module carries (its `cv_manifest` export), validated.
+    pub fn manifest_of(&self, wasm: &[u8]) -> Result<Manifest, HandlerError> {
+        let module = self.compile(wasm)?;
+        Self::check_imports(&module)?;
+        let (mut store, instance) = self.instantiate(&module)?;
+        let memory =
+            instance.get_memory(&store, "memory").ok_or_else(|| HandlerError::MissingExport("memory".into()))?;
+        let manifest = instance
+            .get_typed_func::<(), i32>(&store, "cv_manifest")
+            .map_err(|_| HandlerError::MissingExport("cv_manifest".into()))?;
+        let cv_output = instance
+            .get_typed_func::<(), i32>(&store, "cv_output")
+            .map_err(|_| HandlerError::MissingExport("cv_output".into()))?;
+        let len = manifest.call(&mut store, ()).map_err(|e| Self::classify(&e))?;
+        let len = usize::try_from(len).map_err(|_| HandlerError::BadData("manifest length".into()))?;
+        if len > 64 * 1024 {
+            return Err(HandlerError::BadData("manifest too large".into()));
+        }
+        let at = cv_output.call(&mut store, ()).map_err(|e| Self::classify(&e))?;
+        let mut out = vec![0u8; len];
+        memory
+            .read(&store, usize::try_from(at).map_err(|_| HandlerError::BadData("manifest address".into()))?, &mut out)
+            .map_err(|e| HandlerError::BadData(e.to_string()))?;
+        Manifest::parse(&out).map_err(|e| HandlerError::BadData(format!("manifest: {e}")))
     }
 
     fn compile(&self, wasm: &[u8]) -> Result<Arc<Module>, HandlerError> {
@@ -164,38 +237,58 @@ impl HandlerRuntime {
         Ok(module)
     }
 
-    fn install_compiled(&self, name: HandlerName, module: Arc<Module>) -> Result<(), HandlerError> {
-        for needed in [export_name(name), "cv_input".to_owned(), "cv_output".to_owned(), "memory".to_owned()] {
-            if module.get_export(&needed).is_none() {
-                return Err(HandlerError::MissingExport(needed));
-            }
-        }
+    fn check_imports(module: &Module) -> Result<(), HandlerError> {
         for import in module.imports() {
             if (import.module(), import.name()) != ("callvault", "log") {
                 return Err(HandlerError::InvalidModule(format!("imports {}.{}", import.module(), import.name())));
             }
         }
-        let mut modules = self.modules.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        modules.insert(name, module);
         Ok(())
     }
 
-    /// Runs handler `name` on `input`.
-    pub fn invoke(&self, name: HandlerName, input: &HandlerInput) -> Result<HandlerOutput, HandlerError> {
-        let bytes = serde_json::to_vec(input).map_err(|e| HandlerError::BadData(e.to_string()))?;
-        let out = self.invoke_raw(name, &bytes)?;
-        serde_json::from_slice(&out).map_err(|e| HandlerError::BadData(format!("output: {e}")))
+    fn install_compiled(&self, id: HandlerId, module: Arc<Module>) -> Result<(), HandlerError> {
+        for needed in [id.export(), "cv_input".to_owned(), "cv_output".to_owned(), "memory".to_owned()] {
+            if module.get_export(&needed).is_none() {
+                return Err(HandlerError::MissingExport(needed));
+            }
+        }
+        Self::check_imports(&module)?;
+        let mut modules = self.modules.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        modules.insert(id, module);
+        Ok(())
     }
 
-    /// Runs handler `name` on raw input bytes; returns raw output bytes.
-    pub fn invoke_raw(&self, name: HandlerName, input: &[u8]) -> Result<Vec<u8>, HandlerError> {
-        if input.len() > self.limits.max_input {
-            return Err(HandlerError::BadData("input too large".into()));
+    /// Runs handler `id` on `input`.
+    pub fn invoke(&self, id: impl Into<HandlerId>, input: &Input) -> Result<Output, HandlerError> {
+        self.invoke_measured(&id.into(), input).map(|(o, _)| o)
+    }
+
+    /// Runs handler `id` on `input`; also says what the run cost.
+    pub fn invoke_measured(&self, id: &HandlerId, input: &Input) -> Result<(Output, Usage), HandlerError> {
+        let bytes = serde_json::to_vec(input).map_err(|e| HandlerError::BadData(e.to_string()))?;
+        let (out, fuel) = self.run(id, &bytes)?;
+        let output = serde_json::from_slice(&out).map_err(|e| HandlerError::BadData(format!("output: {e}")))?;
+        Ok((output, Usage { input_bytes: bytes.len(), fuel }))
+    }
+
+    /// Runs handler `id` on raw input bytes; returns raw output bytes.
+    pub fn invoke_raw(&self, id: impl Into<HandlerId>, input: &[u8]) -> Result<Vec<u8>, HandlerError> {
+        self.run(&id.into(), input).map(|(o, _)| o)
+    }
+
+    fn classify(e: &wasmi::Error) -> HandlerError {
+        if e.as_trap_code() == Some(TrapCode::OutOfFuel) {
+            HandlerError::OutOfFuel
+        } else if e.as_trap_code() == Some(TrapCode::GrowthOperationLimited)
+            || matches!(e.kind(), ErrorKind::Memory(MemoryError::ResourceLimiterDeniedAllocation))
+        {
+            HandlerError::MemoryLimit
+        } else {
+            HandlerError::Trap(e.to_string())
         }
-        let module = {
-            let modules = self.modules.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-            modules.get(&name).cloned().ok_or(HandlerError::NotInstalled(name.as_str()))?
-        };
+    }
+
+    fn instantiate(&self, module: &Module) -> Result<(Store<StoreLimits>, wasmi::Instance), HandlerError> {
         let limits = StoreLimitsBuilder::new()
             .memory_size(self.limits.memory_bytes)
             .instances(1)
@@ -206,18 +299,20 @@ impl HandlerRuntime {
         let mut store = Store::new(&self.engine, limits);
         store.limiter(|l| l);
         store.set_fuel(self.limits.fuel).map_err(|e| HandlerError::Trap(e.to_string()))?;
-        let classify = |_: &Store<StoreLimits>, e: wasmi::Error| {
-            if e.as_trap_code() == Some(TrapCode::OutOfFuel) {
-                HandlerError::OutOfFuel
-            } else if e.as_trap_code() == Some(TrapCode::GrowthOperationLimited)
-                || matches!(e.kind(), ErrorKind::Memory(MemoryError::ResourceLimiterDeniedAllocation))
-            {
-                HandlerError::MemoryLimit
-            } else {
-                HandlerError::Trap(e.to_string())
-            }
+        let instance = self.linker.instantiate_and_start(&mut store, module).map_err(|e| Self::classify(&e))?;
+        Ok((store, instance))
+    }
+
+    fn run(&self, id: &HandlerId, input: &[u8]) -> Result<(Vec<u8>, u64), HandlerError> {
+        if input.len() > self.limits.max_input {
+            return Err(HandlerError::BadData("input too large".into()));
+        }
+        let module = {
+            let modules = self.modules.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            modules.get(id).cloned().ok_or_else(|| HandlerError::NotInstalled(id.to_string()))?
         };
-        let instance = self.linker.instantiate_and_start(&mut store, &module).map_err(|e| classify(&store, e))?;
+        let (mut store, instance) = self.instantiate(&module)?;
+        let classify = |_: &Store<StoreLimits>, e: wasmi::Error| Self::classify(&e);
         let memory =
             instance.get_memory(&store, "memory").ok_or_else(|| HandlerError::MissingExport("memory".into()))?;
         let len = i32::try_from(input.len()).map_err(|_| HandlerError::BadData("input too large".into()))?;
@@ -225,7 +320,7 @@ impl HandlerRuntime {
             .get_typed_func::<i32, i32>(&store, "cv_input")
             .map_err(|e| HandlerError::MissingExport(e.to_string()))?;
         let handle = instance
-            .get_typed_func::<i32, i32>(&store, &export_name(name))
+            .get_typed_func::<i32, i32>(&store, &id.export())
             .map_err(|e| HandlerError::MissingExport(e.to_string()))?;
         let cv_output = instance
             .get_typed_func::<(), i32>(&store, "cv_output")
@@ -248,6 +343,7 @@ impl HandlerRuntime {
                 &mut out,
             )
             .map_err(|e| HandlerError::BadData(e.to_string()))?;
-        Ok(out)
+        let fuel = self.limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        Ok((out, fuel))
     }
 }

@@ -3,10 +3,11 @@
 //! Plain atomics: a vault never waits on a metrics reader, and a reader sees each counter
 //! monotonic (gauges aside).
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use callvault_protocol::fields::{CallStatus, Direction};
+use callvault_protocol::fields::Direction;
 
 /// Upper bounds (seconds) of the handler latency histogram's buckets.
 pub const LATENCY_BOUNDS: [f64; 12] =
@@ -64,14 +65,6 @@ impl SetupOutcome {
             Self::Missed => "missed",
         }
     }
-
-    fn index(self) -> usize {
-        match self {
-            Self::Answered => 0,
-            Self::Rejected => 1,
-            Self::Missed => 2,
-        }
-    }
 }
 
 /// What the vault dropped or refused, by reason, and how its calls went.
@@ -91,8 +84,6 @@ pub struct VaultStats {
     pub handled: AtomicU64,
     /// Admin requests (invites, connections, history) refused.
     pub admin_refused: AtomicU64,
-    /// Calls now active.
-    pub active_calls: AtomicI64,
     /// Time per handler run.
     pub handler_latency: Histogram,
     /// Times the vault's timer woke it to run the timeout handler (zero while nothing is due).
@@ -100,48 +91,56 @@ pub struct VaultStats {
     /// Sweeps after which the timeout handler still named a passed deadline (a handler defect;
     /// the vault then waits `sweep_every` instead of running it again at once).
     pub deadlines_left_standing: AtomicU64,
-    /// Setups by outcome; index 0 outgoing, 1 incoming.
-    setups: [[AtomicU64; 3]; 2],
+    /// Input bytes of the last handler run.
+    pub last_input_bytes: AtomicU64,
+    /// Fuel the last handler run consumed.
+    pub last_fuel: AtomicU64,
+    /// Events refused because their family holds as many live entities as it may.
+    pub entity_bound: AtomicU64,
+    /// Outputs refused because the handler had no right to them (an entity it was not given, a
+    /// kind or bucket its manifest does not name).
+    pub outputs_refused: AtomicU64,
+    /// Families' counters (`<family>.<name>`), from their handlers' `count` outputs.
+    counters: std::sync::Mutex<BTreeMap<String, i64>>,
+    /// Families' gauges (`<family>.<tag>`: how many entities carry the tag).
+    gauges: std::sync::Mutex<BTreeMap<String, i64>>,
 }
 
 impl VaultStats {
-    /// Setups of `direction` that ended as `outcome` so far.
+    /// Setups of `direction` that ended as `outcome` so far (the `call` family's counters).
     pub fn setups(&self, direction: Direction, outcome: SetupOutcome) -> u64 {
-        self.setups
-            .get(dir_index(direction))
-            .and_then(|row| row.get(outcome.index()))
-            .map_or(0, |c| c.load(Ordering::Relaxed))
-    }
-
-    /// Counts a call's move from `before` (None: new) to `after`.
-    pub(crate) fn transition(&self, direction: Direction, before: Option<CallStatus>, after: CallStatus) {
-        if before == Some(after) {
-            return;
-        }
-        if before == Some(CallStatus::Active) {
-            self.active_calls.fetch_sub(1, Ordering::Relaxed);
-        }
-        let outcome = match after {
-            CallStatus::Active => {
-                self.active_calls.fetch_add(1, Ordering::Relaxed);
-                Some(SetupOutcome::Answered)
-            }
-            CallStatus::Rejected => Some(SetupOutcome::Rejected),
-            CallStatus::Missed => Some(SetupOutcome::Missed),
-            _ => None,
+        let dir = match direction {
+            Direction::Outgoing => "outgoing",
+            Direction::Incoming => "incoming",
         };
-        if let Some(o) = outcome
-            && let Some(c) = self.setups.get(dir_index(direction)).and_then(|row| row.get(o.index()))
-        {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
+        u64::try_from(self.counter(&format!("call.setup.{dir}.{}", outcome.as_str()))).unwrap_or(0)
     }
-}
 
-fn dir_index(d: Direction) -> usize {
-    match d {
-        Direction::Outgoing => 0,
-        Direction::Incoming => 1,
+    /// Calls now active (the `call` family's `active` tag).
+    pub fn active_calls(&self) -> i64 {
+        self.gauge("call.active")
+    }
+
+    /// A family's counter.
+    pub fn counter(&self, name: &str) -> i64 {
+        self.counters.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(name).copied().unwrap_or(0)
+    }
+
+    /// Adds to a family's counter.
+    pub fn count(&self, name: String, delta: i64) {
+        let mut c = self.counters.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let v = c.entry(name).or_insert(0);
+        *v = v.saturating_add(delta);
+    }
+
+    /// A family's gauge.
+    pub fn gauge(&self, name: &str) -> i64 {
+        self.gauges.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(name).copied().unwrap_or(0)
+    }
+
+    /// Sets a family's gauge.
+    pub fn set_gauge(&self, name: String, value: i64) {
+        self.gauges.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(name, value);
     }
 }
 
@@ -150,19 +149,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn transitions_count_setups_once_and_track_active_calls() {
+    fn counters_add_and_gauges_set() {
         let s = VaultStats::default();
-        s.transition(Direction::Outgoing, None, CallStatus::Initiating);
-        s.transition(Direction::Outgoing, Some(CallStatus::Initiating), CallStatus::Ringing);
-        s.transition(Direction::Outgoing, Some(CallStatus::Ringing), CallStatus::Active);
-        s.transition(Direction::Outgoing, Some(CallStatus::Active), CallStatus::Active);
-        assert_eq!(s.active_calls.load(Ordering::Relaxed), 1);
-        assert_eq!(s.setups(Direction::Outgoing, SetupOutcome::Answered), 1);
-        s.transition(Direction::Outgoing, Some(CallStatus::Active), CallStatus::Ended);
-        assert_eq!(s.active_calls.load(Ordering::Relaxed), 0);
-        s.transition(Direction::Incoming, None, CallStatus::Rejected);
-        assert_eq!(s.setups(Direction::Incoming, SetupOutcome::Rejected), 1);
-        assert_eq!(s.setups(Direction::Outgoing, SetupOutcome::Rejected), 0);
+        s.count("call.setup.outgoing.answered".into(), 1);
+        s.count("call.setup.outgoing.answered".into(), 1);
+        assert_eq!(s.setups(Direction::Outgoing, SetupOutcome::Answered), 2);
+        assert_eq!(s.setups(Direction::Incoming, SetupOutcome::Answered), 0);
+        s.set_gauge("call.active".into(), 1);
+        assert_eq!(s.active_calls(), 1);
     }
 
     #[test]

@@ -31,8 +31,8 @@ fn an_endless_loop_runs_out_of_fuel_and_the_next_event_is_handled() {
     );
     // Other handlers still run, and so does initiate once a good module is back.
     let tick = callvault_call::abi::HandlerInput {
-        handler: HandlerName::Timeout,
-        event: callvault_call::abi::Event::Tick,
+        handler: HandlerName::Timeout.as_str().into(),
+        event: callvault_call::abi::Event::Timer,
         ..initiate_input(1, 2, true, at(0))
     };
     assert_eq!(rt.invoke(HandlerName::Timeout, &tick).unwrap().outcome, Outcome::Applied);
@@ -85,6 +85,6 @@ fn bad_modules_are_refused_at_install_and_the_old_one_stays() {
     let empty = HandlerRuntime::new(HandlerLimits::default());
     assert_eq!(
         empty.invoke(HandlerName::Initiate, &initiate_input(1, 2, true, at(0))).unwrap_err(),
-        HandlerError::NotInstalled("initiate")
+        HandlerError::NotInstalled("call.initiate".into())
     );
 }

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 
 use callvault_call::Call;
 use callvault_call::abi::{self, Event, HandlerInput, HandlerName, HandlerOutput, Outcome, OutputItem, WireMessage};
+use callvault_kernel::EntityKey;
 use callvault_protocol::fields::{CallStatus, ErrorCode};
 use callvault_protocol::subject::{PeerKind, RequestKind};
 use callvault_protocol::{CallId, Guid, Timestamp};
@@ -31,30 +32,39 @@ struct MiniVault {
 
 impl MiniVault {
     fn input(&self, handler: HandlerName, event: Event, now: Timestamp) -> HandlerInput {
+        // The event's call, or (for a timer) the one call held.
+        let named = match &event {
+            Event::App(w) | Event::Peer(w) => w.value()["call_id"].as_str().map(str::to_owned),
+            _ => self.calls.keys().next().map(|c| c.to_string()),
+        };
         HandlerInput {
-            handler,
+            handler: handler.as_str().into(),
             local: self.local.clone(),
             now,
-            ring_timeout_secs: 60,
+            config: abi::config_json(60),
             event,
+            entity: EntityKey::parse(&named.unwrap()).unwrap(),
+            states: self.calls.values().filter_map(abi::entity_state).collect(),
+            counts: Default::default(),
             connection: Some(connection(self.peer, "Peer")),
-            calls: self.calls.values().cloned().collect(),
         }
     }
 
     /// Runs in WASM, checks against native, applies outputs; returns messages for the peer.
     fn run(&mut self, rt: &HandlerRuntime, input: HandlerInput) -> (Outcome, Vec<WireMessage>) {
-        let wasm: HandlerOutput = rt.invoke(input.handler, &input).unwrap();
+        let handler = HandlerName::parse(&input.handler).unwrap();
+        let wasm: HandlerOutput = rt.invoke(handler, &input).unwrap();
         assert_eq!(wasm, abi::run(&input), "WASM and native disagree on {:?}", input.handler);
         let mut to_peer = Vec::new();
         for o in wasm.outputs {
             match o {
-                OutputItem::Store(c) => {
-                    self.calls.insert(c.id().clone(), *c);
+                OutputItem::Store { state, .. } => {
+                    let c: Call = serde_json::from_str(state.get()).unwrap();
+                    self.calls.insert(c.id().clone(), c);
                 }
                 OutputItem::Send { message, .. } => to_peer.push(message),
                 OutputItem::Notify(n) => self.app.push(n),
-                OutputItem::WakeAt(_) => {}
+                OutputItem::Count { .. } => {}
             }
         }
         (wasm.outcome, to_peer)
@@ -177,7 +187,7 @@ fn the_timeout_handler_marks_an_unanswered_call_missed() {
     let mut a = MiniVault { local: guid(1), peer: 2, calls: BTreeMap::new(), app: Vec::new() };
     let (_, out) = a.run(&rt, initiate_input(1, 2, true, at(0)));
     b.deliver(&rt, out, at(0));
-    let tick = b.input(HandlerName::Timeout, Event::Tick, at(61));
+    let tick = b.input(HandlerName::Timeout, Event::Timer, at(61));
     let (_, out) = b.run(&rt, tick);
     let id = CallId::parse("00000000-0000-4000-8000-0000000000aa").unwrap();
     assert_eq!(b.status(&id), CallStatus::Missed);
@@ -189,7 +199,7 @@ fn the_timeout_handler_marks_an_unanswered_call_missed() {
 fn events_sent_to_the_wrong_handler_are_refused() {
     let rt = HandlerRuntime::with_builtins(HandlerLimits::default()).unwrap();
     let mut input = initiate_input(1, 2, true, at(0));
-    input.handler = HandlerName::Accept;
+    input.handler = HandlerName::Accept.as_str().into();
     let out = rt.invoke(HandlerName::Accept, &input).unwrap();
     assert!(matches!(out.outcome, Outcome::Refused { code: ErrorCode::InvalidMessage, .. }));
     // Raw garbage in the input is a refusal, not a trap.

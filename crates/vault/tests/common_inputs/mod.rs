@@ -9,7 +9,8 @@
     clippy::arithmetic_side_effects
 )]
 
-use callvault_call::abi::{ConnectionInfo, Event, HandlerInput, HandlerName, WireMessage};
+use callvault_call::abi::{self, ConnectionInfo, Event, HandlerInput, WireMessage};
+use callvault_kernel::EntityKey;
 use callvault_protocol::fields::{DisplayName, PeerProfile};
 use callvault_protocol::{Guid, Timestamp};
 
@@ -38,12 +39,14 @@ pub fn initiate_input(local: u8, peer: u8, connected: bool, now: Timestamp) -> H
         "call_type": "audio"
     });
     HandlerInput {
-        handler: HandlerName::Initiate,
+        handler: "initiate".into(),
         local: guid(local),
         now,
-        ring_timeout_secs: 60,
+        config: abi::config_json(60),
         event: Event::App(WireMessage::from_value("initiate", &json)),
+        entity: EntityKey::parse("00000000-0000-4000-8000-0000000000aa").unwrap(),
+        states: Vec::new(),
+        counts: Default::default(),
         connection: connected.then(|| connection(peer, "Bob")),
-        calls: Vec::new(),
     }
 }

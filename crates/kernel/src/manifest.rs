@@ -1,0 +1,303 @@
+//! A family's manifest: what the kernel needs to route events to the family's handlers.
+//!
+//! A module carries its own manifest (its `cv_manifest` export returns this as JSON), so
+//! installing a module is all it takes to add a family.
+
+use std::collections::BTreeSet;
+
+use callvault_protocol::Guid;
+use callvault_protocol::family::{FamilyName, Kind};
+use serde::{Deserialize, Serialize};
+
+use crate::Tag;
+
+/// The most live entities (entities with a tag or a timer) a family may hold in one vault,
+/// unless its manifest says fewer. The kernel keeps their tags and timers in memory, about
+/// 300 bytes each, so this bounds that memory to a few MB per family.
+pub const MAX_LIVE: usize = 10_000;
+
+/// Which peers' vaults a family takes messages from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PeerPolicy {
+    /// Only the user's active connections, and only when sealed by that connection's vault key
+    /// (the `from_guid` the message names).
+    Connections,
+}
+
+/// One handler: its name (the module exports `cv_handle_<name>`) and what it takes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandlerSpec {
+    /// The handler's name.
+    pub name: Kind,
+    /// Requests of the user's apps it takes (`forVault.<family>.<kind>`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub app: Vec<Kind>,
+    /// Messages of peer vaults it takes (`MessageSpace.<guid>.<family>.<kind>`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peer: Vec<Kind>,
+    /// Whether it takes an entity's timer.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub timer: bool,
+    /// Whether it takes stored state to restore (after an upgrade of the state version, or from
+    /// an older callvault), answering with the entity's current tags and timer.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restore: bool,
+    /// Indexes whose members it is given besides the event's entity: tags, where `{peer}` stands
+    /// for the event's peer (`with.{peer}`). A handler with any is *wide*: it runs alone among
+    /// the family's events; the others run concurrently, one at a time per entity.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub context: Vec<String>,
+    /// Tags whose member counts it is given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub counts: Vec<Tag>,
+}
+
+impl HandlerSpec {
+    /// Runs alone among the family's events (it reads indexes other events may change).
+    pub fn is_wide(&self) -> bool {
+        !self.context.is_empty()
+    }
+
+    /// The context's tags for an event whose peer is `peer`; a template naming `{peer}` is left
+    /// out when the event has none.
+    pub fn context_tags(&self, peer: Option<&Guid>) -> Vec<Tag> {
+        self.context
+            .iter()
+            .filter_map(|t| match (t.contains("{peer}"), peer) {
+                (false, _) => Tag::parse(t).ok(),
+                (true, Some(p)) => Tag::parse(&t.replace("{peer}", p.as_str())).ok(),
+                (true, None) => None,
+            })
+            .collect()
+    }
+}
+
+/// A family's manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// The family's name: its subjects' token and its keys' prefix.
+    pub family: FamilyName,
+    /// The version of the state its module writes. State stored under an older version is given
+    /// to the module with that version, and the module migrates it.
+    pub state_version: u32,
+    /// The field of every message that names the event's entity (`call_id`).
+    pub entity_field: String,
+    /// Fields that name the event's peer, first found wins (`peer_guid`, `from_guid`); with none,
+    /// the entity's stored peer.
+    #[serde(default)]
+    pub peer_fields: Vec<String>,
+    /// Whose messages it takes.
+    pub peers: PeerPolicy,
+    /// The vault buckets its records go to (`calls`).
+    #[serde(default)]
+    pub records: Vec<String>,
+    /// Kinds it may notify the user's apps of (`forApp.<family>.<kind>`).
+    #[serde(default)]
+    pub notifies: Vec<Kind>,
+    /// Kinds it may send to peer vaults (`MessageSpace.<peer>.<family>.<kind>`).
+    #[serde(default)]
+    pub sends: Vec<Kind>,
+    /// Its handlers.
+    pub handlers: Vec<HandlerSpec>,
+    /// The most live entities it may hold in one vault (at most [`MAX_LIVE`]).
+    #[serde(default = "max_live")]
+    pub max_live: usize,
+}
+
+/// Names no family may take: they prefix the kernel's own keys.
+pub const RESERVED: &[&str] = &["family", "module", "index", "kernel", "builtin"];
+
+fn max_live() -> usize {
+    MAX_LIVE
+}
+
+/// Why a manifest was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    /// Not JSON of a manifest's shape.
+    #[error("not a manifest: {0}")]
+    Shape(String),
+    /// Two handlers share a name, or two take the same event.
+    #[error("{0} is taken twice")]
+    Twice(String),
+    /// A context template does not make a tag.
+    #[error("context {0:?} is not a tag")]
+    Context(String),
+    /// Out of range (state version 0, no entity field, too many live entities).
+    #[error("{0}")]
+    Range(&'static str),
+}
+
+impl Manifest {
+    /// Parses and validates a manifest.
+    pub fn parse(json: &[u8]) -> Result<Self, ManifestError> {
+        let m: Self = serde_json::from_slice(json).map_err(|e| ManifestError::Shape(e.to_string()))?;
+        m.validate()?;
+        Ok(m)
+    }
+
+    /// Checks what serde cannot.
+    pub fn validate(&self) -> Result<(), ManifestError> {
+        if RESERVED.contains(&self.family.as_str()) {
+            return Err(ManifestError::Range("the family's name is reserved (family, module, index, kernel, builtin)"));
+        }
+        if self.state_version == 0 {
+            return Err(ManifestError::Range("state_version starts at 1"));
+        }
+        if self.entity_field.is_empty() || self.entity_field.len() > 64 {
+            return Err(ManifestError::Range("entity_field must name a field"));
+        }
+        if self.max_live == 0 || self.max_live > MAX_LIVE {
+            return Err(ManifestError::Range("max_live must be 1 to 10 000"));
+        }
+        let mut names = BTreeSet::new();
+        let mut events = BTreeSet::new();
+        let sample = Guid::from_public_key(&[0; 32]);
+        for h in &self.handlers {
+            if !names.insert(h.name.as_str()) {
+                return Err(ManifestError::Twice(format!("handler {}", h.name)));
+            }
+            let taken = h
+                .app
+                .iter()
+                .map(|k| format!("app {k}"))
+                .chain(h.peer.iter().map(|k| format!("peer {k}")))
+                .chain(h.timer.then(|| "the timer".to_owned()))
+                .chain(h.restore.then(|| "restore".to_owned()));
+            for e in taken {
+                if !events.insert(e.clone()) {
+                    return Err(ManifestError::Twice(e));
+                }
+            }
+            for t in &h.context {
+                if Tag::parse(&t.replace("{peer}", sample.as_str())).is_err() {
+                    return Err(ManifestError::Context(t.chars().take(64).collect()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The handler for a request of the user's apps.
+    pub fn for_app(&self, kind: &str) -> Option<&HandlerSpec> {
+        self.handlers.iter().find(|h| h.app.iter().any(|k| k.as_str() == kind))
+    }
+
+    /// The handler for a peer vault's message.
+    pub fn for_peer(&self, kind: &str) -> Option<&HandlerSpec> {
+        self.handlers.iter().find(|h| h.peer.iter().any(|k| k.as_str() == kind))
+    }
+
+    /// The handler an entity's timer runs.
+    pub fn for_timer(&self) -> Option<&HandlerSpec> {
+        self.handlers.iter().find(|h| h.timer)
+    }
+
+    /// The handler that restores stored state.
+    pub fn for_restore(&self) -> Option<&HandlerSpec> {
+        self.handlers.iter().find(|h| h.restore)
+    }
+
+    /// A handler by name.
+    pub fn handler(&self, name: &str) -> Option<&HandlerSpec> {
+        self.handlers.iter().find(|h| h.name.as_str() == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> serde_json::Value {
+        serde_json::json!({
+            "family": "probe", "state_version": 1, "entity_field": "id", "peers": "connections",
+            "handlers": [
+                {"name": "poke", "app": ["poke"], "context": ["with.{peer}"], "counts": ["live"]},
+                {"name": "tick", "timer": true}
+            ]
+        })
+    }
+
+    #[test]
+    fn a_manifest_routes_events_to_handlers() {
+        let m = Manifest::parse(sample().to_string().as_bytes()).unwrap();
+        assert_eq!(m.for_app("poke").unwrap().name.as_str(), "poke");
+        assert!(m.for_app("tick").is_none());
+        assert_eq!(m.for_timer().unwrap().name.as_str(), "tick");
+        assert_eq!(m.max_live, MAX_LIVE);
+        let g = Guid::from_public_key(&[1; 32]);
+        let poke = m.for_app("poke").unwrap();
+        assert!(poke.is_wide());
+        assert_eq!(poke.context_tags(Some(&g)), vec![Tag::parse(&format!("with.{g}")).unwrap()]);
+        assert!(poke.context_tags(None).is_empty());
+    }
+
+    #[test]
+    fn bad_manifests_are_refused() {
+        let mut twice = sample();
+        twice["handlers"][1]["app"] = serde_json::json!(["poke"]);
+        assert!(matches!(Manifest::parse(twice.to_string().as_bytes()), Err(ManifestError::Twice(_))));
+        let mut v0 = sample();
+        v0["state_version"] = 0.into();
+        assert!(Manifest::parse(v0.to_string().as_bytes()).is_err());
+        let mut ctx = sample();
+        ctx["handlers"][0]["context"] = serde_json::json!(["With Spaces"]);
+        assert!(matches!(Manifest::parse(ctx.to_string().as_bytes()), Err(ManifestError::Context(_))));
+        let mut family = sample();
+        family["family"] = "a.b".into();
+        assert!(Manifest::parse(family.to_string().as_bytes()).is_err());
+        let mut unknown = sample();
+        unknown["extra"] = true.into();
+        assert!(Manifest::parse(unknown.to_string().as_bytes()).is_err());
+        let mut big = sample();
+        big["max_live"] = 10_001.into();
+        assert!(Manifest::parse(big.to_string().as_bytes()).is_err());
+    }
+}
+
+/// A handler of a family: `call.initiate`. Its module exports `cv_handle_<handler>`, and the
+/// vault's `handlers` bucket names its module under the key `<family>.<handler>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HandlerId {
+    /// The family.
+    pub family: String,
+    /// The handler.
+    pub handler: String,
+}
+
+impl HandlerId {
+    /// `family.handler`.
+    pub fn new(family: &str, handler: &str) -> Self {
+        Self { family: family.to_owned(), handler: handler.to_owned() }
+    }
+
+    /// The `handlers` bucket key naming its module.
+    pub fn key(&self) -> String {
+        format!("{}.{}", self.family, self.handler)
+    }
+
+    /// The module's export.
+    pub fn export(&self) -> String {
+        format!("cv_handle_{}", self.handler)
+    }
+
+    /// The id a bucket key names, if it names a handler (`<family>.<handler>`, both tokens).
+    pub fn from_key(key: &str) -> Option<Self> {
+        let (family, handler) = key.split_once('.')?;
+        if RESERVED.contains(&family) {
+            return None;
+        }
+        FamilyName::parse(family).ok()?;
+        Kind::parse(handler).ok()?;
+        Some(Self::new(family, handler))
+    }
+}
+
+impl std::fmt::Display for HandlerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.family, self.handler)
+    }
+}
