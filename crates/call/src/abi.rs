@@ -480,4 +480,35 @@ mod tests {
         assert!(!m.for_app("signal").unwrap().is_wide(), "signals run concurrently across calls");
         assert!(m.for_app("initiate").unwrap().is_wide());
     }
+
+    /// The vault-wide bound comes from the kernel's count of live calls, not from the calls the
+    /// handler is given (it is given only those its event can touch).
+    #[test]
+    fn the_live_count_the_kernel_gives_bounds_new_calls() {
+        let local = Guid::from_public_key(&[1; 32]);
+        let peer = Guid::from_public_key(&[2; 32]);
+        let now = callvault_protocol::Timestamp::from_unix_millis(1_790_000_000_000);
+        let req = serde_json::json!({"type": "call.initiate", "message_id": "00000000-0000-4000-8000-000000000001",
+            "call_id": "00000000-0000-4000-8000-0000000000aa", "timestamp": now.to_string(),
+            "peer_guid": peer.to_string(), "call_type": "audio"});
+        let input = |live: u64| Input {
+            handler: "initiate".into(),
+            local: local.clone(),
+            now,
+            config: config_json(60),
+            event: Event::App(WireMessage::from_value("initiate", &req)),
+            entity: EntityKey::parse("00000000-0000-4000-8000-0000000000aa").unwrap(),
+            states: Vec::new(),
+            counts: [(Tag::parse("live").unwrap(), live)].into_iter().collect(),
+            connection: Some(ConnectionInfo {
+                guid: peer.clone(),
+                profile: callvault_protocol::fields::PeerProfile {
+                    display_name: callvault_protocol::fields::DisplayName::new("Bob").unwrap(),
+                    avatar_url: None,
+                },
+            }),
+        };
+        assert_eq!(run(&input(9_999)).outcome, Outcome::Applied);
+        assert!(matches!(run(&input(10_000)).outcome, Outcome::Refused { code: ErrorCode::Busy, .. }));
+    }
 }
