@@ -25,11 +25,11 @@ use std::collections::BTreeMap;
 
 use callvault_kernel::manifest::{HandlerSpec, Manifest, ManifestError, PeerPolicy};
 use callvault_kernel::{EntityKey, Record, Tag};
+use callvault_protocol::CallId;
 use callvault_protocol::calling::{AppNotification, AppRequest, CallErrorNotification, PeerMessage, tags};
 use callvault_protocol::family::{FamilyName, Kind};
 use callvault_protocol::fields::{CallStatus, Direction, ErrorCode, ErrorText};
 use callvault_protocol::subject::{NotificationKind, PeerKind, RequestKind};
-use callvault_protocol::{CallId, Guid};
 use serde::{Deserialize, Serialize};
 
 pub use callvault_kernel::abi::{ConnectionInfo, Event, Input, Json, Outcome, Output, OutputItem, WireMessage};
@@ -230,36 +230,21 @@ fn calls_of(input: &Input) -> Result<Vec<Call>, String> {
         .collect()
 }
 
-/// What a call's move from `before` to `after` counts: setups by direction and outcome, and the
-/// active-call gauge.
-fn counted(direction: Direction, before: Option<CallStatus>, after: CallStatus) -> Vec<(&'static str, i64)> {
+/// The setup counter a call's move from `before` to `after` adds to, if any (answered, declined
+/// or missed, by direction). Active calls are a gauge the kernel keeps from the `active` tag.
+fn setup_counter(direction: Direction, before: Option<CallStatus>, after: CallStatus) -> Option<&'static str> {
     if before == Some(after) {
-        return Vec::new();
+        return None;
     }
-    let mut c = Vec::new();
-    if before == Some(CallStatus::Active) {
-        c.push(("active", -1));
-    }
-    let outcome = match after {
-        CallStatus::Active => {
-            c.push(("active", 1));
-            Some("answered")
-        }
-        CallStatus::Rejected => Some("rejected"),
-        CallStatus::Missed => Some("missed"),
-        _ => None,
-    };
-    let name = match (direction, outcome) {
-        (Direction::Outgoing, Some("answered")) => Some("setup.outgoing.answered"),
-        (Direction::Outgoing, Some("rejected")) => Some("setup.outgoing.rejected"),
-        (Direction::Outgoing, Some("missed")) => Some("setup.outgoing.missed"),
-        (Direction::Incoming, Some("answered")) => Some("setup.incoming.answered"),
-        (Direction::Incoming, Some("rejected")) => Some("setup.incoming.rejected"),
-        (Direction::Incoming, Some("missed")) => Some("setup.incoming.missed"),
-        _ => None,
-    };
-    c.extend(name.map(|n| (n, 1)));
-    c
+    Some(match (direction, after) {
+        (Direction::Outgoing, CallStatus::Active) => "setup.outgoing.answered",
+        (Direction::Outgoing, CallStatus::Rejected) => "setup.outgoing.rejected",
+        (Direction::Outgoing, CallStatus::Missed) => "setup.outgoing.missed",
+        (Direction::Incoming, CallStatus::Active) => "setup.incoming.answered",
+        (Direction::Incoming, CallStatus::Rejected) => "setup.incoming.rejected",
+        (Direction::Incoming, CallStatus::Missed) => "setup.incoming.missed",
+        _ => return None,
+    })
 }
 
 /// The kernel's `Store` of a call: its state, tags, peer, timer and history record.
@@ -375,9 +360,8 @@ fn run_on(
                 let store = store_of(&call, config);
                 if let Ok(s) = store {
                     outputs.push(s);
-                    for (name, delta) in counted(call.record().direction, before, call.record().status) {
-                        outputs.extend(tag(name).map(|name| OutputItem::Count { name, delta }));
-                    }
+                    let counter = setup_counter(call.record().direction, before, call.record().status);
+                    outputs.extend(counter.and_then(tag).map(|name| OutputItem::Count { name, delta: 1 }));
                     continue;
                 }
                 store
@@ -452,19 +436,10 @@ pub fn entity_state(call: &Call) -> Option<callvault_kernel::EntityState> {
     })
 }
 
-/// The entity an event about `call_id` names.
-pub fn entity_of(call_id: &CallId) -> Option<EntityKey> {
-    EntityKey::parse(call_id.as_str()).ok()
-}
-
-/// Checks the guid a peer message names (used by tests that build inputs by hand).
-pub fn peer_of(message: &WireMessage) -> Option<Guid> {
-    message.value().get("from_guid").and_then(|v| v.as_str()).and_then(|s| Guid::parse(s).ok())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use callvault_protocol::Guid;
 
     #[test]
     fn the_manifest_is_valid_and_routes_every_seed_event() {

@@ -20,10 +20,8 @@ use callvault_client::{Client, ClientError};
 use callvault_crypto::SecretIdentity;
 use callvault_gateway::GatewayConfig;
 use callvault_protocol::app::{AUTH_KIND, AppErrorCode, AppFrame, Limits, ServerFrame};
-use common::{challenge, closed, recv, send, start, unix_now};
+use common::{ERR, challenge, closed, recv, send, start, unix_now};
 use serde_json::json;
-
-const ERR: &str = "callvault_refused_messages_total{source=\"gateway\",reason=";
 
 fn error_code(f: Option<ServerFrame>) -> AppErrorCode {
     match f {

@@ -31,14 +31,12 @@ use callvault_client::Client;
 use callvault_crypto::SecretIdentity;
 use callvault_gateway::{GatewayConfig, ListenConfig};
 use callvault_protocol::app::{AUTH_KIND, AppErrorCode, Limits, ServerFrame};
-use common::{Server, Ws, authenticate, challenge, closed, recv, send, start_with, unix_now};
+use common::{ERR, Server, Ws, authenticate, challenge, closed, recv, send, start_with, unix_now};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
-
-const ERR: &str = "callvault_refused_messages_total{source=\"gateway\",reason=";
 
 /// A TCP connection to `to` from the loopback address `127.0.0.<host>`.
 async fn tcp_from(host: u8, to: SocketAddr) -> std::io::Result<TcpStream> {

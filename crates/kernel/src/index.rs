@@ -99,11 +99,6 @@ impl Index {
         self.timers.iter().find(|(_, k)| !self.firing.contains(k)).map(|(at, _)| *at)
     }
 
-    /// The entities whose timers are due at `now`, earliest first.
-    pub fn due(&self, now: Timestamp) -> Vec<EntityKey> {
-        self.timers.iter().take_while(|(at, _)| *at <= now).map(|(_, k)| k.clone()).collect()
-    }
-
     /// Takes the timers due at `now` to fire: they are not due again until [`Index::set`] stores
     /// their entity or [`Index::fired`] gives up on them.
     pub fn take_due(&mut self, now: Timestamp) -> Vec<EntityKey> {
@@ -150,11 +145,18 @@ mod tests {
     fn tags_and_timers_follow_the_last_meta() {
         let mut ix = Index::new();
         let t = |ms| Some(Timestamp::from_unix_millis(ms));
-        ix.set(&key(1), Meta { tags: vec![tag(1), tag(2)], peer: None, timer: t(50) });
-        ix.set(&key(2), Meta { tags: vec![tag(1)], peer: None, timer: t(10) });
+        let (one, two) = (
+            Meta { tags: vec![tag(1), tag(2)], peer: None, timer: t(50) },
+            Meta { tags: vec![tag(1)], peer: None, timer: t(10) },
+        );
+        ix.set(&key(1), one.clone());
+        ix.set(&key(2), two.clone());
         assert_eq!(ix.count(&tag(1)), 2);
         assert_eq!(ix.next_timer(), t(10));
-        assert_eq!(ix.due(Timestamp::from_unix_millis(50)), vec![key(2), key(1)]);
+        let mut due = Index::new();
+        due.set(&key(1), one);
+        due.set(&key(2), two);
+        assert_eq!(due.take_due(Timestamp::from_unix_millis(50)), vec![key(2), key(1)], "earliest first");
         ix.set(&key(2), Meta::default());
         assert_eq!(ix.count(&tag(1)), 1);
         assert_eq!(ix.live(), 1);

@@ -159,6 +159,9 @@ pub struct Buckets<K> {
 /// One family running in this vault.
 struct Family {
     manifest: Manifest,
+    /// The tags `/metrics` shows as gauges: those its handlers are given or count, without
+    /// `{peer}` (the call family: `active`, `live`).
+    gauges: Vec<Tag>,
     /// Its live entities' tags and timers.
     index: std::sync::Mutex<Index>,
     /// Wide handlers write-lock it; the others read-lock it.
@@ -167,7 +170,14 @@ struct Family {
 
 impl Family {
     fn new(manifest: Manifest) -> Self {
-        Self { manifest, index: std::sync::Mutex::new(Index::new()), wide: RwLock::new(()) }
+        let mut gauges: Vec<Tag> = manifest
+            .handlers
+            .iter()
+            .flat_map(|h| h.context.iter().filter_map(|t| Tag::parse(t).ok()).chain(h.counts.iter().cloned()))
+            .collect();
+        gauges.sort();
+        gauges.dedup();
+        Self { manifest, gauges, index: std::sync::Mutex::new(Index::new()), wide: RwLock::new(()) }
     }
 
     fn name(&self) -> &str {
@@ -333,6 +343,8 @@ pub struct Vault<B: Bus + Clone, K: Kv + Clone> {
     serving: tokio::sync::watch::Sender<bool>,
     /// Seal-layer conversation keys with peer vaults (one ECDH per peer, not per message).
     seal_keys: giftwrap::SealKeys,
+    /// The settings every family's handlers get (`ring_timeout_secs`), made once.
+    family_config: Option<Json>,
 }
 
 fn now() -> Timestamp {
@@ -447,29 +459,36 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             lanes: Arc::new(Lanes::default()),
             running: Semaphore::new(options.concurrency.max(1)),
             queued: Arc::new(Semaphore::new(options.max_queued.max(1))),
-            options,
             timers_changed: Notify::new(),
             installed: std::sync::Mutex::new(Some(installed_rx)),
             installed_tx,
             serving: tokio::sync::watch::channel(false).0,
             seal_keys: giftwrap::SealKeys::new(),
+            family_config: Json::of(&serde_json::json!({"ring_timeout_secs": options.ring_timeout.as_secs()})).ok(),
+            options,
         };
+        // One listing of the state bucket for every family; state an older callvault stored is
+        // restored for every family before the layout is marked as the kernel's.
+        let keys = vault.buckets.state.keys().await?;
+        let legacy = vault.buckets.state.get(LAYOUT_KEY).await?.is_none();
         for m in manifests {
-            vault.add_family(m).await?;
+            vault.add_family(m, &keys, legacy).await?;
+        }
+        if legacy {
+            vault.buckets.state.put(LAYOUT_KEY, Bytes::from_static(LAYOUT)).await?;
         }
         Ok(vault)
     }
 
-    /// Takes a family on: migrates what an older callvault stored for it, loads its index, and
-    /// restores live entities stored under an older state version.
-    async fn add_family(&self, manifest: Manifest) -> Result<(), VaultError> {
+    /// Takes a family on: loads its index from `keys` (the state bucket's), and restores live
+    /// entities stored under an older state version and, when `legacy`, what an older callvault
+    /// stored for it.
+    async fn add_family(&self, manifest: Manifest, keys: &[String], legacy: bool) -> Result<(), VaultError> {
         let name = manifest.family.as_str().to_owned();
         let family = Arc::new(Family::new(manifest));
-        let keys = self.buckets.state.keys().await?;
-        let legacy = self.buckets.state.get(LAYOUT_KEY).await?.is_none();
         let mut restore = Vec::new();
         let prefix = format!("index.{name}.");
-        for key in &keys {
+        for key in keys {
             let Some(entity) = key.strip_prefix(&prefix).and_then(|e| EntityKey::parse(e).ok()) else { continue };
             let Some(e) = self.buckets.state.get(key).await? else { continue };
             match serde_json::from_slice::<IndexEntry>(&e.value) {
@@ -485,7 +504,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         if legacy {
             // An older callvault stored each entity's document alone, under `<family>.<entity>`.
             let own = format!("{name}.");
-            for key in &keys {
+            for key in keys {
                 if let Some(entity) = key.strip_prefix(&own).and_then(|e| EntityKey::parse(e).ok())
                     && !restore.contains(&entity)
                 {
@@ -506,9 +525,6 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             }
         }
         self.update_gauges(&family_ref);
-        if legacy {
-            self.buckets.state.put(LAYOUT_KEY, Bytes::from_static(LAYOUT)).await?;
-        }
         self.timers_changed.notify_one();
         Ok(())
     }
@@ -587,7 +603,12 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
                     None => break,
                 },
                 Some(m) = installed.recv() => {
-                    if let Err(e) = self.add_family(m).await {
+                    // A family installed while running existed under no older callvault.
+                    let added = match self.buckets.state.keys().await {
+                        Ok(keys) => self.add_family(m, &keys, false).await,
+                        Err(e) => Err(e.into()),
+                    };
+                    if let Err(e) = added {
                         tracing::warn!(error = %Scrubbed(&e), "an installed family could not be taken on");
                     }
                 }
@@ -656,13 +677,12 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         let result = match (area, parsed) {
             ("connection" | "history", _) => self.handle_admin(path, payload).await,
             (_, Some(s)) if self.family(s.family.as_str()).is_some() => {
-                match self.app_job(s.family.as_str(), s.kind.as_str(), payload).await {
-                    Ok(Some(job)) => {
-                        self.dispatch(job).await;
-                        Ok(())
-                    }
-                    Ok(None) => Ok(()),
-                    Err(e) => Err(e),
+                let job = self.app_job(s.family.as_str(), s.kind.as_str(), payload).await;
+                if let Ok(Some(job)) = job {
+                    self.dispatch(job).await;
+                    Ok(())
+                } else {
+                    job.map(|_| ())
                 }
             }
             (area, _) => self.answer_unknown(area, payload).await,
@@ -881,17 +901,9 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
 
     fn update_gauges(&self, family: &Family) {
         let ix = family.index();
-        let plain = family
-            .manifest
-            .handlers
-            .iter()
-            .flat_map(|h| h.context.iter().cloned().chain(h.counts.iter().map(|t| t.as_str().to_owned())))
-            .filter(|t| !t.contains('{'));
-        for t in plain {
-            if let Ok(tag) = Tag::parse(&t) {
-                let n = i64::try_from(ix.count(&tag)).unwrap_or(i64::MAX);
-                self.stats.set_gauge(format!("{}.{t}", family.name()), n);
-            }
+        for t in &family.gauges {
+            let n = i64::try_from(ix.count(t)).unwrap_or(i64::MAX);
+            self.stats.set_gauge(format!("{}.{t}", family.name()), n);
         }
     }
 
@@ -957,7 +969,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             handler: job.spec.name.as_str().to_owned(),
             local: self.guid.clone(),
             now: t,
-            config: Json::of(&serde_json::json!({"ring_timeout_secs": self.options.ring_timeout.as_secs()})).ok(),
+            config: self.family_config.clone(),
             event: job.event,
             entity: job.entity.clone(),
             states,

@@ -38,11 +38,6 @@ use sha2::{Digest, Sha256};
 
 use crate::runtime::{BUILTIN_MODULE, HandlerError, HandlerRuntime, builtin_for, builtin_manifests};
 
-/// The bucket key naming a handler's module.
-pub fn key(id: impl Into<HandlerId>) -> String {
-    id.into().key()
-}
-
 /// A handler key's value naming the built-in module.
 pub const BUILTIN: &[u8] = b"builtin";
 

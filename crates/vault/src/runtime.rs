@@ -312,7 +312,6 @@ impl HandlerRuntime {
             modules.get(id).cloned().ok_or_else(|| HandlerError::NotInstalled(id.to_string()))?
         };
         let (mut store, instance) = self.instantiate(&module)?;
-        let classify = |_: &Store<StoreLimits>, e: wasmi::Error| Self::classify(&e);
         let memory =
             instance.get_memory(&store, "memory").ok_or_else(|| HandlerError::MissingExport("memory".into()))?;
         let len = i32::try_from(input.len()).map_err(|_| HandlerError::BadData("input too large".into()))?;
@@ -325,16 +324,16 @@ impl HandlerRuntime {
         let cv_output = instance
             .get_typed_func::<(), i32>(&store, "cv_output")
             .map_err(|e| HandlerError::MissingExport(e.to_string()))?;
-        let at = cv_input.call(&mut store, len).map_err(|e| classify(&store, e))?;
+        let at = cv_input.call(&mut store, len).map_err(|e| Self::classify(&e))?;
         memory
             .write(&mut store, usize::try_from(at).map_err(|_| HandlerError::BadData("input address".into()))?, input)
             .map_err(|e| HandlerError::BadData(e.to_string()))?;
-        let out_len = handle.call(&mut store, len).map_err(|e| classify(&store, e))?;
+        let out_len = handle.call(&mut store, len).map_err(|e| Self::classify(&e))?;
         let out_len = usize::try_from(out_len).map_err(|_| HandlerError::BadData("output length".into()))?;
         if out_len > self.limits.max_output {
             return Err(HandlerError::BadData("output too large".into()));
         }
-        let out_at = cv_output.call(&mut store, ()).map_err(|e| classify(&store, e))?;
+        let out_at = cv_output.call(&mut store, ()).map_err(|e| Self::classify(&e))?;
         let mut out = vec![0u8; out_len];
         memory
             .read(

@@ -42,6 +42,9 @@ impl Drop for Server {
     }
 }
 
+/// The prefix of the gateway's refusal counters in `/metrics` (the reason label follows).
+pub const ERR: &str = "callvault_refused_messages_total{source=\"gateway\",reason=";
+
 pub async fn start(config: GatewayConfig) -> Server {
     start_with(config, ListenConfig::default()).await
 }
