@@ -14,61 +14,18 @@
 //!
 //! `cv_manifest()` puts the family's manifest in the output buffer and returns its length.
 //!
-//! The buffers are statics inside the module, so the ABI needs no `unsafe`: handing the host an
-//! address is a plain integer, and the host writes through wasmi's memory API. The module's heap
-//! is a bump allocator (`heap`, wasm32 only), the crate's one piece of unsafe code: every event
-//! runs in a fresh instance, so freeing memory would buy nothing.
-
-use std::sync::Mutex;
+//! The buffers and what the exports do are `callvault_kernel::guest`'s; this crate holds the
+//! exports themselves. The module's heap is a bump allocator (`heap`, wasm32 only), the crate's
+//! one piece of unsafe code: every event runs in a fresh instance, so freeing memory would buy
+//! nothing.
 
 #[cfg(target_arch = "wasm32")]
 mod heap;
 
 use callvault_call::abi::{self, HandlerName};
+use callvault_kernel::guest;
 
-static INPUT: Mutex<Vec<u8>> = Mutex::new(Vec::new());
-static OUTPUT: Mutex<Vec<u8>> = Mutex::new(Vec::new());
-
-fn address(buf: &mut [u8]) -> i32 {
-    // wasm32 addresses fit in 32 bits; the host reads them as unsigned.
-    buf.as_mut_ptr().addr() as i32
-}
-
-/// Makes the input buffer `len` bytes long and returns its address.
-#[allow(unsafe_code)] // the export needs its symbol name
-#[unsafe(no_mangle)]
-pub extern "C" fn cv_input(len: i32) -> i32 {
-    let mut input = INPUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    input.clear();
-    input.resize(usize::try_from(len).unwrap_or(0), 0);
-    address(&mut input)
-}
-
-/// The address of the last output.
-#[allow(unsafe_code)] // the export needs its symbol name
-#[unsafe(no_mangle)]
-pub extern "C" fn cv_output() -> i32 {
-    let mut output = OUTPUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    address(&mut output)
-}
-
-fn handle(name: HandlerName, len: i32) -> i32 {
-    let input = INPUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let used = usize::try_from(len).unwrap_or(0).min(input.len());
-    let bytes = abi::run_json_as(name, input.get(..used).unwrap_or_default());
-    let mut output = OUTPUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    *output = bytes;
-    i32::try_from(output.len()).unwrap_or(0)
-}
-
-/// Puts the family's manifest in the output buffer; returns its length.
-#[allow(unsafe_code)] // the export needs its symbol name
-#[unsafe(no_mangle)]
-pub extern "C" fn cv_manifest() -> i32 {
-    let mut output = OUTPUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    *output = abi::manifest_json();
-    i32::try_from(output.len()).unwrap_or(0)
-}
+callvault_kernel::guest_exports!(abi::manifest_json());
 
 macro_rules! handlers {
     ($($export:ident => $name:ident),+ $(,)?) => {$(
@@ -76,7 +33,7 @@ macro_rules! handlers {
         #[allow(unsafe_code)] // the export needs its symbol name
         #[unsafe(no_mangle)]
         pub extern "C" fn $export(len: i32) -> i32 {
-            handle(HandlerName::$name, len)
+            guest::handle(len, |input| abi::run_json_as(HandlerName::$name, input))
         }
     )+};
 }

@@ -15,6 +15,7 @@
 
 pub mod abi;
 mod entity;
+pub mod guest;
 mod index;
 pub mod manifest;
 
