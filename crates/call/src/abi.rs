@@ -160,6 +160,14 @@ pub fn manifest() -> Result<Manifest, ManifestError> {
             .collect::<Result<_, _>>()
             .map_err(shape)?,
         sends: PeerKind::ALL.iter().map(|k| Kind::parse(k.token())).collect::<Result<_, _>>().map_err(shape)?,
+        // The verdicts, at least once: an answer, a decline or a hang-up to a vault that was down
+        // for a moment arrives when it is back (a repeat is a duplicate by its message_id). Calls,
+        // rings and signals are not: late, they would be stale.
+        reliable: [PeerKind::Accept, PeerKind::Reject, PeerKind::End]
+            .iter()
+            .map(|k| Kind::parse(k.token()))
+            .collect::<Result<_, _>>()
+            .map_err(shape)?,
         handlers: vec![
             spec(HandlerName::Initiate, &[RequestKind::Initiate], &[], &wide, &["live"])?,
             spec(HandlerName::Incoming, &[], &[PeerKind::Incoming], &wide, &["live"])?,

@@ -100,6 +100,12 @@ pub struct Manifest {
     /// Kinds it may send to peer vaults (`MessageSpace.<peer>.<family>.<kind>`).
     #[serde(default)]
     pub sends: Vec<Kind>,
+    /// Kinds of `sends` delivered at least once: the sending vault keeps each until the peer's
+    /// vault acknowledges it (`MessageSpace.{guid}.<family>.ack`) and sends it again meanwhile, so
+    /// a message to a vault that was down for a while arrives when it is back. Receivers must
+    /// take a repeat as a duplicate (by its `message_id`).
+    #[serde(default)]
+    pub reliable: Vec<Kind>,
     /// Its handlers.
     pub handlers: Vec<HandlerSpec>,
     /// The most live entities it may hold in one vault (at most [`MAX_LIVE`]).
@@ -152,6 +158,13 @@ impl Manifest {
         }
         if self.max_live == 0 || self.max_live > MAX_LIVE {
             return Err(ManifestError::Range("max_live must be 1 to 10 000"));
+        }
+        if self.reliable.iter().any(|k| !self.sends.contains(k)) {
+            return Err(ManifestError::Range("every reliable kind must be one the family sends"));
+        }
+        let ack = |k: &Kind| k.as_str() == "ack";
+        if self.sends.iter().any(ack) || self.handlers.iter().any(|h| h.app.iter().chain(&h.peer).any(ack)) {
+            return Err(ManifestError::Range("`ack` is the kernel's kind in every family"));
         }
         let mut names = BTreeSet::new();
         let mut events = BTreeSet::new();
@@ -252,6 +265,12 @@ mod tests {
         let mut unknown = sample();
         unknown["extra"] = true.into();
         assert!(Manifest::parse(unknown.to_string().as_bytes()).is_err());
+        let mut ack = sample();
+        ack["handlers"][0]["peer"] = serde_json::json!(["ack"]);
+        assert!(Manifest::parse(ack.to_string().as_bytes()).is_err());
+        let mut unsent = sample();
+        unsent["reliable"] = serde_json::json!(["poke"]);
+        assert!(Manifest::parse(unsent.to_string().as_bytes()).is_err());
         let mut big = sample();
         big["max_live"] = 10_001.into();
         assert!(Manifest::parse(big.to_string().as_bytes()).is_err());

@@ -256,6 +256,9 @@ impl Lanes {
     }
 }
 
+/// The kind of the kernel's acknowledgements, in every family (`MessageSpace.{guid}.<family>.ack`).
+const ACK: &str = "ack";
+
 /// The lane of a family's wide events (`*` is no entity key).
 const WIDE_LANE: &str = "*";
 
@@ -298,6 +301,47 @@ impl Drop for Turn {
             tails.remove(&self.key);
         }
     }
+}
+
+/// A gift wrap that unwrapped and passed the peer policy.
+struct Opened {
+    content: String,
+    json: serde_json::Value,
+    from: Guid,
+    connection: Connection,
+}
+
+/// A message a family sends at least once: kept until the peer's vault acknowledges it, and sent
+/// again with capped backoff meanwhile (`outbox.<family>.<peer>.<message_id>` in `handler-state`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct OutboxEntry {
+    family: String,
+    to: Guid,
+    kind: String,
+    json: Json,
+    created: Timestamp,
+    #[serde(skip)]
+    attempt: u32,
+    #[serde(skip)]
+    next_at: Option<Timestamp>,
+}
+
+/// The first retry of an unacknowledged message comes after this; each next one after twice the
+/// wait before, up to [`OUTBOX_MAX_WAIT`].
+const OUTBOX_FIRST_WAIT: Duration = Duration::from_secs(1);
+const OUTBOX_MAX_WAIT: Duration = Duration::from_secs(60);
+/// A message not acknowledged within this is given up (counted).
+const OUTBOX_GIVE_UP: Duration = Duration::from_secs(24 * 60 * 60);
+/// The most messages a vault keeps unacknowledged; past it the oldest is given up.
+const OUTBOX_MAX: usize = 10_000;
+
+fn outbox_key(family: &str, to: &Guid, message_id: &str) -> String {
+    format!("outbox.{family}.{to}.{message_id}")
+}
+
+/// The wait before retry `attempt` (0: the first).
+fn outbox_wait(attempt: u32) -> Duration {
+    OUTBOX_FIRST_WAIT.saturating_mul(1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX)).min(OUTBOX_MAX_WAIT)
 }
 
 /// An event routed to a family, a handler and an entity, not yet run.
@@ -345,6 +389,8 @@ pub struct Vault<B: Bus + Clone, K: Kv + Clone> {
     seal_keys: giftwrap::SealKeys,
     /// The settings every family's handlers get (`ring_timeout_secs`), made once.
     family_config: Option<Json>,
+    /// Messages sent at least once and not yet acknowledged, by outbox key.
+    outbox: std::sync::Mutex<BTreeMap<String, OutboxEntry>>,
 }
 
 fn now() -> Timestamp {
@@ -466,11 +512,21 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             seal_keys: giftwrap::SealKeys::new(),
             family_config: Json::of(&serde_json::json!({"ring_timeout_secs": options.ring_timeout.as_secs()})).ok(),
             options,
+            outbox: std::sync::Mutex::new(BTreeMap::new()),
         };
         // One listing of the state bucket for every family; state an older callvault stored is
         // restored for every family before the layout is marked as the kernel's.
         let keys = vault.buckets.state.keys().await?;
         let legacy = vault.buckets.state.get(LAYOUT_KEY).await?.is_none();
+        // Messages not acknowledged before the restart go out again soon.
+        for key in keys.iter().filter(|k| k.starts_with("outbox.")) {
+            if let Some(e) = vault.buckets.state.get(key).await?
+                && let Ok(mut entry) = serde_json::from_slice::<OutboxEntry>(&e.value)
+            {
+                entry.next_at = Some(now());
+                vault.outbox().insert(key.clone(), entry);
+            }
+        }
         for m in manifests {
             vault.add_family(m, &keys, legacy).await?;
         }
@@ -630,17 +686,29 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         let _ = rx.wait_for(|s| *s).await;
     }
 
+    fn outbox(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, OutboxEntry>> {
+        self.outbox.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Messages sent and not yet acknowledged.
+    pub fn unacknowledged(&self) -> usize {
+        self.outbox().len()
+    }
+
     fn all_families(&self) -> Vec<Arc<Family>> {
         self.families.read().unwrap_or_else(std::sync::PoisonError::into_inner).values().cloned().collect()
     }
 
     fn next_timer(&self) -> Option<Timestamp> {
-        self.all_families().iter().filter_map(|f| f.index().next_timer()).min()
+        let entities = self.all_families().iter().filter_map(|f| f.index().next_timer()).min();
+        let outbox = self.outbox().values().filter_map(|e| e.next_at).min();
+        entities.into_iter().chain(outbox).min()
     }
 
-    /// Dispatches every timer that is due.
+    /// Dispatches every timer that is due, and sends again the messages whose retry is due.
     async fn fire_due_timers(self: &Arc<Self>) {
         let t = now();
+        self.retry_outbox(t).await;
         for family in self.all_families() {
             let Some(spec) = family.manifest.for_timer().cloned() else { continue };
             let due = family.index().take_due(t);
@@ -664,6 +732,140 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             drop(turn);
             drop::<OwnedSemaphorePermit>(permit);
         });
+    }
+
+    /// Sends again every unacknowledged message whose retry is due; gives up those too old.
+    async fn retry_outbox(&self, t: Timestamp) {
+        let due: Vec<(String, OutboxEntry)> = {
+            let mut outbox = self.outbox();
+            let mut due = Vec::new();
+            for (key, e) in outbox.iter_mut().filter(|(_, e)| e.next_at.is_some_and(|at| at <= t)) {
+                e.next_at = Some(t.saturating_add(outbox_wait(e.attempt)));
+                e.attempt = e.attempt.saturating_add(1);
+                due.push((key.clone(), e.clone()));
+            }
+            due
+        };
+        for (key, e) in due {
+            if t.saturating_since(e.created) > OUTBOX_GIVE_UP {
+                self.stats.outbox_given_up.fetch_add(1, Ordering::Relaxed);
+                self.forget_outbox(&key).await;
+                continue;
+            }
+            self.stats.outbox_retries.fetch_add(1, Ordering::Relaxed);
+            if let Err(err) = self.seal_and_send(&e.family, &e.to, &e.kind, e.json.get(), t, None).await {
+                tracing::warn!(error = %Scrubbed(&err), "an unacknowledged message could not be sent again");
+            }
+        }
+    }
+
+    async fn forget_outbox(&self, key: &str) {
+        if self.outbox().remove(key).is_some() {
+            self.timers_changed.notify_one();
+        }
+        if let Err(e) = self.buckets.state.delete(key).await {
+            tracing::warn!(error = %Scrubbed(&e), "an acknowledged message stays in the outbox");
+        }
+    }
+
+    /// Keeps a message the family sends at least once until its peer acknowledges it.
+    async fn keep_in_outbox(
+        &self,
+        family: &str,
+        to: &Guid,
+        message: &WireMessage,
+        t: Timestamp,
+    ) -> Result<(), VaultError> {
+        let Some(message_id) = message.value().get("message_id").and_then(|v| v.as_str()).map(str::to_owned) else {
+            return Err(VaultError::Output("a message to send at least once names no message_id"));
+        };
+        if MessageId::parse(&message_id).is_err() {
+            return Err(VaultError::Output("a message to send at least once names no valid message_id"));
+        }
+        let key = outbox_key(family, to, &message_id);
+        let entry = OutboxEntry {
+            family: family.to_owned(),
+            to: to.clone(),
+            kind: message.kind.clone(),
+            json: Json(message.json.clone()),
+            created: t,
+            attempt: 1,
+            next_at: Some(t.saturating_add(outbox_wait(0))),
+        };
+        let bytes = serde_json::to_vec(&entry).map_err(|_| VaultError::Output("outbox entry"))?;
+        self.buckets.state.put(&key, Bytes::from(bytes)).await?;
+        let oldest = {
+            let mut outbox = self.outbox();
+            outbox.insert(key, entry);
+            if outbox.len() > OUTBOX_MAX {
+                outbox.iter().min_by_key(|(_, e)| e.created).map(|(k, _)| k.clone())
+            } else {
+                None
+            }
+        };
+        if let Some(k) = oldest {
+            self.stats.outbox_given_up.fetch_add(1, Ordering::Relaxed);
+            self.forget_outbox(&k).await;
+        }
+        self.timers_changed.notify_one();
+        Ok(())
+    }
+
+    /// Seals `json` to the vault of `to` (its connection: `known` when the caller has it) and
+    /// publishes it on `MessageSpace.{to}.<family>.<kind>`. A peer that is no connection gets
+    /// nothing (logged).
+    async fn seal_and_send(
+        &self,
+        family: &str,
+        to: &Guid,
+        kind: &str,
+        json: &str,
+        t: Timestamp,
+        known: Option<&Connection>,
+    ) -> Result<(), VaultError> {
+        let vault_key = match known.filter(|c| &c.guid == to) {
+            Some(c) => c.vault_key()?,
+            None => match connections::get(&self.buckets.connections, to).await? {
+                Some(c) => c.vault_key()?,
+                None => {
+                    if let Some(suppressed) = REFUSALS.allow() {
+                        tracing::info!(suppressed, "message for a peer that is no connection not sent");
+                    }
+                    return Ok(());
+                }
+            },
+        };
+        let family = callvault_protocol::family::FamilyName::parse(family)
+            .map_err(|_| VaultError::Output("a family name that is not a token"))?;
+        let kind = callvault_protocol::family::Kind::parse(kind)
+            .map_err(|_| VaultError::Output("a message kind that is not a token"))?;
+        let subject = FamilySubject::message_space(to, &family, &kind);
+        match giftwrap::wrap_with(&self.seal_keys, &self.key, &vault_key, json, secs(t)) {
+            Ok(wrap) => self.bus.publish(&subject.to_string(), Bytes::from(wrap)).await?,
+            Err(e) => tracing::warn!(error = %Scrubbed(&e), "could not seal a message"),
+        }
+        Ok(())
+    }
+
+    /// A peer's acknowledgement of a message this vault sent at least once: it is forgotten.
+    async fn handle_ack(&self, family: &str, wrap: &[u8]) -> Result<(), VaultError> {
+        let Some(opened) = self.open_wrap(wrap).await? else { return Ok(()) };
+        let Some(id) = str_field(&opened.json, "message_id").filter(|s| MessageId::parse(s).is_ok()) else {
+            return Ok(());
+        };
+        // Only the vault the message went to can acknowledge it: the key names that peer.
+        self.forget_outbox(&outbox_key(family, &opened.from, id)).await;
+        Ok(())
+    }
+
+    /// Acknowledges a message a peer sent at least once (the handler has run on it).
+    async fn acknowledge(&self, family: &Family, peer: &Connection, message: &WireMessage, t: Timestamp) {
+        let Some(id) = message.value().get("message_id").and_then(|v| v.as_str()).map(str::to_owned) else { return };
+        let ack =
+            serde_json::json!({"type": format!("{}.ack", family.name()), "message_id": id, "from_guid": self.guid});
+        if let Err(e) = self.seal_and_send(family.name(), &peer.guid, ACK, &ack.to_string(), t, Some(peer)).await {
+            tracing::warn!(error = %Scrubbed(&e), "an acknowledgement could not be sent");
+        }
     }
 
     /// One request of the user's apps (`OwnerSpace.{guid}.forVault.<area>.<verb>`): a family's
@@ -703,6 +905,12 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
                 && let Some(suppressed) = REFUSALS.allow()
             {
                 tracing::info!(suppressed, error = %Scrubbed(&e), "invite acceptance refused");
+            }
+            return;
+        }
+        if s.kind.as_str() == ACK && self.family(s.family.as_str()).is_some() {
+            if let Err(e) = self.handle_ack(s.family.as_str(), payload).await {
+                tracing::warn!(error = %Scrubbed(&e), "acknowledgement failed");
             }
             return;
         }
@@ -793,6 +1001,25 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             }
             return Ok(None);
         };
+        let Some(opened) = self.open_wrap(wrap).await? else { return Ok(None) };
+        let Opened { content, json, from, connection: conn } = opened;
+        let Some(entity) = str_field(&json, &family.manifest.entity_field).and_then(|s| EntityKey::parse(s).ok())
+        else {
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            self.stats.handled.fetch_add(1, Ordering::Relaxed);
+            if let Some(suppressed) = REFUSALS.allow() {
+                tracing::info!(suppressed, "message naming no valid entity dropped");
+            }
+            return Ok(None);
+        };
+        let event = Event::Peer(wire(kind, content.as_bytes()));
+        Ok(Some(Job { family, spec, entity, event, peer: Some(from), connection: Some(conn), app: None }))
+    }
+
+    /// Unwraps a gift wrap and applies the peer policy (`connections`, the only one so far: sealed
+    /// by the vault key of the active connection its `from_guid` names); `None` when it was
+    /// dropped (and counted).
+    async fn open_wrap(&self, wrap: &[u8]) -> Result<Option<Opened>, VaultError> {
         let unwrapped = match giftwrap::unwrap_with(&self.seal_keys, &self.key, wrap, unix_secs()) {
             Ok(u) => u,
             Err(e) => {
@@ -809,30 +1036,23 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             Some(g) => connections::get(&self.buckets.connections, g).await?,
             None => None,
         };
-        // The family's peer policy (`connections`, the only one so far).
         let sealed_by_connection = conn
             .as_ref()
             .filter(|c| c.state == ConnectionState::Active)
             .and_then(|c| c.vault_key().ok())
             .is_some_and(|vk| vk == unwrapped.sender);
-        if !sealed_by_connection {
-            self.stats.unknown_senders.fetch_add(1, Ordering::Relaxed);
-            if let Some(suppressed) = REFUSALS.allow() {
-                tracing::info!(suppressed, "gift wrap from a vault that is not an active connection dropped");
+        match (from, conn) {
+            (Some(from), Some(connection)) if sealed_by_connection => {
+                Ok(Some(Opened { content: unwrapped.content, json, from, connection }))
             }
-            return Ok(None);
+            _ => {
+                self.stats.unknown_senders.fetch_add(1, Ordering::Relaxed);
+                if let Some(suppressed) = REFUSALS.allow() {
+                    tracing::info!(suppressed, "gift wrap from a vault that is not an active connection dropped");
+                }
+                Ok(None)
+            }
         }
-        let Some(entity) = str_field(&json, &family.manifest.entity_field).and_then(|s| EntityKey::parse(s).ok())
-        else {
-            self.stats.refused.fetch_add(1, Ordering::Relaxed);
-            self.stats.handled.fetch_add(1, Ordering::Relaxed);
-            if let Some(suppressed) = REFUSALS.allow() {
-                tracing::info!(suppressed, "message naming no valid entity dropped");
-            }
-            return Ok(None);
-        };
-        let event = Event::Peer(wire(kind, unwrapped.content.as_bytes()));
-        Ok(Some(Job { family, spec, entity, event, peer: from, connection: conn, app: None }))
     }
 
     /// Runs a job in its entity's lane, here (not on a task of its own).
@@ -963,6 +1183,11 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
                 states.push(s);
             }
         }
+        // A peer's message its family sends at least once is acknowledged once handled.
+        let ack_of = match &job.event {
+            Event::Peer(w) if family.manifest.reliable.iter().any(|k| k.as_str() == w.kind) => Some(w.clone()),
+            _ => None,
+        };
         let mut allowed: Vec<EntityKey> = context;
         allowed.push(job.entity.clone());
         let input = Input {
@@ -1017,6 +1242,9 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         if is_timer && family.index().fired(&job.entity, retry_at) {
             // The timer's handler stored nothing: its deadline stands; try again later.
             self.stats.deadlines_left_standing.fetch_add(1, Ordering::Relaxed);
+        }
+        if let (Some(message), Some(peer)) = (&ack_of, connection.as_ref()) {
+            self.acknowledge(family, peer, message, t).await;
         }
         // Counted once its outputs are done: whoever reads the counter finds what it stored.
         self.stats.handled.fetch_add(1, Ordering::Relaxed);
@@ -1127,25 +1355,10 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
                 }
             }
             OutputItem::Send { to, message } => {
-                let vault_key = match known.filter(|c| c.guid == to) {
-                    Some(c) => c.vault_key()?,
-                    None => match connections::get(&self.buckets.connections, &to).await? {
-                        Some(c) => c.vault_key()?,
-                        None => {
-                            if let Some(suppressed) = REFUSALS.allow() {
-                                tracing::info!(suppressed, "message for a peer that is no connection not sent");
-                            }
-                            return Ok(());
-                        }
-                    },
-                };
-                let kind = callvault_protocol::family::Kind::parse(&message.kind)
-                    .map_err(|_| VaultError::Output("a message kind that is not a token"))?;
-                let subject = FamilySubject::message_space(&to, &family.manifest.family, &kind);
-                match giftwrap::wrap_with(&self.seal_keys, &self.key, &vault_key, message.json(), secs(t)) {
-                    Ok(wrap) => self.bus.publish(&subject.to_string(), Bytes::from(wrap)).await?,
-                    Err(e) => tracing::warn!(error = %Scrubbed(&e), "could not seal a message"),
+                if family.manifest.reliable.iter().any(|k| k.as_str() == message.kind) {
+                    self.keep_in_outbox(fname, &to, &message, t).await?;
                 }
+                self.seal_and_send(fname, &to, &message.kind, message.json(), t, known).await?;
             }
             OutputItem::Notify(n) => {
                 let kind = callvault_protocol::family::Kind::parse(&n.kind)

@@ -100,6 +100,10 @@ pub struct VaultStats {
     /// Outputs refused because the handler had no right to them (an entity it was not given, a
     /// kind or bucket its manifest does not name).
     pub outputs_refused: AtomicU64,
+    /// Messages sent again because their peer had not acknowledged them yet.
+    pub outbox_retries: AtomicU64,
+    /// Messages given up unacknowledged (after a day, or past the outbox's bound).
+    pub outbox_given_up: AtomicU64,
     /// Families' counters (`<family>.<name>`), from their handlers' `count` outputs.
     counters: std::sync::Mutex<BTreeMap<String, i64>>,
     /// Families' gauges (`<family>.<tag>`: how many entities carry the tag).
