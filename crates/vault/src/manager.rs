@@ -759,13 +759,20 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         }
     }
 
+    /// Forgets an outbox entry. The store's delete runs on its own task: the loop that reads the
+    /// bus does not wait for its commit, and an entry a crash leaves behind is only sent again
+    /// (the peer takes the repeat as a duplicate and acknowledges it again).
     async fn forget_outbox(&self, key: &str) {
-        if self.outbox().remove(key).is_some() {
-            self.timers_changed.notify_one();
+        if self.outbox().remove(key).is_none() {
+            return;
         }
-        if let Err(e) = self.buckets.state.delete(key).await {
-            tracing::warn!(error = %Scrubbed(&e), "an acknowledged message stays in the outbox");
-        }
+        self.timers_changed.notify_one();
+        let (bucket, key) = (self.buckets.state.clone(), key.to_owned());
+        tokio::spawn(async move {
+            if let Err(e) = bucket.delete(&key).await {
+                tracing::warn!(error = %Scrubbed(&e), "an acknowledged message stays in the outbox");
+            }
+        });
     }
 
     /// Keeps a message the family sends at least once until its peer acknowledges it.
@@ -1236,8 +1243,34 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             return Err(e);
         }
         let notified = output.outputs.iter().any(|o| matches!(o, OutputItem::Notify(_)));
+        // First every write of the event at once (one commit of the embedded store): the entities
+        // it stores and the messages it sends at least once. Then, in order, what announces them.
+        let timer_of = is_timer.then_some(&job.entity);
+        let mut stores = Vec::new();
+        let mut kept = Vec::new();
+        let mut announce = Vec::new();
         for item in output.outputs {
-            self.perform(family, item, t, is_timer.then_some(&job.entity), connection.as_ref()).await?;
+            match item {
+                OutputItem::Store { entity, state, tags, peer, timer, records } => {
+                    stores.push(self.store_entity(family, entity, state, tags, peer, timer, records, t, timer_of));
+                }
+                OutputItem::Send { to, message } => {
+                    if family.manifest.reliable.iter().any(|k| k.as_str() == message.kind) {
+                        kept.push((to.clone(), message.clone()));
+                    }
+                    announce.push(OutputItem::Send { to, message });
+                }
+                other => announce.push(other),
+            }
+        }
+        let keeps = kept.iter().map(|(to, m)| self.keep_in_outbox(family.name(), to, m, t));
+        futures_util::future::try_join(
+            futures_util::future::try_join_all(stores),
+            futures_util::future::try_join_all(keeps),
+        )
+        .await?;
+        for item in announce {
+            self.perform(family, item, t, connection.as_ref()).await?;
         }
         if is_timer && family.index().fired(&job.entity, retry_at) {
             // The timer's handler stored nothing: its deadline stands; try again later.
@@ -1305,59 +1338,78 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         Ok(())
     }
 
+    /// Writes a stored entity (its state, index entry and records, all at once) and updates the
+    /// index in memory.
+    #[allow(clippy::too_many_arguments)]
+    async fn store_entity(
+        &self,
+        family: &Family,
+        entity: EntityKey,
+        state: Json,
+        tags: Vec<Tag>,
+        peer: Option<Guid>,
+        timer: Option<Timestamp>,
+        records: Vec<callvault_kernel::Record>,
+        t: Timestamp,
+        timer_of: Option<&EntityKey>,
+    ) -> Result<(), VaultError> {
+        let fname = family.name();
+        let mut timer = timer;
+        if timer_of == Some(&entity) && timer.is_some_and(|at| at <= t) {
+            // A timer's handler that leaves its passed deadline is tried again later.
+            self.stats.deadlines_left_standing.fetch_add(1, Ordering::Relaxed);
+            timer = Some(t.saturating_add(self.options.sweep_every));
+        }
+        let meta = Meta { tags, peer: peer.clone(), timer };
+        let live = meta.is_live();
+        let before = family.index().get(&entity).cloned();
+        let was_live = before.is_some();
+        let envelope = Envelope { v: family.manifest.state_version, peer, state };
+        let env = serde_json::to_vec(&envelope).map_err(|_| VaultError::Output("state"))?;
+        let entry = IndexEntry { meta: meta.clone(), v: family.manifest.state_version };
+        let entry = serde_json::to_vec(&entry).map_err(|_| VaultError::Output("index entry"))?;
+        let (skey, ikey) = (state_key(fname, &entity), index_key(fname, &entity));
+        let index_write = async {
+            if live && before.as_ref() == Some(&meta) {
+                // Unchanged (a signal on an active call): nothing to write.
+                Ok(())
+            } else if live {
+                self.buckets.state.put(&ikey, Bytes::from(entry)).await.map(|_| ())
+            } else if was_live {
+                self.buckets.state.delete(&ikey).await
+            } else {
+                Ok(())
+            }
+        };
+        let record_writes = futures_util::future::try_join_all(records.iter().filter_map(|r| {
+            let bucket = self.buckets.by_name.get(&r.bucket)?;
+            Some(bucket.put(r.key.as_str(), Bytes::copy_from_slice(r.value.get().as_bytes())))
+        }));
+        // At once: the embedded store commits them together (one fsync), JetStream takes
+        // them in one round trip.
+        tokio::try_join!(self.buckets.state.put(&skey, Bytes::from(env)), index_write, record_writes)?;
+        let timer_set = meta.timer.is_some();
+        let prior = family.index().set(&entity, meta);
+        self.update_gauges(family);
+        if timer_set || prior.is_some_and(|p| p.timer.is_some()) {
+            // The earliest timer may have moved: the loop sleeps until the new one.
+            self.timers_changed.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Performs one output that announces (send, notify) or counts.
     async fn perform(
         &self,
         family: &Family,
         item: OutputItem,
         t: Timestamp,
-        timer_of: Option<&EntityKey>,
         known: Option<&Connection>,
     ) -> Result<(), VaultError> {
         let fname = family.name();
         match item {
-            OutputItem::Store { entity, state, tags, peer, timer, records } => {
-                let mut timer = timer;
-                if timer_of == Some(&entity) && timer.is_some_and(|at| at <= t) {
-                    // A timer's handler that leaves its passed deadline is tried again later.
-                    self.stats.deadlines_left_standing.fetch_add(1, Ordering::Relaxed);
-                    timer = Some(t.saturating_add(self.options.sweep_every));
-                }
-                let meta = Meta { tags, peer: peer.clone(), timer };
-                let live = meta.is_live();
-                let was_live = family.index().get(&entity).is_some();
-                let envelope = Envelope { v: family.manifest.state_version, peer, state };
-                let env = serde_json::to_vec(&envelope).map_err(|_| VaultError::Output("state"))?;
-                let entry = IndexEntry { meta: meta.clone(), v: family.manifest.state_version };
-                let entry = serde_json::to_vec(&entry).map_err(|_| VaultError::Output("index entry"))?;
-                let (skey, ikey) = (state_key(fname, &entity), index_key(fname, &entity));
-                let index_write = async {
-                    if live {
-                        self.buckets.state.put(&ikey, Bytes::from(entry)).await.map(|_| ())
-                    } else if was_live {
-                        self.buckets.state.delete(&ikey).await
-                    } else {
-                        Ok(())
-                    }
-                };
-                let record_writes = futures_util::future::try_join_all(records.iter().filter_map(|r| {
-                    let bucket = self.buckets.by_name.get(&r.bucket)?;
-                    Some(bucket.put(r.key.as_str(), Bytes::copy_from_slice(r.value.get().as_bytes())))
-                }));
-                // At once: the embedded store commits them together (one fsync), JetStream takes
-                // them in one round trip.
-                tokio::try_join!(self.buckets.state.put(&skey, Bytes::from(env)), index_write, record_writes)?;
-                let timer_set = meta.timer.is_some();
-                let prior = family.index().set(&entity, meta);
-                self.update_gauges(family);
-                if timer_set || prior.is_some_and(|p| p.timer.is_some()) {
-                    // The earliest timer may have moved: the loop sleeps until the new one.
-                    self.timers_changed.notify_one();
-                }
-            }
+            OutputItem::Store { .. } => {}
             OutputItem::Send { to, message } => {
-                if family.manifest.reliable.iter().any(|k| k.as_str() == message.kind) {
-                    self.keep_in_outbox(fname, &to, &message, t).await?;
-                }
                 self.seal_and_send(fname, &to, &message.kind, message.json(), t, known).await?;
             }
             OutputItem::Notify(n) => {

@@ -16,7 +16,6 @@ mod vaults;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use callvault_crypto::SecretIdentity;
 use callvault_vault::manager::VaultOptions;
 use vaults::*;
 
@@ -39,10 +38,7 @@ async fn hang_up_while_the_peer_is_down<W: Backend>(w: W) {
     until("the accept was acknowledged", || a.vault.unacknowledged() == 0 && b.vault.unacknowledged() == 0).await;
 
     // Bob's vault goes down; Alice hangs up.
-    let User { task, vault, identity, vault_key_nsec, delegation, app, .. } = b;
-    task.abort();
-    let _ = task.await;
-    drop((vault, app));
+    let stopped = stop_vault(b).await;
     request(&bus, &a, "end", simple("end", &call, 910)).await;
     status_becomes(&a, &call, "ended").await;
     assert_eq!(a.vault.unacknowledged(), 1, "the hang-up waits in Alice's outbox");
@@ -50,7 +46,7 @@ async fn hang_up_while_the_peer_is_down<W: Backend>(w: W) {
     assert!(a.vault.stats().outbox_retries.load(Ordering::Relaxed) >= 1, "sent again while Bob was down");
 
     // Bob's vault is back: the hang-up arrives, and Alice's outbox empties.
-    let key = SecretIdentity::parse(&vault_key_nsec).unwrap();
+    let Stopped { identity, key, delegation } = stopped;
     let b = start(&w, &bus, options, identity, key, delegation).await;
     let r = status_becomes(&b, &call, "ended").await;
     assert!(r["duration_seconds"].is_u64(), "{r}");

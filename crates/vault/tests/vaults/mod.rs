@@ -10,6 +10,8 @@
     clippy::indexing_slicing
 )]
 
+pub mod filled;
+
 use std::sync::Arc;
 
 use std::time::Duration;
@@ -212,16 +214,28 @@ pub async fn answered<B: Bus + Clone, K: Kv + Clone>(
 }
 
 /// Kills a vault's task without any shutdown and starts it again on the same store.
+/// What it takes to start a stopped user's vault again.
+pub struct Stopped {
+    pub identity: Arc<SecretIdentity>,
+    pub key: SecretIdentity,
+    pub delegation: Delegation,
+}
+
+/// Stops `u`'s vault (its task ends, its store is released).
+pub async fn stop_vault<B: Bus + Clone, K: Kv + Clone>(u: User<B, K>) -> Stopped {
+    let User { task, vault, identity, vault_key_nsec, delegation, app, .. } = u;
+    task.abort();
+    let _ = task.await;
+    drop((vault, app));
+    Stopped { identity, key: SecretIdentity::parse(&vault_key_nsec).unwrap(), delegation }
+}
+
 pub async fn restart_vault<W: Backend>(
     w: &W,
     bus: &W::Bus,
     u: User<W::Bus, <W::Store as Store>::Kv>,
     options: VaultOptions,
 ) -> User<W::Bus, <W::Store as Store>::Kv> {
-    let User { task, vault, identity, vault_key_nsec, delegation, app, .. } = u;
-    task.abort();
-    let _ = task.await;
-    drop((vault, app));
-    let key = SecretIdentity::parse(&vault_key_nsec).unwrap();
+    let Stopped { identity, key, delegation } = stop_vault(u).await;
     start(w, bus, options, identity, key, delegation).await
 }
