@@ -166,6 +166,10 @@ struct Family {
     index: std::sync::Mutex<Index>,
     /// Wide handlers write-lock it; the others read-lock it.
     wide: RwLock<()>,
+    /// Its live entities' states and peers as last stored (the vault is the only writer of its
+    /// `handler-state`), so an event reads the store only for a settled entity it names. Bounded
+    /// with the index, by the family's live bound.
+    live_states: std::sync::Mutex<HashMap<EntityKey, (EntityState, Option<Guid>)>>,
 }
 
 impl Family {
@@ -177,7 +181,13 @@ impl Family {
             .collect();
         gauges.sort();
         gauges.dedup();
-        Self { manifest, gauges, index: std::sync::Mutex::new(Index::new()), wide: RwLock::new(()) }
+        Self {
+            manifest,
+            gauges,
+            index: std::sync::Mutex::new(Index::new()),
+            wide: RwLock::new(()),
+            live_states: std::sync::Mutex::new(HashMap::new()),
+        }
     }
 
     fn name(&self) -> &str {
@@ -186,6 +196,10 @@ impl Family {
 
     fn index(&self) -> std::sync::MutexGuard<'_, Index> {
         self.index.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn live_states(&self) -> std::sync::MutexGuard<'_, HashMap<EntityKey, (EntityState, Option<Guid>)>> {
+        self.live_states.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -1100,10 +1114,13 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
     /// An entity's stored state and peer (an older callvault's bare document as version 0).
     async fn read_entity(
         &self,
-        family: &str,
+        family: &Family,
         entity: &EntityKey,
     ) -> Result<Option<(EntityState, Option<Guid>)>, VaultError> {
-        let Some(e) = self.buckets.state.get(&state_key(family, entity)).await? else { return Ok(None) };
+        if let Some(hit) = family.live_states().get(entity).cloned() {
+            return Ok(Some(hit));
+        }
+        let Some(e) = self.buckets.state.get(&state_key(family.name(), entity)).await? else { return Ok(None) };
         if let Ok(env) = serde_json::from_slice::<Envelope>(&e.value) {
             return Ok(Some((EntityState { key: entity.clone(), version: env.v, state: env.state }, env.peer)));
         }
@@ -1113,7 +1130,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         match raw {
             Some(raw) => Ok(Some((EntityState { key: entity.clone(), version: 0, state: Json(raw) }, None))),
             None => {
-                tracing::warn!(family, "unreadable entity state skipped");
+                tracing::warn!(family = family.name(), "unreadable entity state skipped");
                 Ok(None)
             }
         }
@@ -1155,7 +1172,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
                 family.index().fired(&job.entity, retry_at);
             }
         };
-        let named = match self.read_entity(fname, &job.entity).await {
+        let named = match self.read_entity(family, &job.entity).await {
             Ok(n) => n,
             Err(e) => {
                 give_up(family);
@@ -1184,7 +1201,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             (keys, counts)
         };
         let mut states: Vec<EntityState> = named.into_iter().map(|(s, _)| s).collect();
-        let loaded = futures_util::future::join_all(context.iter().map(|k| self.read_entity(fname, k))).await;
+        let loaded = futures_util::future::join_all(context.iter().map(|k| self.read_entity(family, k))).await;
         for l in loaded {
             if let Some((s, _)) = l? {
                 states.push(s);
@@ -1364,6 +1381,10 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         let live = meta.is_live();
         let before = family.index().get(&entity).cloned();
         let was_live = before.is_some();
+        let cached = live.then(|| {
+            let version = family.manifest.state_version;
+            (EntityState { key: entity.clone(), version, state: state.clone() }, peer.clone())
+        });
         let envelope = Envelope { v: family.manifest.state_version, peer, state };
         let env = serde_json::to_vec(&envelope).map_err(|_| VaultError::Output("state"))?;
         let entry = IndexEntry { meta: meta.clone(), v: family.manifest.state_version };
@@ -1389,6 +1410,10 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         // them in one round trip.
         tokio::try_join!(self.buckets.state.put(&skey, Bytes::from(env)), index_write, record_writes)?;
         let timer_set = meta.timer.is_some();
+        match cached {
+            Some(c) => family.live_states().insert(entity.clone(), c),
+            None => family.live_states().remove(&entity),
+        };
         let prior = family.index().set(&entity, meta);
         self.update_gauges(family);
         if timer_set || prior.is_some_and(|p| p.timer.is_some()) {
