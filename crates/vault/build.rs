@@ -2,6 +2,7 @@
 //! same sources (no committed binaries):
 //!
 //! - the built-in `call` family (`crates/handlers`): `callvault_handlers.wasm`;
+//! - the built-in `message` family (`crates/message`): `callvault_message.wasm`;
 //! - the test family `probe` (`crates/probe-family`) in its two versions, for the kernel's
 //!   tests: `probe_family_v1.wasm`, `probe_family_v2.wasm`.
 //!
@@ -49,11 +50,18 @@ fn main() {
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let workspace = manifest.join("../..");
-    for dir in ["crates/handlers", "crates/probe-family", "crates/call/src", "crates/kernel/src", "crates/protocol/src"]
-    {
+    for dir in [
+        "crates/handlers",
+        "crates/message",
+        "crates/probe-family",
+        "crates/call/src",
+        "crates/kernel/src",
+        "crates/protocol/src",
+    ] {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
     build(&workspace, &out, "callvault-handlers", &[], "callvault_handlers.wasm");
+    build(&workspace, &out, "callvault-message", &[], "callvault_message.wasm");
     build(&workspace, &out, "callvault-probe-family", &[], "probe_family_v1.wasm");
     build(&workspace, &out, "callvault-probe-family", &["v2"], "probe_family_v2.wasm");
 }

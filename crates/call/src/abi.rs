@@ -145,6 +145,7 @@ pub fn manifest() -> Result<Manifest, ManifestError> {
             restore: name == HandlerName::Timeout,
             context: context.to_vec(),
             counts: counts.iter().filter_map(|c| tag(c)).collect(),
+            page: None,
         })
     };
     let m = Manifest {
@@ -266,7 +267,7 @@ fn store_of(call: &Call, config: &CallConfig) -> Result<OutputItem, String> {
         tags: tags_of(call),
         peer: Some(call.peer().clone()),
         timer: call.deadline(config),
-        records: vec![Record { bucket: "calls".into(), key: entity, value: record }],
+        records: vec![Record { bucket: "calls".into(), key: entity, item: None, value: Some(record) }],
     })
 }
 
@@ -490,6 +491,7 @@ mod tests {
                     avatar_url: None,
                 },
             }),
+            page: None,
         };
         assert_eq!(run(&input(9_999)).outcome, Outcome::Applied);
         assert!(matches!(run(&input(10_000)).outcome, Outcome::Refused { code: ErrorCode::Busy, .. }));

@@ -138,17 +138,54 @@ pub struct Input {
     /// The peer's connection, if the peer is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection: Option<ConnectionInfo>,
+    /// The page of the entity's item records, for a handler whose manifest asks for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<Page>,
 }
 
-/// A record for one of the vault's buckets (a call's history entry).
+/// A record for one of the vault's buckets (a call's history entry, a message of a
+/// conversation).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     /// The bucket (one the manifest's `records` names).
     pub bucket: String,
-    /// Its key: the entity's key.
+    /// The entity it belongs to.
     pub key: EntityKey,
+    /// An item of the entity (one message of a conversation): the record's key is then
+    /// `<key>.<item>`; none, it is `<key>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<EntityKey>,
+    /// The value; none deletes the record.
+    #[serde(default)]
+    pub value: Option<Json>,
+}
+
+impl Record {
+    /// The record's key in its bucket.
+    pub fn store_key(&self) -> String {
+        match &self.item {
+            Some(item) => format!("{}.{}", self.key, item),
+            None => self.key.to_string(),
+        }
+    }
+}
+
+/// One record of a page: its item and value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PageRecord {
+    /// The item (`<entity>.<item>` in the bucket).
+    pub item: EntityKey,
     /// The value.
     pub value: Json,
+}
+
+/// The page of an entity's item records a handler asked for (its manifest's `page`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Page {
+    /// The records, in the page's order.
+    pub records: Vec<PageRecord>,
+    /// Whether more records follow in that order.
+    pub more: bool,
 }
 
 /// What the kernel must do, in order.

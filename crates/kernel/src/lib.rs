@@ -19,7 +19,9 @@ pub mod guest;
 mod index;
 pub mod manifest;
 
-pub use abi::{ConnectionInfo, EntityState, Event, Input, Json, Outcome, Output, OutputItem, Record, WireMessage};
+pub use abi::{
+    ConnectionInfo, EntityState, Event, Input, Json, Outcome, Output, OutputItem, Page, PageRecord, Record, WireMessage,
+};
 pub use entity::{EntityError, EntityKey, Tag};
 pub use index::{Index, Meta};
-pub use manifest::{HandlerId, HandlerSpec, Manifest, ManifestError, PeerPolicy};
+pub use manifest::{HandlerId, HandlerSpec, Manifest, ManifestError, PageSpec, PeerPolicy};

@@ -52,6 +52,37 @@ pub struct HandlerSpec {
     /// Tags whose member counts it is given.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub counts: Vec<Tag>,
+    /// A page of the entity's item records it is given (a conversation's messages).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<PageSpec>,
+}
+
+/// The most records one page may hold.
+pub const MAX_PAGE_RECORDS: u32 = 200;
+/// The most bytes of record values one page may hold (at least one record is given).
+pub const MAX_PAGE_BYTES: u32 = 256 * 1024;
+
+/// A page of an entity's item records (`<entity>.<item>` in one of the family's buckets), in key
+/// order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageSpec {
+    /// The bucket (one of the manifest's `records`).
+    pub bucket: String,
+    /// Newest (last key) first; else oldest first.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub newest_first: bool,
+    /// The event's field naming the item the page starts after (exclusive), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor_field: Option<String>,
+    /// The event's field asking for fewer records than `limit`, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_field: Option<String>,
+    /// The most records (at most [`MAX_PAGE_RECORDS`]).
+    pub limit: u32,
+    /// The most bytes of values (at most [`MAX_PAGE_BYTES`]); the page stops before the record
+    /// that would pass it, but always holds at least one.
+    pub max_bytes: u32,
 }
 
 impl HandlerSpec {
@@ -183,6 +214,14 @@ impl Manifest {
             for e in taken {
                 if !events.insert(e.clone()) {
                     return Err(ManifestError::Twice(e));
+                }
+            }
+            if let Some(p) = &h.page {
+                if !self.records.contains(&p.bucket) {
+                    return Err(ManifestError::Range("a page's bucket must be one of the family's records"));
+                }
+                if p.limit == 0 || p.limit > MAX_PAGE_RECORDS || p.max_bytes == 0 || p.max_bytes > MAX_PAGE_BYTES {
+                    return Err(ManifestError::Range("a page holds 1 to 200 records and 1 to 256 KiB"));
                 }
             }
             for t in &h.context {

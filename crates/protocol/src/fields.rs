@@ -5,32 +5,6 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-macro_rules! wire_enum {
-    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $wire:literal),+ $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        pub enum $name {
-            $($(#[$vdoc])* #[serde(rename = $wire)] $variant),+
-        }
-
-        impl $name {
-            /// Every value, in schema order.
-            pub const ALL: &'static [Self] = &[$(Self::$variant),+];
-
-            /// The wire spelling.
-            pub fn as_str(self) -> &'static str {
-                match self { $(Self::$variant => $wire),+ }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
 wire_enum!(
     /// Audio-only or video call.
     CallType { /** Voice only. */ Audio = "audio", /** Voice and video. */ Video = "video" }
@@ -176,6 +150,8 @@ wire_enum!(
         SelfCall = "self_call",
         /// The vault failed.
         Internal = "internal",
+        /// Larger than the protocol allows (a message body past the largest text).
+        TooLarge = "too_large",
     }
 );
 
@@ -216,7 +192,7 @@ pub enum FieldError {
     },
 }
 
-fn check_len(s: &str, min: usize, max: usize) -> Result<(), FieldError> {
+pub(crate) fn check_len(s: &str, min: usize, max: usize) -> Result<(), FieldError> {
     let n = s.chars().count();
     if n < min {
         Err(FieldError::TooShort { min })
@@ -271,7 +247,7 @@ macro_rules! bounded_str {
 }
 
 /// `^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$`
-fn is_padded_base64(s: &str) -> bool {
+pub(crate) fn is_padded_base64(s: &str) -> bool {
     let b = s.as_bytes();
     if !b.len().is_multiple_of(4) {
         return false;
@@ -467,17 +443,7 @@ impl DurationSeconds {
 impl<'de> Deserialize<'de> for DurationSeconds {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         // JSON Schema's "integer" includes numbers such as 5.0; mirror that.
-        let n = serde_json::Number::deserialize(d)?;
-        let range = || FieldError::Range { min: 0, max: u64::from(Self::MAX) };
-        let secs = match n.as_u64() {
-            Some(u) => u,
-            None => match n.as_f64() {
-                Some(f) if f.fract() == 0.0 && (0.0..=f64::from(Self::MAX)).contains(&f) => {
-                    format!("{f:.0}").parse::<u64>().map_err(|_| serde::de::Error::custom(range()))?
-                }
-                _ => return Err(serde::de::Error::custom(range())),
-            },
-        };
+        let secs = schema_integer(d, 0, u64::from(Self::MAX))?;
         Self::new(secs).map_err(serde::de::Error::custom)
     }
 }
@@ -541,6 +507,42 @@ pub fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<T,
     }
 
     d.deserialize_map(ObjectVisitor(std::marker::PhantomData))
+}
+
+/// Deserializes a JSON Schema `integer` within `min..=max`. JSON Schema's "integer" includes
+/// numbers such as 5.0; this mirrors that.
+pub fn schema_integer<'de, D: Deserializer<'de>>(d: D, min: u64, max: u64) -> Result<u64, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    let range = || serde::de::Error::custom(FieldError::Range { min, max });
+    let v = match n.as_u64() {
+        Some(u) => u,
+        None => match n.as_f64() {
+            // `max` is at most 2^53 in every schema, so the f64 comparison is exact.
+            #[allow(clippy::cast_precision_loss)]
+            Some(f) if f.fract() == 0.0 && f >= 0.0 && f <= max as f64 => {
+                format!("{f:.0}").parse::<u64>().map_err(|_| range())?
+            }
+            _ => return Err(range()),
+        },
+    };
+    if v < min || v > max {
+        return Err(range());
+    }
+    Ok(v)
+}
+
+/// Deserializes a JSON Schema `integer` from 0 to `MAX` (a `deserialize_with` for `u64` fields).
+pub fn uint<'de, D: Deserializer<'de>, const MAX: u64>(d: D) -> Result<u64, D::Error> {
+    schema_integer(d, 0, MAX)
+}
+
+/// Deserializes an array of at most `MAX` items (a schema's `maxItems`).
+pub fn at_most<'de, D: Deserializer<'de>, T: Deserialize<'de>, const MAX: usize>(d: D) -> Result<Vec<T>, D::Error> {
+    let v = Vec::<T>::deserialize(d)?;
+    if v.len() > MAX {
+        return Err(serde::de::Error::custom(format_args!("more than {MAX} items")));
+    }
+    Ok(v)
 }
 
 /// Deserializes an optional field that, when present, must hold a value: JSON `null` is refused,

@@ -7,16 +7,20 @@
 //! - [`ids`]: [`Guid`], [`CallId`], [`MessageId`], [`KeyId`], parsed once at the edge.
 //! - [`Timestamp`]: RFC 3339 instants with arithmetic that cannot panic.
 //! - [`calling`]: the call record and every message of the calling module.
+//! - [`messaging`]: the messaging module's messages, its record and conversation state.
 //! - [`subject`]: the NATS subjects the messages travel on.
 //! - [`family`]: the subjects of every handler family, typed.
 //! - [`ParseError`]: what a refused message was refused for, naming the field.
 #![forbid(unsafe_code)]
 
+#[macro_use]
+mod macros;
 pub mod app;
 pub mod calling;
 pub mod family;
 pub mod fields;
 pub mod ids;
+pub mod messaging;
 mod parse;
 pub mod ratelog;
 pub mod redact;

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use crate::ParseError;
 use crate::calling::*;
 use crate::fields::{CallStatus, PeerProfile};
+use crate::messaging::*;
 
 /// A Rust type that mirrors one JSON Schema.
 pub trait Schema: Serialize + DeserializeOwned {
@@ -57,9 +58,9 @@ fn reparse<T: Schema>(bytes: &[u8]) -> Result<serde_json::Value, ParseError> {
 }
 
 macro_rules! entries {
-    ($($ty:ident),+ $(,)?) => {
-        /// Every schema with a Rust type.
-        pub const ENTRIES: &[Entry] = &[$(Entry {
+    ($(#[$doc:meta])* $list:ident: $($ty:ident),+ $(,)?) => {
+        $(#[$doc])*
+        pub const $list: &[Entry] = &[$(Entry {
             id: <$ty as Schema>::ID,
             rust_type: stringify!($ty),
             names: introspect::names::<$ty>,
@@ -69,6 +70,8 @@ macro_rules! entries {
 }
 
 entries!(
+    /// Every schema of the calling module with a Rust type.
+    ENTRIES:
     CallStatus,
     CallRecord,
     CallInitiateRequest,
@@ -92,10 +95,36 @@ entries!(
     CallErrorNotification,
 );
 
+entries!(
+    /// Every schema of the messaging module with a Rust type.
+    MESSAGING_ENTRIES:
+    MessageRecord,
+    ConversationState,
+    MessageSendRequest,
+    MessageReadRequest,
+    MessageDeleteRequest,
+    MessageHistoryRequest,
+    MessageRetentionRequest,
+    MessageDeliver,
+    MessageDelivered,
+    MessageReadReceipt,
+    MessageDeletedSignal,
+    MessageSentNotification,
+    MessageReceivedNotification,
+    MessageDeliveredNotification,
+    MessageReadNotification,
+    MessageDeletedNotification,
+    MessageHistoryNotification,
+    MessageRetentionNotification,
+    MessageErrorNotification,
+);
+
 /// Named sub-schemas (`common.json#/$defs/<name>`) that are objects with their own Rust type.
 pub fn component_names(def: &str) -> Option<Vec<&'static str>> {
     match def {
         "peer_profile" => Some(introspect::names::<PeerProfile>()),
+        "history_item" => Some(introspect::names::<HistoryItem>()),
+        "seq_set" => Some(introspect::names::<SeqSet>()),
         _ => None,
     }
 }

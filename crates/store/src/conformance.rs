@@ -31,6 +31,7 @@ pub async fn run_all<S: Store>(s: &S) {
     compare_and_set(s).await;
     concurrent_writes_are_answered_one_by_one(s).await;
     delete_hides_and_keeps_a_tombstone(s).await;
+    keys_under_a_prefix(s).await;
     history_depth_is_kept(s).await;
     value_size_limit(s).await;
     invalid_keys_are_refused(s).await;
@@ -129,6 +130,31 @@ pub async fn delete_hides_and_keeps_a_tombstone<S: Store>(s: &S) {
     let h = kv.history("d").await.unwrap();
     assert_eq!(h.iter().map(|e| e.operation).collect::<Vec<_>>(), vec![Operation::Put, Operation::Delete]);
     assert!(kv.history("never").await.unwrap().is_empty());
+}
+
+/// `keys_under` lists the keys below one prefix token, sorted, and no others; a deleted key, if
+/// listed, reads as gone.
+pub async fn keys_under_a_prefix<S: Store>(s: &S) {
+    let kv = open(s, "conf_prefix", 1, 1024, None).await;
+    for k in ["c1.003", "c1.001", "c1.002", "c10.001", "c1", "c2.001", "b.c1.001"] {
+        kv.put(k, b("v")).await.unwrap();
+    }
+    kv.delete("c1.002").await.unwrap();
+    let listed = kv.keys_under("c1").await.unwrap();
+    let live: Vec<&str> = ["c1.001", "c1.003"].into();
+    let mut visible = Vec::new();
+    for k in &listed {
+        assert!(k.starts_with("c1."), "{k} is not under c1");
+        if kv.get(k).await.unwrap().is_some() {
+            visible.push(k.as_str());
+        }
+    }
+    assert_eq!(visible, live);
+    let mut sorted = listed.clone();
+    sorted.sort();
+    assert_eq!(listed, sorted, "keys_under is sorted");
+    assert!(kv.keys_under("c3").await.unwrap().is_empty());
+    assert!(kv.keys_under("c1.>").await.is_err(), "a pattern is not a prefix");
 }
 
 /// A bucket keeps the configured number of revisions per key, the newest ones.

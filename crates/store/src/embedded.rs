@@ -537,6 +537,28 @@ impl Kv for EmbeddedKv {
         .await
     }
 
+    async fn keys_under(&self, prefix: &str) -> Result<Vec<String>, KvError> {
+        check_key(prefix)?;
+        let start = format!("{prefix}.");
+        // A read transaction, inline as `get`: a range of the prefix's keys only.
+        let r = self.inner.db.begin_read().map_err(backend)?;
+        let t = r.open_table(TableDefinition::<&str, &[u8]>::new(&self.table)).map_err(backend)?;
+        let now = SystemTime::now();
+        let mut keys = Vec::new();
+        for row in t.range(start.as_str()..).map_err(backend)? {
+            let (k, v) = row.map_err(backend)?;
+            if !k.value().starts_with(&start) {
+                break;
+            }
+            let mut hist = codec::decode_history(v.value())?;
+            prune(&mut hist, &self.config, now);
+            if hist.last().is_some_and(|e| e.operation == Operation::Put) {
+                keys.push(k.value().to_owned());
+            }
+        }
+        Ok(keys)
+    }
+
     async fn history(&self, key: &str) -> Result<Vec<Entry>, KvError> {
         check_key(key)?;
         Ok(self.history_now(key)?.iter().map(|e| e.entry(key)).collect())

@@ -147,6 +147,11 @@ pub trait Kv: Send + Sync + 'static {
     /// Keys holding live values, sorted.
     fn keys(&self) -> impl Future<Output = Result<Vec<String>, KvError>> + Send;
 
+    /// Keys under `prefix` (the keys `prefix.>`), sorted: every one holding a live value, and on
+    /// JetStream also those whose latest revision is a delete, which `get` shows as gone. It costs
+    /// what the prefix holds, not the whole bucket (a conversation's messages, not every one).
+    fn keys_under(&self, prefix: &str) -> impl Future<Output = Result<Vec<String>, KvError>> + Send;
+
     /// The revisions of `key` still kept, oldest first, tombstones included.
     fn history(&self, key: &str) -> impl Future<Output = Result<Vec<Entry>, KvError>> + Send;
 

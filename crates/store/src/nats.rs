@@ -134,6 +134,22 @@ impl Kv for NatsKv {
         Ok(keys)
     }
 
+    async fn keys_under(&self, prefix: &str) -> Result<Vec<String>, KvError> {
+        check_key(prefix)?;
+        // The stream's subjects under the prefix (one request, no consumer); a key whose latest
+        // message is a delete is listed too, and `get` shows it gone.
+        let filter = format!("{}{prefix}.>", self.store.prefix);
+        let mut info = self.store.stream.info_with_subjects(&filter).await.map_err(backend)?;
+        let mut keys = Vec::new();
+        while let Some(subject) = info.try_next().await.map_err(backend)? {
+            if let Some(key) = subject.0.strip_prefix(self.store.prefix.as_str()) {
+                keys.push(key.to_owned());
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
     async fn history(&self, key: &str) -> Result<Vec<Entry>, KvError> {
         check_key(key)?;
         if self.store.entry(key.to_owned()).await.map_err(backend)?.is_none() {

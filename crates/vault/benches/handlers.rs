@@ -41,6 +41,7 @@ fn input() -> HandlerInput {
             guid: peer,
             profile: PeerProfile { display_name: DisplayName::new("Bob").unwrap(), avatar_url: None },
         }),
+        page: None,
     }
 }
 

@@ -36,7 +36,7 @@ use callvault_bus::Bus;
 use callvault_crypto::{VaultKey, giftwrap};
 use callvault_kernel::{
     EntityKey, EntityState, Event, HandlerId, HandlerSpec, Index, Input, Json, Manifest, Meta, Outcome, OutputItem,
-    Tag, WireMessage,
+    Page, PageRecord, PageSpec, Tag, WireMessage,
 };
 use callvault_protocol::calling::CallRecord;
 use callvault_protocol::family::{FamilySubject, Pattern, Space};
@@ -63,7 +63,7 @@ static REFUSALS: RateLimitedLog = RateLimitedLog::per_second(10);
 /// How a vault behaves.
 #[derive(Debug, Clone)]
 pub struct VaultOptions {
-    /// Ring timeout (seed: 60 s), given to every family in its settings (`ring_timeout_secs`).
+    /// Ring timeout (seed: 60 s), given to the `call` family in its settings (`ring_timeout_secs`).
     pub ring_timeout: Duration,
     /// How long after a timer's handler failed (or left its deadline standing) the timer fires
     /// again.
@@ -402,7 +402,8 @@ pub struct Vault<B: Bus + Clone, K: Kv + Clone> {
     /// Seal-layer conversation keys with peer vaults (one ECDH per peer, not per message).
     seal_keys: giftwrap::SealKeys,
     /// The settings every family's handlers get (`ring_timeout_secs`), made once.
-    family_config: Option<Json>,
+    /// Each family's settings from the vault's options, by family name.
+    family_config: BTreeMap<String, Json>,
     /// Messages sent at least once and not yet acknowledged, by outbox key.
     outbox: std::sync::Mutex<BTreeMap<String, OutboxEntry>>,
 }
@@ -524,7 +525,11 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             installed_tx,
             serving: tokio::sync::watch::channel(false).0,
             seal_keys: giftwrap::SealKeys::new(),
-            family_config: Json::of(&serde_json::json!({"ring_timeout_secs": options.ring_timeout.as_secs()})).ok(),
+            family_config: Json::of(&serde_json::json!({"ring_timeout_secs": options.ring_timeout.as_secs()}))
+                .ok()
+                .map(|c| ("call".to_owned(), c))
+                .into_iter()
+                .collect(),
             options,
             outbox: std::sync::Mutex::new(BTreeMap::new()),
         };
@@ -1136,6 +1141,55 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         }
     }
 
+    /// The page of `entity`'s item records `spec` asks for: after the event's cursor, in key
+    /// order, up to the spec's count and bytes (and the event's smaller limit).
+    async fn read_page(&self, spec: &PageSpec, entity: &EntityKey, event: &Event) -> Result<Page, VaultError> {
+        let Some(bucket) = self.buckets.by_name.get(&spec.bucket) else { return Ok(Page::default()) };
+        let json = match event {
+            Event::App(w) | Event::Peer(w) => Some(w.value()),
+            Event::Timer | Event::Restore => None,
+        };
+        let field = |name: &Option<String>| name.as_ref().zip(json.as_ref()).and_then(|(f, j)| j.get(f).cloned());
+        let cursor = field(&spec.cursor_field).and_then(|v| v.as_str().map(str::to_owned));
+        let limit = field(&spec.limit_field)
+            .and_then(|v| v.as_u64())
+            .map_or(spec.limit, |l| u32::try_from(l).unwrap_or(u32::MAX).clamp(1, spec.limit));
+        let prefix = format!("{entity}.");
+        let mut keys = bucket.keys_under(entity.as_str()).await?;
+        if spec.newest_first {
+            keys.reverse();
+        }
+        let after = |k: &String| match &cursor {
+            None => true,
+            Some(c) => {
+                let item = k.strip_prefix(&prefix).unwrap_or(k);
+                if spec.newest_first { item < c.as_str() } else { item > c.as_str() }
+            }
+        };
+        let mut page = Page::default();
+        let mut bytes = 0usize;
+        let max_bytes = usize::try_from(spec.max_bytes).unwrap_or(usize::MAX);
+        for key in keys.iter().filter(|k| after(k)) {
+            if page.records.len() >= usize::try_from(limit).unwrap_or(usize::MAX) {
+                page.more = true;
+                break;
+            }
+            let Some(e) = bucket.get(key).await? else { continue };
+            let Some(item) = key.strip_prefix(&prefix).and_then(|i| EntityKey::parse(i).ok()) else { continue };
+            let raw = std::str::from_utf8(&e.value)
+                .ok()
+                .and_then(|t| serde_json::value::RawValue::from_string(t.to_owned()).ok());
+            let Some(raw) = raw else { continue };
+            if !page.records.is_empty() && bytes.saturating_add(e.value.len()) > max_bytes {
+                page.more = true;
+                break;
+            }
+            bytes = bytes.saturating_add(e.value.len());
+            page.records.push(PageRecord { item, value: Json(raw) });
+        }
+        Ok(page)
+    }
+
     async fn active_connection(&self, peer: Option<&Guid>) -> Result<Option<Connection>, VaultError> {
         let Some(g) = peer else { return Ok(None) };
         Ok(connections::get(&self.buckets.connections, g)
@@ -1207,6 +1261,10 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
                 states.push(s);
             }
         }
+        let page = match &job.spec.page {
+            Some(spec) => Some(self.read_page(spec, &job.entity, &job.event).await?),
+            None => None,
+        };
         // A peer's message its family sends at least once is acknowledged once handled.
         let ack_of = match &job.event {
             Event::Peer(w) if family.manifest.reliable.iter().any(|k| k.as_str() == w.kind) => Some(w.clone()),
@@ -1218,12 +1276,13 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             handler: job.spec.name.as_str().to_owned(),
             local: self.guid.clone(),
             now: t,
-            config: self.family_config.clone(),
+            config: self.family_config.get(fname).cloned(),
             event: job.event,
             entity: job.entity.clone(),
             states,
             counts,
             connection: connection.as_ref().map(Connection::info),
+            page,
         };
         let id = HandlerId::new(fname, job.spec.name.as_str());
         let started = std::time::Instant::now();
@@ -1328,6 +1387,12 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
                         &r.key != entity
                             || !m.records.contains(&r.bucket)
                             || !self.buckets.by_name.contains_key(&r.bucket)
+                            || r.value.as_ref().is_some_and(|v| {
+                                self.buckets
+                                    .by_name
+                                    .get(&r.bucket)
+                                    .is_none_or(|b| v.get().len() > b.config().max_value_size)
+                            })
                     }) {
                         return refuse("a record for a bucket or key it may not write");
                     }
@@ -1404,7 +1469,14 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         };
         let record_writes = futures_util::future::try_join_all(records.iter().filter_map(|r| {
             let bucket = self.buckets.by_name.get(&r.bucket)?;
-            Some(bucket.put(r.key.as_str(), Bytes::copy_from_slice(r.value.get().as_bytes())))
+            let key = r.store_key();
+            let value = r.value.as_ref().map(|v| Bytes::copy_from_slice(v.get().as_bytes()));
+            Some(async move {
+                match value {
+                    Some(v) => bucket.put(&key, v).await.map(|_| ()),
+                    None => bucket.delete(&key).await,
+                }
+            })
         }));
         // At once: the embedded store commits them together (one fsync), JetStream takes
         // them in one round trip.

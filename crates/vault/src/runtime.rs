@@ -20,8 +20,12 @@ use wasmi::{Caller, Config, Engine, Linker, Module, Store, StoreLimits, StoreLim
 /// The built-in `call` family's module, built from `crates/handlers` by this crate's build script.
 pub const BUILTIN_MODULE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/callvault_handlers.wasm"));
 
+/// The built-in `message` family's module, built from `crates/message` by this crate's build
+/// script.
+pub const MESSAGE_MODULE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/callvault_message.wasm"));
+
 /// The modules of the families built into this callvault.
-pub const BUILTIN_FAMILIES: &[&[u8]] = &[BUILTIN_MODULE];
+pub const BUILTIN_FAMILIES: &[&[u8]] = &[BUILTIN_MODULE, MESSAGE_MODULE];
 
 /// The built-in families' manifests (read from their modules once).
 pub fn builtin_manifests() -> &'static [(Manifest, &'static [u8])] {

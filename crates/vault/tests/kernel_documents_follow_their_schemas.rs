@@ -67,7 +67,7 @@ fn every_manifest_follows_the_schema_and_both_refuse_the_same_mutations() {
     let mut manifests: Vec<Manifest> = builtin_manifests().iter().map(|(m, _)| m.clone()).collect();
     manifests.push(rt.manifest_of(PROBE_V1).unwrap());
     manifests.push(rt.manifest_of(PROBE_V2).unwrap());
-    assert_eq!(manifests.len(), 3);
+    assert_eq!(manifests.len(), 4, "call, message, probe v1 and v2");
     for m in &manifests {
         let doc = serde_json::to_value(m).unwrap();
         assert!(v.is_valid(&doc), "{}: {:?}", m.family, v.iter_errors(&doc).map(|e| e.to_string()).collect::<Vec<_>>());
@@ -93,6 +93,23 @@ fn every_manifest_follows_the_schema_and_both_refuse_the_same_mutations() {
         ("a context that is no tag", mutate(&|d| d["handlers"][0]["context"] = json!(["Not A Tag"])), false),
         ("an unknown peer policy", mutate(&|d| d["peers"] = json!("anyone")), false),
     ];
+    let message = serde_json::to_value(&manifests[1]).unwrap();
+    assert_eq!(message["family"], json!("message"));
+    let history = message["handlers"].as_array().unwrap().iter().position(|h| h["name"] == "history").unwrap();
+    let page = |f: &dyn Fn(&mut Value)| {
+        let mut d = message.clone();
+        f(&mut d["handlers"][history]["page"]);
+        d
+    };
+    let cases = cases.into_iter().chain([
+        ("the message family as is", message.clone(), true),
+        ("a page of no records", page(&|p| p["limit"] = json!(0)), false),
+        ("a page of 201 records", page(&|p| p["limit"] = json!(201)), false),
+        ("a page of 256 KiB", page(&|p| p["max_bytes"] = json!(262_144)), true),
+        ("a page past 256 KiB", page(&|p| p["max_bytes"] = json!(262_145)), false),
+        ("a page's unknown field", page(&|p| p["extra"] = json!(1)), false),
+        ("a page without its bucket", page(&|p| drop(p.as_object_mut().unwrap().remove("bucket"))), false),
+    ]);
     for (name, doc, valid) in cases {
         assert_eq!(v.is_valid(&doc), valid, "schema on {name}");
         assert_eq!(Manifest::parse(doc.to_string().as_bytes()).is_ok(), valid, "Manifest::parse on {name}");

@@ -47,6 +47,7 @@ impl MiniVault {
             states: self.calls.values().filter_map(abi::entity_state).collect(),
             counts: Default::default(),
             connection: Some(connection(self.peer, "Peer")),
+            page: None,
         }
     }
 

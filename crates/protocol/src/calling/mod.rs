@@ -10,8 +10,6 @@
 //! `timestamp` and the optional extension point `ext`; vault-to-vault messages add `from_guid`,
 //! notifications add `peer_guid`. Optional fields are omitted, never `null`.
 
-#[macro_use]
-mod macros;
 mod envelope;
 mod notification;
 mod peer;

@@ -8,39 +8,69 @@ use std::path::PathBuf;
 use jsonschema::{Registry, Validator};
 use serde_json::{Value, json};
 
+pub const ROOT: &str = "https://schemas.callvault.org/modules/";
+/// The calling module's base URL.
 pub const BASE: &str = "https://schemas.callvault.org/modules/calling/v1/";
 
 pub struct Schemas {
+    /// The module (`calling`, `messaging`).
+    pub module: &'static str,
+    /// Its base URL.
+    pub base: String,
     pub files: BTreeMap<String, Value>,
+    /// Other modules' files it refers to, by the relative path it uses (`../../calling/v1/common.json`).
+    pub foreign: BTreeMap<String, Value>,
     pub registry_file: Value,
     registry: Registry<'static>,
 }
 
-pub fn schema_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../protocol/schemas/modules/calling/v1")
+pub fn schema_dir(module: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../protocol/schemas/modules/{module}/v1"))
 }
 
-impl Schemas {
-    pub fn load() -> Self {
-        let mut files = BTreeMap::new();
-        let mut registry_file = Value::Null;
-        for entry in std::fs::read_dir(schema_dir()).expect("schema dir") {
-            let path = entry.unwrap().path();
-            let name = path.file_name().unwrap().to_str().unwrap().to_owned();
-            let value: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
-                .unwrap_or_else(|e| panic!("{name} is not JSON: {e}"));
-            if name == "_registry.json" {
-                registry_file = value;
-            } else {
-                files.insert(name, value);
-            }
+fn read_dir(module: &str) -> (BTreeMap<String, Value>, Value) {
+    let mut files = BTreeMap::new();
+    let mut registry_file = Value::Null;
+    for entry in std::fs::read_dir(schema_dir(module)).expect("schema dir") {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        let value: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+            .unwrap_or_else(|e| panic!("{name} is not JSON: {e}"));
+        if name == "_registry.json" {
+            registry_file = value;
+        } else {
+            files.insert(name, value);
         }
+    }
+    (files, registry_file)
+}
+
+/// The modules with schemas.
+pub const MODULES: &[&str] = &["calling", "messaging"];
+
+impl Schemas {
+    /// The calling module.
+    pub fn load() -> Self {
+        Self::load_module("calling")
+    }
+
+    /// One module, with the other modules' files registered for its cross-module `$ref`s.
+    pub fn load_module(module: &'static str) -> Self {
+        let (files, registry_file) = read_dir(module);
+        let base = format!("{ROOT}{module}/v1/");
         let mut builder = Registry::new();
         for (name, value) in &files {
-            builder = builder.add(format!("{BASE}{name}"), value.clone()).expect("add resource");
+            builder = builder.add(format!("{base}{name}"), value.clone()).expect("add resource");
+        }
+        let mut foreign = BTreeMap::new();
+        for other in MODULES.iter().filter(|m| **m != module) {
+            for (name, value) in read_dir(other).0 {
+                builder = builder.add(format!("{ROOT}{other}/v1/{name}"), value.clone()).expect("add resource");
+                foreign.insert(format!("../../{other}/v1/{name}"), value);
+            }
         }
         let registry = builder.prepare().expect("schemas form a valid registry");
-        Self { files, registry_file, registry }
+        Self { module, base, files, foreign, registry_file, registry }
     }
 
     /// A validator for `uri` (a file name, optionally with `#pointer`).
@@ -49,7 +79,7 @@ impl Schemas {
             .with_draft(jsonschema::Draft::Draft202012)
             .should_validate_formats(true)
             .with_registry(&self.registry)
-            .build(&json!({ "$ref": format!("{BASE}{uri}") }))
+            .build(&json!({ "$ref": format!("{}{uri}", self.base) }))
             .unwrap_or_else(|e| panic!("validator for {uri}: {e}"))
     }
 
@@ -64,7 +94,11 @@ impl Schemas {
             if !target_file.is_empty() {
                 file = target_file.to_owned();
             }
-            let doc = self.files.get(&file).unwrap_or_else(|| panic!("$ref to unknown file {file}"));
+            let doc = self
+                .files
+                .get(&file)
+                .or_else(|| self.foreign.get(&file))
+                .unwrap_or_else(|| panic!("$ref to unknown file {file}"));
             node = doc.pointer(pointer).unwrap_or_else(|| panic!("$ref {r} points nowhere"));
             name = Some(
                 pointer
@@ -104,14 +138,16 @@ pub const PUBLIC_KEY: &str = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=";
 /// A valid value for a named string definition or property.
 pub fn valid_string(name: &str) -> String {
     match name {
-        "guid" | "peer_guid" | "from_guid" => GUID.to_owned(),
+        "guid" | "peer_guid" | "from_guid" | "conversation" => GUID.to_owned(),
         "uuid" => UUID.to_owned(),
         "timestamp" => TIMESTAMP.to_owned(),
         "public_key" => PUBLIC_KEY.to_owned(),
         "signal_payload" => "c2VhbGVkLXBheWxvYWQ=".to_owned(),
         "display_name" => "Ada Lovelace".to_owned(),
         "avatar_url" => "https://example.org/ada.png".to_owned(),
-        "message" => "no call with that id".to_owned(),
+        "message" | "error_text" => "no call with that id".to_owned(),
+        "sealed_body" => "c2VhbGVkLWJvZHk=".to_owned(),
+        "item_key" => "1764000000000-o-42".to_owned(),
         other => panic!("no valid example string for {other}: add one"),
     }
 }

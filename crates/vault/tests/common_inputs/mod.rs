@@ -48,5 +48,6 @@ pub fn initiate_input(local: u8, peer: u8, connected: bool, now: Timestamp) -> H
         states: Vec::new(),
         counts: Default::default(),
         connection: connected.then(|| connection(peer, "Bob")),
+        page: None,
     }
 }

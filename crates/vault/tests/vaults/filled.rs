@@ -65,6 +65,7 @@ pub fn settled_call(local: &callvault_protocol::Guid, peer: &Connection, call: &
         states,
         counts: Default::default(),
         connection: Some(info.clone()),
+        page: None,
     };
     let req = json!({"type": "call.initiate", "message_id": id(1), "call_id": call, "timestamp": t.to_string(), "peer_guid": peer.guid.to_string(), "call_type": "audio"});
     let out = abi::run(&input(HandlerName::Initiate, Event::App(WireMessage::from_value("initiate", &req)), vec![]));
@@ -72,9 +73,10 @@ pub fn settled_call(local: &callvault_protocol::Guid, peer: &Connection, call: &
         out.outputs
             .iter()
             .find_map(|o| match o {
-                OutputItem::Store { state, records, .. } => {
-                    Some((state.get().to_owned(), records[0].value.get().to_owned()))
-                }
+                OutputItem::Store { state, records, .. } => Some((
+                    state.get().to_owned(),
+                    records[0].value.as_ref().map(|v| v.get().to_owned()).unwrap_or_default(),
+                )),
                 _ => None,
             })
             .unwrap()

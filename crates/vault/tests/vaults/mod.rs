@@ -34,6 +34,8 @@ pub struct User<B: Bus + Clone, K: Kv + Clone> {
     pub vault: Arc<Vault<B, K>>,
     pub delegation: Delegation,
     pub app: Subscription,
+    /// The app's view of the message family: `forApp.message.*`.
+    pub notes: Subscription,
     pub task: tokio::task::JoinHandle<Result<(), callvault_vault::manager::VaultError>>,
     pub identity: Arc<SecretIdentity>,
     pub vault_key_nsec: String,
@@ -117,6 +119,7 @@ pub async fn start<W: Backend>(
     let options = VaultOptions { naming, ..options };
     let vault = Arc::new(Vault::open(&store, w.bus().await, guid.clone(), vault_key, options).await.unwrap());
     let app = app_bus.subscribe(&format!("OwnerSpace.{guid}.forApp.call.*")).await.unwrap();
+    let notes = app_bus.subscribe(&format!("OwnerSpace.{guid}.forApp.message.*")).await.unwrap();
     app_bus.flush().await.unwrap();
     let running = vault.clone();
     let task = tokio::spawn(async move { running.run().await });
@@ -132,7 +135,7 @@ pub async fn start<W: Backend>(
         }
         assert!(tokio::time::Instant::now() < deadline, "the vault never started serving");
     }
-    let mut u = User { guid, vault, delegation, app, task, identity, vault_key_nsec };
+    let mut u = User { guid, vault, delegation, app, notes, task, identity, vault_key_nsec };
     while u.app.next_within(Duration::from_millis(50)).await.is_some() {} // drain the probes' errors
     u
 }
@@ -223,10 +226,10 @@ pub struct Stopped {
 
 /// Stops `u`'s vault (its task ends, its store is released).
 pub async fn stop_vault<B: Bus + Clone, K: Kv + Clone>(u: User<B, K>) -> Stopped {
-    let User { task, vault, identity, vault_key_nsec, delegation, app, .. } = u;
+    let User { task, vault, identity, vault_key_nsec, delegation, app, notes, .. } = u;
     task.abort();
     let _ = task.await;
-    drop((vault, app));
+    drop((vault, app, notes));
     Stopped { identity, key: SecretIdentity::parse(&vault_key_nsec).unwrap(), delegation }
 }
 

@@ -1,4 +1,31 @@
-//! Macros that keep every message type's common header in one place.
+//! Macros that keep every message type's common header in one place, and the wire enums.
+
+/// An enum of wire strings, with `ALL`, `as_str` and `Display`.
+macro_rules! wire_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $wire:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        pub enum $name {
+            $($(#[$vdoc])* #[serde(rename = $wire)] $variant),+
+        }
+
+        impl $name {
+            /// Every value, in schema order.
+            pub const ALL: &'static [Self] = &[$(Self::$variant),+];
+
+            /// The wire spelling.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $wire),+ }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
 
 macro_rules! wire_tags {
     ($($(#[$doc:meta])* $name:ident = $wire:literal),+ $(,)?) => {$(
@@ -42,13 +69,30 @@ macro_rules! message {
             $($(#[$odoc:meta])* $opt:ident : $oty:ty,)*
         }
     ) => {
+        message! {
+            $(#[$doc])*
+            $name, tag calling::$tag, schema $id $(, check $check)? {
+                $($(#[$rdoc])* $req : $rty,)*
+            } optional {
+                $($(#[$odoc])* $opt : $oty,)*
+            }
+        }
+    };
+    (
+        $(#[$doc:meta])*
+        $name:ident, tag $module:ident :: $tag:ident, schema $id:literal $(, check $check:path)? {
+            $($(#[$rdoc:meta])* $req:ident : $rty:ty,)*
+        } optional {
+            $($(#[$odoc:meta])* $opt:ident : $oty:ty,)*
+        }
+    ) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
         #[serde(deny_unknown_fields)]
         pub struct $name {
             /// The `type` field.
             #[serde(rename = "type")]
-            pub kind: $crate::calling::tags::$tag,
+            pub kind: $crate::$module::tags::$tag,
             /// Unique per message; receivers drop one they have seen.
             pub message_id: $crate::MessageId,
             /// When the sender created the message.

@@ -1,0 +1,152 @@
+//! What the message family stores: one [`MessageRecord`] per message (`messages` bucket, key
+//! `<conversation>.<item>`) and one [`ConversationState`] per conversation (the kernel's entity
+//! state, `handler-state` key `message.<conversation>`).
+
+use serde::{Deserialize, Serialize};
+
+use super::{RetentionDays, SealedBody, Seq};
+use crate::fields::{Direction, Extensions, at_most, present, uint};
+
+/// The largest seq (2^53 - 1, exact in JSON).
+const SEQ: u64 = (1 << 53) - 1;
+/// The largest time in ms a record key can hold (13 digits).
+const MS: u64 = 9_999_999_999_999;
+use crate::{MessageId, Timestamp};
+
+/// One message as one vault keeps it: sealed, so the vault cannot read it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageRecord {
+    /// The message_id its sender's app gave it.
+    pub message_id: MessageId,
+    /// Own or the peer's.
+    pub direction: Direction,
+    /// Its number in its sender's conversation.
+    pub seq: Seq,
+    /// When its sender's vault took it.
+    pub sent_at: Timestamp,
+    /// The text, sealed app to app.
+    pub body: SealedBody,
+    /// Extension point for additive v1 fields.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub ext: Option<Extensions>,
+}
+
+impl crate::registry::Schema for MessageRecord {
+    const ID: &'static str = "messaging/v1/message-record";
+}
+
+/// The most numbers a [`SeqSet`] keeps above its contiguous run: a peer's messages may arrive out
+/// of order by at most this many (the sender's outbox holds at most 10 000 unacknowledged).
+pub const MAX_SEQ_GAP: u64 = 10_000;
+
+/// A set of message numbers: all up to `through`, and those in `above`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeqSet {
+    /// Every number from 1 to this is in the set.
+    #[serde(deserialize_with = "uint::<_, SEQ>")]
+    pub through: u64,
+    /// Numbers past `through + 1` in the set, ascending (at most [`MAX_SEQ_GAP`]).
+    #[serde(default, deserialize_with = "seqs", skip_serializing_if = "Vec::is_empty")]
+    pub above: Vec<u64>,
+}
+
+fn seqs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
+    let v: Vec<super::Seq> = at_most::<_, _, 10_000>(d)?;
+    Ok(v.into_iter().map(super::Seq::get).collect())
+}
+
+impl SeqSet {
+    /// Whether `n` is in the set.
+    pub fn contains(&self, n: u64) -> bool {
+        n <= self.through || self.above.binary_search(&n).is_ok()
+    }
+
+    /// Whether `n` may be added (not past the gap bound).
+    pub fn within_reach(&self, n: u64) -> bool {
+        n <= self.through.saturating_add(MAX_SEQ_GAP)
+    }
+
+    /// Adds `n`; false if it was in the set already or is out of reach.
+    pub fn insert(&mut self, n: u64) -> bool {
+        if n == 0 || self.contains(n) || !self.within_reach(n) {
+            return false;
+        }
+        if let Err(at) = self.above.binary_search(&n) {
+            self.above.insert(at, n);
+        }
+        while self.above.first() == Some(&self.through.saturating_add(1)) {
+            self.above.remove(0);
+            self.through = self.through.saturating_add(1);
+        }
+        true
+    }
+}
+
+/// One conversation as its vault's message family keeps it: numbering, receipts, settings. No
+/// text: that is in the sealed records.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConversationState {
+    /// The last number given to one's own message.
+    #[serde(deserialize_with = "uint::<_, SEQ>")]
+    pub last_seq: u64,
+    /// When one's last message was taken, ms since the Unix epoch (`sent_at` only grows).
+    #[serde(deserialize_with = "uint::<_, MS>")]
+    pub last_sent_ms: u64,
+    /// The peer's messages stored (or deleted for both before they came).
+    #[serde(deserialize_with = "crate::fields::object")]
+    pub received: SeqSet,
+    /// One's messages the peer's vault stored.
+    #[serde(deserialize_with = "crate::fields::object")]
+    pub delivered: SeqSet,
+    /// One's messages the peer read, up to this number.
+    #[serde(deserialize_with = "uint::<_, SEQ>")]
+    pub read_by_peer: u64,
+    /// The peer's messages one's apps showed, up to this number.
+    #[serde(deserialize_with = "uint::<_, SEQ>")]
+    pub read_by_me: u64,
+    /// The last message_ids one's apps sent, newest last, at most [`RECENT`] (a repeat is a
+    /// duplicate).
+    #[serde(default, deserialize_with = "at_most::<_, _, RECENT>", skip_serializing_if = "Vec::is_empty")]
+    pub recent: Vec<MessageId>,
+    /// Keep messages this many days (else the bucket's 90).
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<RetentionDays>,
+    /// When the oldest kept message was sent, ms since the Unix epoch (for retention's timer).
+    #[serde(default, deserialize_with = "oldest", skip_serializing_if = "Option::is_none")]
+    pub oldest_ms: Option<u64>,
+}
+
+/// How many of one's recent message_ids a conversation keeps to drop repeats.
+pub const RECENT: usize = 64;
+
+fn oldest<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    uint::<_, MS>(d).map(Some)
+}
+
+impl crate::registry::Schema for ConversationState {
+    const ID: &'static str = "messaging/v1/conversation-state";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seq_set_closes_its_gaps() {
+        let mut s = SeqSet::default();
+        assert!(s.insert(2));
+        assert!(s.insert(4));
+        assert!(!s.insert(2));
+        assert_eq!((s.through, s.above.clone()), (0, vec![2, 4]));
+        assert!(s.insert(1));
+        assert_eq!((s.through, s.above.clone()), (2, vec![4]));
+        assert!(s.insert(3));
+        assert_eq!((s.through, s.above.clone()), (4, vec![]));
+        assert!(!s.insert(4 + MAX_SEQ_GAP + 1), "past the gap bound");
+        assert!(s.insert(4 + MAX_SEQ_GAP));
+        assert!(!s.insert(0));
+    }
+}
