@@ -112,6 +112,25 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
+    /// Send a message to a connection (by guid or display name), sealed so only the two of you
+    /// can read it.
+    Message {
+        /// Guid or display name.
+        peer: String,
+        /// The text (at most 16 384 bytes).
+        text: String,
+        /// Seconds to wait for the peer's vault to store it.
+        #[arg(long, default_value_t = 5)]
+        wait: u64,
+    },
+    /// Your conversation with a connection, newest last (marks their messages read).
+    Messages {
+        /// Guid or display name.
+        peer: String,
+        /// How many, the newest.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
     /// List the protocol schemas this build speaks (schema id and Rust type).
     Schemas,
 }
@@ -250,10 +269,13 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Some(Command::Reject { call_id, wait }) => user::reject(&home, call_id.as_deref(), secs(wait)).await?,
         Some(Command::Hangup { call_id }) => user::hangup(&home, call_id.as_deref()).await?,
         Some(Command::History { limit }) => user::history(&home, limit).await?,
+        Some(Command::Message { peer, text, wait }) => user::message(&home, &peer, &text, secs(wait)).await?,
+        Some(Command::Messages { peer, limit }) => user::messages(&home, &peer, limit).await?,
         Some(Command::Schemas) => {
             use std::io::Write;
             let mut out = std::io::stdout().lock();
-            for e in callvault_protocol::registry::ENTRIES {
+            for e in callvault_protocol::registry::ENTRIES.iter().chain(callvault_protocol::registry::MESSAGING_ENTRIES)
+            {
                 writeln!(out, "{}\t{}", e.id, e.rust_type)?;
             }
         }

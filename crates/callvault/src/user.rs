@@ -1,5 +1,5 @@
 //! The user commands: `id`, `invite`, `connect`, `connections`, `call`, `answer`, `reject`,
-//! `hangup`, `history`. Each connects to the server as the user's app, does one thing, and prints
+//! `hangup`, `history`, `message`, `messages`. Each connects to the server as the user's app, does one thing, and prints
 //! it for humans (or as one JSON object with `--json`).
 
 use std::io::Write;
@@ -444,6 +444,84 @@ pub(crate) async fn history(home: &Home, limit: usize) -> anyhow::Result<()> {
                 format!("{:?}", r.status).to_lowercase(),
                 r.call_id
             ));
+        }
+    }
+    c.close().await;
+    Ok(())
+}
+
+/// The connection named `peer` (guid or display name): its guid, name and identity key.
+async fn conversation_with(
+    c: &mut Client,
+    peer: &str,
+) -> anyhow::Result<(Guid, String, callvault_crypto::PublicIdentity)> {
+    let guid = resolve_peer(c, peer).await?;
+    let list = c.connections().await?;
+    let found = list.iter().find(|x| x.guid == guid).ok_or(ClientError::NotConnected)?;
+    let key = callvault_crypto::PublicIdentity::parse(&found.user_key).map_err(|_| anyhow!("bad key for {peer}"))?;
+    Ok((guid, found.display_name.as_str().to_owned(), key))
+}
+
+/// `message PEER TEXT`: sends a message, sealed to the peer; waits `wait` for the peer's vault
+/// to store it.
+pub(crate) async fn message(home: &Home, peer: &str, text: &str, wait: Duration) -> anyhow::Result<()> {
+    let mut c = home.client().await?;
+    let (guid, name, key) = conversation_with(&mut c, peer).await?;
+    let sent = c.send_message(&guid, &key, text).await?;
+    let seq = sent.payload.get("seq").and_then(serde_json::Value::as_u64).unwrap_or(0);
+    let delivered = !wait.is_zero()
+        && c.wait_for(wait, "the delivery receipt", |e| {
+            e.kind == "message.delivered"
+                && e.payload.get("conversation").and_then(serde_json::Value::as_str) == Some(guid.as_str())
+                && e.payload.get("seq").and_then(serde_json::Value::as_u64) == Some(seq)
+        })
+        .await
+        .is_ok();
+    let status = if delivered { "delivered" } else { "sent" };
+    home.print(
+        &format!("{status} to {name}"),
+        json!({"to": name, "item": sent.payload.get("item"), "seq": seq, "status": status}),
+    );
+    c.close().await;
+    Ok(())
+}
+
+/// `messages PEER`: the conversation, newest last, by names; marks the peer's messages read.
+pub(crate) async fn messages(home: &Home, peer: &str, limit: usize) -> anyhow::Result<()> {
+    let mut c = home.client().await?;
+    let (guid, name, key) = conversation_with(&mut c, peer).await?;
+    let mut shown = Vec::new();
+    let mut before: Option<String> = None;
+    while shown.len() < limit {
+        let want = u32::try_from(limit.saturating_sub(shown.len())).unwrap_or(50).min(50);
+        let (page, more) = c.messages(&guid, &key, want, before.as_deref()).await?;
+        before = page.last().map(|m| m.item.clone());
+        shown.extend(page);
+        if !more {
+            break;
+        }
+    }
+    shown.reverse();
+    let me = home.display_name();
+    if let Some(newest) = shown.iter().rev().find(|m| !m.outgoing) {
+        c.mark_read(&guid, newest.seq).await?;
+    }
+    if home.json {
+        let list: Vec<_> = shown
+            .iter()
+            .map(|m| {
+                json!({"from": if m.outgoing { &me } else { &name }, "outgoing": m.outgoing, "text": m.text,
+                    "sent_at": m.sent_at, "status": m.status, "item": m.item, "seq": m.seq})
+            })
+            .collect();
+        out(&json!({"with": name, "messages": list}).to_string());
+    } else if shown.is_empty() {
+        out(&format!("no messages with {name} yet: `callvault message {name} <text>`"));
+    } else {
+        for m in &shown {
+            let who = if m.outgoing { &me } else { &name };
+            let status = if m.outgoing { format!("  ({})", m.status) } else { String::new() };
+            out(&format!("{}  {who}: {}{status}", m.sent_at, m.text));
         }
     }
     c.close().await;

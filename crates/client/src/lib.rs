@@ -18,7 +18,8 @@ use callvault_crypto::{Delegation, PublicIdentity, SecretIdentity, seal};
 use callvault_protocol::app::ConnectionSummary;
 use callvault_protocol::app::{AUTH_KIND, AppErrorCode, AppFrame, ServerFrame, TurnCredentials};
 use callvault_protocol::calling::CallRecord;
-use callvault_protocol::fields::{CallType, DisplayName, SignalPayload, SignalType};
+use callvault_protocol::fields::{CallType, Direction, DisplayName, SignalPayload, SignalType};
+use callvault_protocol::messaging::{MessageHistoryNotification, MessageStatus, SealedBody};
 use callvault_protocol::{CallId, Guid, KeyId, MessageId, Timestamp};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
@@ -27,6 +28,23 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// One message of a conversation, opened.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ShownMessage {
+    /// Its key in the conversation (to delete it, or to page before it).
+    pub item: String,
+    /// One's own.
+    pub outgoing: bool,
+    /// Its number in its sender's conversation.
+    pub seq: u64,
+    /// When its sender's vault took it.
+    pub sent_at: Timestamp,
+    /// Sent, delivered, read, received.
+    pub status: MessageStatus,
+    /// The text (or a note that it cannot be decrypted).
+    pub text: String,
+}
 
 /// How long a request waits for its answer by default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -58,6 +76,9 @@ pub enum ClientError {
         /// Why.
         message: String,
     },
+    /// A message longer than the protocol takes (16 384 bytes of text).
+    #[error("the message is longer than 16 384 bytes of text")]
+    TooLarge,
     /// The peer is not among the user's connections.
     #[error("not connected to that peer")]
     NotConnected,
@@ -340,11 +361,26 @@ impl Client {
     async fn request(
         &mut self,
         kind: &str,
-        mut body: Value,
+        body: Value,
         kinds: &'static [&'static str],
         call_id: Option<&CallId>,
     ) -> Result<AppEvent, ClientError> {
-        let id = new_message_id();
+        self.request_with(kind, body, new_message_id(), kinds, call_id).await
+    }
+
+    /// [`Self::request`] with a `message_id` chosen by the caller (a sealed body is bound to it).
+    async fn request_as(&mut self, kind: &str, body: Value, id: MessageId) -> Result<AppEvent, ClientError> {
+        self.request_with(kind, body, id, &[], None).await
+    }
+
+    async fn request_with(
+        &mut self,
+        kind: &str,
+        mut body: Value,
+        id: MessageId,
+        kinds: &'static [&'static str],
+        call_id: Option<&CallId>,
+    ) -> Result<AppEvent, ClientError> {
         if let Some(o) = body.as_object_mut() {
             o.insert("message_id".into(), id.to_string().into());
             o.insert("timestamp".into(), now().to_string().into());
@@ -364,6 +400,7 @@ impl Client {
             let message = e.payload.get("message").and_then(Value::as_str).unwrap_or_default().to_owned();
             return Err(match code.as_str() {
                 "not_connected" => ClientError::NotConnected,
+                "too_large" => ClientError::TooLarge,
                 "unknown_call" => ClientError::CallNotFound,
                 _ => ClientError::Vault { code, message },
             });
@@ -457,6 +494,85 @@ impl Client {
         let body = seal::open_signal(&self.identity, peer, &call_id, signal_type, &payload)
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
         Ok((signal_type, body.to_vec()))
+    }
+
+    /// Seals `text` to `peer` (whose identity key is `key`) and sends it; returns the vault's
+    /// `message.sent` (its `item`, `seq`, `sent_at`).
+    pub async fn send_message(
+        &mut self,
+        peer: &Guid,
+        key: &PublicIdentity,
+        text: &str,
+    ) -> Result<AppEvent, ClientError> {
+        let id = new_message_id();
+        let body = seal::seal_message(&self.identity, key, &id, text).map_err(|e| match e {
+            seal::SealError::TooLarge(_) => ClientError::TooLarge,
+            other => ClientError::Protocol(other.to_string()),
+        })?;
+        let req = json!({"type": "message.send", "conversation": peer, "body": body});
+        self.request_as("message.send", req, id).await
+    }
+
+    /// Opens a sealed body of the conversation with `key`, bound to `sent_message_id`.
+    pub fn open_message(&self, key: &PublicIdentity, sent_message_id: &str, body: &str) -> Result<String, ClientError> {
+        let bad = |e: &dyn std::fmt::Display| ClientError::Protocol(format!("message body: {e}"));
+        let id = MessageId::parse(sent_message_id).map_err(|e| bad(&e))?;
+        let body = SealedBody::new(body).map_err(|e| bad(&e))?;
+        let text = seal::open_message(&self.identity, key, &id, &body).map_err(|e| bad(&e))?;
+        Ok(text.as_str().to_owned())
+    }
+
+    /// A page of the conversation with `peer`, newest first, opened; `before` is the last
+    /// page's oldest item.
+    pub async fn messages(
+        &mut self,
+        peer: &Guid,
+        key: &PublicIdentity,
+        limit: u32,
+        before: Option<&str>,
+    ) -> Result<(Vec<ShownMessage>, bool), ClientError> {
+        let mut req = json!({"type": "message.history", "conversation": peer, "limit": limit.clamp(1, 50)});
+        if let (Some(b), Some(o)) = (before, req.as_object_mut()) {
+            o.insert("before".into(), json!(b));
+        }
+        let e = self.request("message.history", req, &[], None).await?;
+        let page: MessageHistoryNotification =
+            serde_json::from_value(e.payload).map_err(|e| ClientError::Protocol(format!("message.history: {e}")))?;
+        let shown = page
+            .messages
+            .into_iter()
+            .map(|m| {
+                let text = self.open_message(key, m.sent_message_id.as_str(), m.body.as_str());
+                ShownMessage {
+                    item: m.item.to_string(),
+                    outgoing: m.direction == Direction::Outgoing,
+                    seq: m.seq.get(),
+                    sent_at: m.sent_at,
+                    status: m.status,
+                    text: text.unwrap_or_else(|_| "(cannot be decrypted)".into()),
+                }
+            })
+            .collect();
+        Ok((shown, page.more))
+    }
+
+    /// Tells the vault (and the peer) that the peer's messages up to `seq` were shown.
+    pub async fn mark_read(&mut self, peer: &Guid, seq: u64) -> Result<(), ClientError> {
+        let req = json!({"type": "message.read", "message_id": new_message_id(), "timestamp": now().to_string(),
+            "conversation": peer, "seq": seq});
+        self.publish("message.read", req).await
+    }
+
+    /// Deletes a message here, and with `for_both` (one's own) at the peer.
+    pub async fn delete_message(&mut self, peer: &Guid, item: &str, for_both: bool) -> Result<(), ClientError> {
+        let req = json!({"type": "message.delete", "conversation": peer, "item": item, "for_both": for_both});
+        self.request("message.delete", req, &[], None).await.map(|_| ())
+    }
+
+    /// Keeps the conversation with `peer` only `days` days (1 to 90).
+    pub async fn set_retention(&mut self, peer: &Guid, days: u16) -> Result<(), ClientError> {
+        let req = json!({"type": "message.retention", "conversation": peer, "days": days});
+        self.request("message.retention", req, &[], None).await.map(|_| ())
     }
 
     /// Revokes a connection.

@@ -60,6 +60,17 @@ impl NatsServer {
         Self::start_with(|s| s.write_config(&[], Some(authorization)))
     }
 
+    /// Starts a server that logs every message it carries, payload included: a capture of the
+    /// bus, for tests that what travels on it is sealed.
+    pub fn start_tracing() -> Self {
+        Self::start_with(|s| s.write_config(&[], Some("trace: true\nmax_traced_msg_len: 0")))
+    }
+
+    /// The directory with its configuration, log and JetStream store.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     fn start_with(configure: impl FnOnce(&Self)) -> Self {
         let binary = find_binary("nats-server", "CALLVAULT_NATS_SERVER", INSTALL);
         check_version(&binary);

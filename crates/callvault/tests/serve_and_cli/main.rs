@@ -1,6 +1,7 @@
 //! `callvault serve` as a process, driven by the `callvault` user commands as processes: register,
-//! invite/connect, call, answer, reject, hang up, history; on embedded defaults and on NATS with two
-//! `serve` processes; bad configuration; graceful shutdown.
+//! invite/connect, call, answer, reject, hang up, history, message, messages; on embedded defaults
+//! and on NATS with two `serve` processes; bad configuration; graceful shutdown; message texts
+//! in no store, bus capture or log.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -152,6 +153,51 @@ fn calls_through_the_cli(alice: &User, bob: &User, alice_guid: &str, bob_guid: &
     assert!(alice.fails(&["call", stranger, "--ring-wait", "5"]).contains("not connected"));
 }
 
+/// Messages both ways through the CLI: delivered, read when shown, by names, newest last.
+fn messages_through_the_cli(alice: &User, bob: &User, bob_guid: &str, texts: [&str; 3]) {
+    let sent = alice.ok(&["message", "Bob", texts[0]]);
+    assert_eq!(sent["status"], "delivered", "{sent}");
+    assert_eq!(sent["to"], "Bob");
+    let shown = bob.ok(&["messages", "Alice"]);
+    let list = shown["messages"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{shown}");
+    assert_eq!((list[0]["from"].as_str(), list[0]["text"].as_str()), (Some("Alice"), Some(texts[0])));
+    assert_eq!(bob.ok(&["message", "Alice", texts[1]])["status"], "delivered");
+    assert_eq!(alice.ok(&["message", bob_guid, texts[2]])["status"], "delivered");
+    // Bob's `messages` marked Alice's first read; her second is only delivered.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let list = loop {
+        let shown = alice.ok(&["messages", "Bob"]);
+        let list = shown["messages"].as_array().unwrap().clone();
+        if list[0]["status"] == "read" {
+            break list;
+        }
+        assert!(Instant::now() < deadline, "Bob's read receipt never came: {shown}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let said: Vec<(&str, &str)> =
+        list.iter().map(|m| (m["from"].as_str().unwrap(), m["text"].as_str().unwrap())).collect();
+    assert_eq!(said, [("Alice", texts[0]), ("Bob", texts[1]), ("Alice", texts[2])], "newest last");
+    assert_eq!(list[2]["status"], "delivered");
+    let human = Command::new(BIN)
+        .arg("--home")
+        .arg(alice.home.path())
+        .args(["--server", &alice.server, "messages", "Bob"])
+        .output()
+        .unwrap();
+    let human = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        human.contains(&format!("Bob: {}", texts[1])) && human.contains(&format!("Alice: {}", texts[2])),
+        "{human}"
+    );
+    assert!(!human.contains(bob_guid), "names, not guids: {human}");
+    // Past the largest text: refused with a clear error, nothing sent.
+    let long = "x".repeat(16_385);
+    assert!(alice.fails(&["message", "Bob", &long]).contains("longer than 16 384 bytes"));
+    let stranger = "0123456789abcdef0123456789abcdef01234567";
+    assert!(alice.fails(&["message", stranger, "hello?"]).contains("not connected"));
+}
+
 #[test]
 fn embedded_serve_carries_calls_driven_by_the_cli() {
     let dir = tempfile::tempdir().unwrap();
@@ -161,6 +207,7 @@ fn embedded_serve_carries_calls_driven_by_the_cli() {
     assert_eq!(alice.ok(&["id", "show"])["guid"], a.as_str());
     connect(&alice, &bob, &a, &b);
     calls_through_the_cli(&alice, &bob, &a, &b);
+    messages_through_the_cli(&alice, &bob, &b, ["hello Bob", "hello Alice", "how are you?"]);
     // The human-readable history names the call.
     let text = Command::new(BIN)
         .arg("--home")
@@ -208,6 +255,52 @@ fn two_serve_processes_on_one_nats_server_carry_a_call() {
     bob.ok(&["answer", "--wait", "20"]);
     assert!(wait_output(caller).status.success());
     assert_eq!(alice.ok(&["hangup"])["status"], "ended");
+}
+
+/// Every file under `dir` holding `needle`.
+fn files_holding(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)) {
+                found.push(p.display().to_string());
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn two_serve_processes_carry_messages_and_no_text_is_in_a_store_a_bus_capture_or_a_log() {
+    // The NATS server logs every payload it carries: a capture of the bus.
+    let nats = NatsServer::start_tracing();
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let logs = tempfile::tempdir().unwrap();
+    let (l1, l2) = (logs.path().join("s1.log"), logs.path().join("s2.log"));
+    let env = [("CALLVAULT_LOG", "debug")];
+    let s1 = Serve(ServeProcess::start_logging_to(Path::new(BIN), d1.path(), &["--nats", &nats.url()], &env, &l1));
+    let s2 = Serve(ServeProcess::start_logging_to(Path::new(BIN), d2.path(), &["--nats", &nats.url()], &env, &l2));
+    let (alice, a) = User::new("Alice", &s1);
+    let (bob, b) = User::new("Bob", &s2);
+    connect(&alice, &bob, &a, &b);
+    let texts = ["zebra-quartz-plaintext-1", "yellow-marble-plaintext-2", "xenon-violet-plaintext-3"];
+    messages_through_the_cli(&alice, &bob, &b, texts);
+    drop((s1, s2));
+    // The scan finds what it looks for: the apps' requests cross the bus as JSON (the trace
+    // quotes payloads as Go strings).
+    let capture = nats.dir();
+    let request = br#"\"type\":\"message.send\""#;
+    assert!(!files_holding(capture, request).is_empty(), "the capture has the requests: {}", nats.log().len());
+    for text in texts {
+        for place in [capture, d1.path(), d2.path(), logs.path()] {
+            let found = files_holding(place, text.as_bytes());
+            assert!(found.is_empty(), "{text:?} in {found:?}");
+        }
+    }
 }
 
 #[test]
