@@ -504,7 +504,19 @@ impl Client {
         key: &PublicIdentity,
         text: &str,
     ) -> Result<AppEvent, ClientError> {
-        let id = new_message_id();
+        self.send_message_as(peer, key, text, new_message_id()).await
+    }
+
+    /// [`Self::send_message`] with the `message_id` the app chose: sending again with the same
+    /// one after a lost answer (a dropped connection) is answered as the first was, and the
+    /// message is stored and delivered once.
+    pub async fn send_message_as(
+        &mut self,
+        peer: &Guid,
+        key: &PublicIdentity,
+        text: &str,
+        id: MessageId,
+    ) -> Result<AppEvent, ClientError> {
         let body = seal::seal_message(&self.identity, key, &id, text).map_err(|e| match e {
             seal::SealError::TooLarge(_) => ClientError::TooLarge,
             other => ClientError::Protocol(other.to_string()),

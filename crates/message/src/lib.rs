@@ -28,7 +28,7 @@ use callvault_protocol::messaging::{
     MessageDeliver, MessageDelivered, MessageDeliveredNotification, MessageHistoryNotification, MessageHistoryRequest,
     MessageReadNotification, MessageReadReceipt, MessageReadRequest, MessageReceivedNotification, MessageRecord,
     MessageRetentionNotification, MessageRetentionRequest, MessageSendRequest, MessageSentNotification, MessageStatus,
-    RECENT, Reader, SealedBody, Seq, Side, tags,
+    RECENT, Reader, RecentSend, SealedBody, Seq, Side, tags,
 };
 use callvault_protocol::registry::Schema;
 use callvault_protocol::{Guid, MessageId, Timestamp};
@@ -294,8 +294,21 @@ fn send(mut step: Step, input: &Input, w: &WireMessage) -> Handled {
     if input.connection.as_ref().is_none_or(|c| c.guid != req.conversation) || req.conversation != step.conversation {
         return Err(refused(ErrorCode::NotConnected, "the peer is not a connection"));
     }
-    if step.state.recent.contains(&req.message_id) {
-        return Err(quiet(Outcome::Duplicate));
+    if let Some(r) = step.state.recent.iter().find(|r| r.message_id == req.message_id) {
+        // A repeat (the app lost the answer): answered as the first was, nothing sent again.
+        let sent = MessageSentNotification {
+            kind: tags::Sent,
+            message_id: derive_id(&input.local, &req.message_id.to_bytes(), Purpose::Sent, 1),
+            timestamp: step.now,
+            in_reply_to: req.message_id.clone(),
+            conversation: step.conversation.clone(),
+            item: ItemKey::of(r.sent_ms, Side::Own, r.seq).map_err(internal)?,
+            seq: r.seq,
+            sent_at: at_ms(r.sent_ms),
+            body: None,
+            ext: None,
+        };
+        return Err(Output { outcome: Outcome::Duplicate, outputs: vec![OutputItem::Notify(wire("sent", &sent)?)] });
     }
     let n = step.state.last_seq.saturating_add(1);
     let number = seq(n)?;
@@ -313,7 +326,7 @@ fn send(mut step: Step, input: &Input, w: &WireMessage) -> Handled {
     step.record(&item, Some(&record))?;
     step.state.last_seq = n;
     step.state.last_sent_ms = sent_ms;
-    step.state.recent.push(req.message_id.clone());
+    step.state.recent.push(RecentSend { message_id: req.message_id.clone(), seq: number, sent_ms });
     if step.state.recent.len() > RECENT {
         step.state.recent.remove(0);
     }
@@ -340,7 +353,7 @@ fn send(mut step: Step, input: &Input, w: &WireMessage) -> Handled {
         item,
         seq: number,
         sent_at,
-        body: req.body,
+        body: Some(req.body),
         ext: None,
     };
     step.notify("sent", &sent)?;

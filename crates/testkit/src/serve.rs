@@ -84,6 +84,12 @@ impl ServeProcess {
         self.child.id()
     }
 
+    /// Kills the process as a crash would (SIGKILL) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM and waits (up to 20 s) for the process to exit.
     pub fn terminate(&mut self) -> ExitStatus {
         let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill");

@@ -303,6 +303,117 @@ fn two_serve_processes_carry_messages_and_no_text_is_in_a_store_a_bus_capture_or
     }
 }
 
+/// 1 000 messages from Alice (on one `serve`) to Bob (on another), one NATS server, with one of
+/// the two processes killed (SIGKILL) at 10 points chosen by a seeded generator, while a message
+/// is in flight: every message is stored once per message_id at both ends and shown in Alice's
+/// order. Alice's app sends again, with the same message_id, whatever it got no answer for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_messages_arrive_once_and_in_order_across_ten_sigkills() {
+    use callvault_client::Client;
+    use callvault_crypto::SecretIdentity;
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    const N: usize = 1_000;
+    let nats = NatsServer::start();
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let url = nats.url();
+    let args = ["--nats", url.as_str()];
+    let start = |dir: &Path| ServeProcess::start(Path::new(BIN), dir, &args, &[]);
+    let mut servers = [start(d1.path()), start(d2.path())];
+    let (alice_id, bob_id) = (Arc::new(SecretIdentity::generate()), Arc::new(SecretIdentity::generate()));
+    let mut alice = Client::connect(&servers[0].url(), alice_id.clone(), "Alice").await.unwrap();
+    let mut bob = Client::connect(&servers[1].url(), bob_id.clone(), "Bob").await.unwrap();
+    let token = alice.invite(600).await.unwrap();
+    bob.accept_invite(token.as_str()).await.unwrap();
+    alice.wait_for(Duration::from_secs(10), "acceptance", |e| e.kind == "connection.accepted").await.unwrap();
+    let (bob_guid, bob_key) = (bob.guid().clone(), bob_id.public());
+    bob.close().await;
+
+    // Ten kill points in 1..N, and which process each kills: a seeded generator (xorshift).
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut kills = std::collections::BTreeMap::new();
+    while kills.len() < 10 {
+        let at = 1 + usize::try_from(next() % (N as u64 - 1)).unwrap();
+        kills.insert(at, usize::try_from(next() % 2).unwrap());
+    }
+    let ids: Vec<callvault_protocol::MessageId> = (0..N).map(|_| callvault_client::new_message_id()).collect();
+    let text = |i: usize| format!("message number {i:04}");
+    let mut retries = 0;
+    for (i, id) in ids.iter().enumerate() {
+        if let Some(&which) = kills.get(&i) {
+            // In flight: the request is out, then the process dies.
+            let t = text(i);
+            let req = alice.send_message_as(&bob_guid, &bob_key, &t, id.clone());
+            let _ = tokio::time::timeout(Duration::from_millis(next() % 4), req).await;
+            servers[which].kill();
+            servers[which] = start(if which == 0 { d1.path() } else { d2.path() });
+            if which == 0 {
+                alice = Client::connect(&servers[0].url(), alice_id.clone(), "Alice").await.unwrap();
+            }
+        }
+        loop {
+            alice.set_timeout(Duration::from_secs(5));
+            match alice.send_message_as(&bob_guid, &bob_key, &text(i), id.clone()).await {
+                Ok(sent) => {
+                    assert_eq!(sent.payload["seq"], serde_json::json!(i + 1), "message {i} numbered in order");
+                    break;
+                }
+                Err(e) => {
+                    retries += 1;
+                    assert!(retries < 50, "message {i} never taken: {e}");
+                    alice = Client::connect(&servers[0].url(), alice_id.clone(), "Alice").await.unwrap();
+                }
+            }
+        }
+    }
+
+    // Everything arrives at Bob's vault: read his conversation page by page, oldest last.
+    let mut bob = Client::connect(&servers[1].url(), bob_id.clone(), "Bob").await.unwrap();
+    let alice_key = alice_id.public();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let shown = loop {
+        let mut all = Vec::new();
+        let mut before: Option<String> = None;
+        loop {
+            let (page, more) = bob.messages(alice.guid(), &alice_key, 50, before.as_deref()).await.unwrap();
+            before = page.last().map(|m| m.item.clone());
+            all.extend(page);
+            if !more {
+                break;
+            }
+        }
+        if all.len() >= N || Instant::now() > deadline {
+            break all;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(shown.len(), N, "each message stored once at Bob's");
+    let texts: Vec<String> = shown.iter().rev().map(|m| m.text.clone()).collect();
+    assert_eq!(texts, (0..N).map(text).collect::<Vec<_>>(), "shown in Alice's order");
+    let seqs: BTreeSet<u64> = shown.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs.len(), N);
+    // And once at Alice's.
+    let mut mine = 0;
+    let mut before: Option<String> = None;
+    loop {
+        let (page, more) = alice.messages(&bob_guid, &bob_key, 50, before.as_deref()).await.unwrap();
+        before = page.last().map(|m| m.item.clone());
+        mine += page.len();
+        if !more {
+            break;
+        }
+    }
+    assert_eq!(mine, N, "each message stored once at Alice's");
+    eprintln!("1 000 messages across 10 SIGKILLs ({kills:?}); {retries} sends repeated");
+}
+
 #[test]
 fn sigterm_stops_serve_cleanly_and_nothing_is_lost() {
     let dir = tempfile::tempdir().unwrap();

@@ -134,9 +134,11 @@ message! {
         seq: Seq,
         /// When the vault took it.
         sent_at: Timestamp,
-        /// The text, sealed (so the user's other apps show it too).
+    } optional {
+        /// The text, sealed (so the user's other apps show it too); absent in the answer to a
+        /// repeat.
         body: SealedBody,
-    } optional {}
+    }
 }
 
 message! {

@@ -19,7 +19,7 @@ mod messages;
 mod record;
 
 pub use messages::*;
-pub use record::{ConversationState, MAX_SEQ_GAP, MessageRecord, RECENT, SeqSet};
+pub use record::{ConversationState, MAX_SEQ_GAP, MessageRecord, RECENT, RecentSend, SeqSet};
 
 use std::fmt;
 

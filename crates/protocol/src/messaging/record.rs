@@ -107,16 +107,29 @@ pub struct ConversationState {
     /// The peer's messages one's apps showed, up to this number.
     #[serde(deserialize_with = "uint::<_, SEQ>")]
     pub read_by_me: u64,
-    /// The last message_ids one's apps sent, newest last, at most [`RECENT`] (a repeat is a
-    /// duplicate).
+    /// One's last messages, newest last, at most [`RECENT`]: a repeat of one (an app sending
+    /// again after a lost answer) is a duplicate, answered as the first was.
     #[serde(default, deserialize_with = "at_most::<_, _, RECENT>", skip_serializing_if = "Vec::is_empty")]
-    pub recent: Vec<MessageId>,
+    pub recent: Vec<RecentSend>,
     /// Keep messages this many days (else the bucket's 90).
     #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub retention_days: Option<RetentionDays>,
     /// When the oldest kept message was sent, ms since the Unix epoch (for retention's timer).
     #[serde(default, deserialize_with = "oldest", skip_serializing_if = "Option::is_none")]
     pub oldest_ms: Option<u64>,
+}
+
+/// One of one's recent messages, to answer a repeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecentSend {
+    /// The app's message_id.
+    pub message_id: MessageId,
+    /// The number it was given.
+    pub seq: super::Seq,
+    /// When it was taken, ms since the Unix epoch.
+    #[serde(deserialize_with = "uint::<_, MS>")]
+    pub sent_ms: u64,
 }
 
 /// How many of one's recent message_ids a conversation keeps to drop repeats.
