@@ -3,6 +3,7 @@
 // (views.js). Plain ES modules, served as they are by `callvault serve` (no build step).
 import { AppSession } from './session.js'
 import { Calls } from './calls.js'
+import { Conversations, statusText } from './messages.js'
 import { E2ee } from './e2ee.js'
 import { bytesToHex, generateSecretKey, initIdentity, nip44Decrypt, nip44Encrypt, publicOf, signEvent } from './identity.js'
 import { createIdentity, loadIdentity } from './keystore.js'
@@ -26,16 +27,42 @@ const fail = (e) => view.fail(e instanceof Error ? e.message : String(e))
 let identity = null
 let session = null
 let calls = null
+let conversations = null
 const e2ee = new E2ee({ preferStreams: params.get('transform') === 'streams', onStats: (s) => view.e2ee(s), onError: fail })
 state.transformPath = e2ee.path
 
 const b64url = (s) => btoa(String.fromCharCode(...new TextEncoder().encode(s))).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '')
 const now = () => Math.floor(Date.now() / 1000)
 
+function showConnections () {
+  view.connections(state.connections, (c, type) => calls.place(c, type).catch(fail), (c) => openChat(c).catch(fail),
+    (guid) => conversations.of(guid).unread)
+}
+
 async function refreshConnections () {
   const m = await session.request('connection.list', {})
   state.connections = m.payload.connections || []
-  view.connections(state.connections, (c, type) => calls.place(c, type).catch(fail))
+  showConnections()
+}
+
+// The open conversation, if any, redrawn whenever it changes; the peer's messages count as read
+// while it is open and the tab is visible.
+let chatWith = null
+function showChat () {
+  if (!chatWith) return view.chat(null, [], {})
+  const messages = conversations.list(chatWith.guid).map((m) => ({ ...m, statusText: statusText(m) }))
+  view.chat(chatWith, messages, {
+    more: conversations.of(chatWith.guid).more,
+    onOlder: () => conversations.load(chatWith.guid, true).catch(fail),
+    onDelete: (m, forBoth) => conversations.remove(chatWith.guid, m.item, forBoth).catch(fail),
+  })
+  if (document.visibilityState === 'visible') conversations.markRead(chatWith.guid)
+}
+async function openChat (c) {
+  chatWith = c
+  await conversations.load(c.guid)
+  showChat()
+  $('chat-text').focus()
 }
 
 function makeInvite () {
@@ -55,6 +82,7 @@ async function start () {
     name: identity.name,
     sign: (event) => signEvent(identity.secret, event),
     onMessage: (m) => {
+      if (conversations.take(m)) return
       if (calls.onMessage(m)) return
       if (m.kind === 'connection.accepted') refreshConnections().catch(fail)
     },
@@ -71,6 +99,16 @@ async function start () {
     // Hide this device's addresses from the peer: media only through the TURN relay.
     relayOnly: () => params.get('relay') === '1' || $('relay-only').checked,
     tamper: params.get('tamper') === '1',
+  })
+  conversations = new Conversations({
+    session,
+    seal: (peerKey, text) => nip44Encrypt(identity.secret, peerKey, text),
+    open: (peerKey, payload) => nip44Decrypt(identity.secret, peerKey, payload),
+    keyOf: (guid) => state.connections.find((c) => c.guid === guid)?.user_key,
+    onChange: (guid) => {
+      if (chatWith?.guid === guid) showChat()
+      showConnections()
+    },
   })
   if (hooks) state.stats = () => calls.stats()
   await session.connect()
@@ -111,6 +149,14 @@ $('accept').onclick = async () => {
   if (!c) { await refreshConnections(); c = state.connections.find((x) => x.guid === from) }
   calls.accept(c).catch(fail)
 }
+$('chat-form').onsubmit = (e) => {
+  e.preventDefault()
+  const text = $('chat-text').value
+  if (!text.trim() || !chatWith) return
+  conversations.send(chatWith.guid, text).then(() => { $('chat-text').value = '' }, fail)
+}
+$('chat-close').onclick = () => { chatWith = null; showChat() }
+document.addEventListener('visibilitychange', () => { if (chatWith && document.visibilityState === 'visible') conversations.markRead(chatWith.guid) })
 $('reject').onclick = () => calls.reject()
 $('hangup').onclick = () => calls.hangUp()
 $('mute').onclick = () => view.toggle('mute', calls.call?.local?.getAudioTracks()[0], 'Mute', 'Unmute')

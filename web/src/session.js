@@ -65,9 +65,11 @@ export class AppSession {
     this.send({ type: 'publish', subject: `OwnerSpace.${this.guid}.forVault.${kind}`, payload })
   }
 
-  /** Publishes a request and resolves with its answer (by `in_reply_to`, or `match`). */
-  request (kind, body, match) {
-    const messageId = crypto.randomUUID()
+  /**
+   * Publishes a request and resolves with its answer (by `in_reply_to`, or `match`); `messageId`
+   * when the caller chose it (a sealed message body is bound to it).
+   */
+  request (kind, body, match, messageId = crypto.randomUUID()) {
     const answered = this.waitFor((m) => m.payload.in_reply_to === messageId || (match && match(m)))
     this.publish(kind, { type: kind, message_id: messageId, timestamp: new Date().toISOString(), ...body })
     return answered

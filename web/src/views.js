@@ -19,7 +19,7 @@ export function makeView (state) {
       $('identity').hidden = true
       $('main').hidden = false
     },
-    connections (list, onCall) {
+    connections (list, onCall, onChat, unread = () => 0) {
       const ul = $('connections')
       ul.replaceChildren()
       for (const c of list) {
@@ -33,8 +33,56 @@ export function makeView (state) {
           b.onclick = () => onCall(c, type)
           li.append(b)
         }
+        const m = document.createElement('button')
+        m.className = 'open-chat'
+        m.dataset.guid = c.guid
+        const n = unread(c.guid)
+        m.textContent = n ? `Messages (${n} new)` : 'Messages'
+        m.setAttribute('aria-label', n ? `Messages with ${c.display_name}, ${n} new` : `Messages with ${c.display_name}`)
+        m.onclick = () => onChat(c)
+        li.append(m)
         ul.append(li)
       }
+    },
+    /** The open conversation: its messages oldest first, and what its buttons do. */
+    chat (peer, messages, { more, onOlder, onDelete }) {
+      state.chat = peer ? { guid: peer.guid, name: peer.display_name, messages } : null
+      $('chat').hidden = !peer
+      if (!peer) return
+      $('chat-with').textContent = peer.display_name
+      $('chat-older').hidden = !more
+      $('chat-older').onclick = onOlder
+      const ol = $('chat-messages')
+      ol.replaceChildren()
+      for (const m of messages) {
+        const li = document.createElement('li')
+        li.className = m.outgoing ? 'mine' : 'theirs'
+        li.dataset.item = m.item
+        const who = document.createElement('span')
+        who.className = 'who'
+        who.textContent = m.outgoing ? 'You' : peer.display_name
+        const text = document.createElement('span')
+        text.className = m.sealed ? 'text' : 'text undecryptable'
+        text.textContent = m.text
+        const meta = document.createElement('span')
+        meta.className = 'meta'
+        meta.textContent = `${new Date(m.sentAt).toLocaleTimeString()} ${m.statusText}`
+        li.append(who, text, meta)
+        const del = document.createElement('button')
+        del.className = 'delete'
+        del.textContent = 'Delete'
+        del.onclick = () => onDelete(m, false)
+        li.append(del)
+        if (m.outgoing) {
+          const both = document.createElement('button')
+          both.className = 'delete-both'
+          both.textContent = 'Delete for both'
+          both.onclick = () => onDelete(m, true)
+          li.append(both)
+        }
+        ol.append(li)
+      }
+      ol.lastElementChild?.scrollIntoView?.({ block: 'nearest' })
     },
     invite (token) { $('invite-token').value = token },
     incoming (payload) {

@@ -4,7 +4,9 @@
 // Scenarios: product (a server without test hooks: sign up; window.cv must not exist);
 // video-call (two pages call each other with video; $CV_QUERY adds a query such as
 // transform=streams to both pages), tamper (the callee's keys are corrupted), call-rust <peer display name> (one page calls a Rust client by name after connecting
-// with the invite in $CALLVAULT_INVITE). Prints one JSON object with what it saw.
+// with the invite in $CALLVAULT_INVITE), messages (two pages exchange messages and see receipts
+// and a delete for both; then one writes to a Rust client connected with $CALLVAULT_INVITE and
+// shows its answer). Prints one JSON object with what it saw.
 import { chromium } from 'playwright-core'
 
 const [base, scenario, artifacts, fakeAudio] = process.argv.slice(2)
@@ -96,6 +98,49 @@ try {
     out.alice = await sample(a, 4)
     await a.screenshot({ path: `${artifacts}/call-rust-alice.png` })
     await a.click('#hangup')
+  } else if (scenario === 'messages') {
+    const a = await page('Alice')
+    const b = await page('Bob')
+    await connectPages(a, b)
+    const chat = (p) => p.evaluate(() => window.cv.chat)
+    const send = async (p, text) => {
+      await p.fill('#chat-text', text)
+      await p.click('#chat-send')
+      await p.waitForFunction((t) => window.cv.chat?.messages.some((m) => m.outgoing && m.text === t), text, { timeout: 10000 })
+    }
+    await a.click('.open-chat')
+    await send(a, 'Hello Bob 👋 — this stays between us')
+    // Bob, chat closed: the connection shows one new message; opening it shows the text.
+    await b.waitForFunction(() => document.querySelector('.open-chat')?.textContent.includes('1 new'), null, { timeout: 10000 })
+    out.bobBadge = await b.textContent('.open-chat')
+    await b.screenshot({ path: `${artifacts}/messages-bob-new.png` })
+    await b.click('.open-chat')
+    await b.waitForFunction(() => window.cv.chat?.messages.length === 1, null, { timeout: 10000 })
+    // Bob showed it: Alice's message reads as read.
+    await a.waitForFunction(() => window.cv.chat?.messages[0]?.status === 'read', null, { timeout: 10000 })
+    await send(b, 'Hi Alice! Got it.')
+    await a.waitForFunction(() => window.cv.chat?.messages.length === 2, null, { timeout: 10000 })
+    out.aliceChat = await chat(a)
+    out.bobChat = await chat(b)
+    await a.screenshot({ path: `${artifacts}/messages-alice.png` })
+    await b.screenshot({ path: `${artifacts}/messages-bob.png` })
+    // Delete for both: Alice's message goes from both pages.
+    await a.click('#chat-messages li.mine .delete-both')
+    await b.waitForFunction(() => window.cv.chat?.messages.length === 1, null, { timeout: 10000 })
+    out.bobAfterDelete = await chat(b)
+    await a.click('#chat-close')
+    // A Rust client: Alice connects with its invite and writes; it answers.
+    const token = process.env.CALLVAULT_INVITE
+    if (token) {
+      await a.fill('#connect-token', token)
+      await a.click('#connect-btn')
+      await a.waitForFunction(() => document.querySelectorAll('.open-chat').length === 2, null, { timeout: 10000 })
+      await a.click('.open-chat[data-guid]:not([data-guid="' + (await b.evaluate(() => window.cv.guid)) + '"])')
+      await send(a, 'hello, Rust client')
+      await a.waitForFunction(() => window.cv.chat?.messages.some((m) => !m.outgoing), null, { timeout: 30000 })
+      out.aliceRustChat = await chat(a)
+      await a.screenshot({ path: `${artifacts}/messages-alice-rust.png` })
+    }
   } else if (scenario === 'product') {
     // A server without test hooks: the product as users get it signs up, and exposes nothing.
     const ctx = await browser.newContext({ viewport: { width: 1000, height: 720 } })

@@ -197,6 +197,70 @@ async fn a_browser_calls_a_rust_client_and_both_hear_each_other() {
     assert_eq!(v["alice"]["e2ee"]["sas"].as_str().unwrap(), heard.sas, "the browser and the Rust client show one code");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn two_browsers_and_a_rust_client_exchange_sealed_messages_with_receipts() {
+    use callvault_client::Client;
+    use callvault_crypto::SecretIdentity;
+
+    let s = serve();
+    let url = s.process.url();
+    let mut rust = Client::connect(&url, Arc::new(SecretIdentity::generate()), "Rusty").await.unwrap();
+    let token = rust.invite(600).await.unwrap();
+    let base = s.base.clone();
+    let token_text = token.as_str().to_owned();
+    let page = tokio::task::spawn_blocking(move || {
+        browser(&base, "messages", None, &[("CALLVAULT_INVITE", token_text.as_str())])
+    });
+    // The browser's message to the Rust client opens with the Rust SDK: one envelope format.
+    let got = rust
+        .wait_for(Duration::from_secs(90), "the browser's message", |e| e.kind == "message.received")
+        .await
+        .unwrap();
+    let alice = callvault_protocol::Guid::parse(got.payload["conversation"].as_str().unwrap()).unwrap();
+    let alice_key = rust.peer_identity(&alice).await.unwrap();
+    let text = rust
+        .open_message(
+            &alice_key,
+            got.payload["sent_message_id"].as_str().unwrap(),
+            got.payload["body"].as_str().unwrap(),
+        )
+        .unwrap();
+    assert_eq!(text, "hello, Rust client");
+    rust.send_message(&alice, &alice_key, "hello, browser — from Rust 🦀").await.unwrap();
+    let v = page.await.unwrap();
+
+    assert_eq!(v["bobBadge"], "Messages (1 new)", "{v:#}");
+    let texts = |chat: &Value| -> Vec<(bool, String, String)> {
+        chat["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["outgoing"].as_bool().unwrap(),
+                    m["text"].as_str().unwrap().to_owned(),
+                    m["status"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let hello = "Hello Bob 👋 — this stays between us".to_owned();
+    let hi = "Hi Alice! Got it.".to_owned();
+    let alice = texts(&v["aliceChat"]);
+    assert_eq!(alice[0], (true, hello.clone(), "read".into()), "Bob showed it: {v:#}");
+    assert_eq!((alice[1].0, alice[1].1.clone()), (false, hi.clone()));
+    assert!(["received", "read"].contains(&alice[1].2.as_str()));
+    // Bob's chat is open, so Alice's message is read there; his own went out and was stored.
+    let bob = texts(&v["bobChat"]);
+    assert_eq!(bob[0], (false, hello, "read".into()));
+    assert_eq!((bob[1].0, bob[1].1.clone()), (true, hi.clone()));
+    assert!(["sent", "delivered", "read"].contains(&bob[1].2.as_str()));
+    assert_eq!(texts(&v["bobAfterDelete"]).into_iter().map(|m| m.1).collect::<Vec<_>>(), [hi], "deleted for both");
+    let rust_chat = texts(&v["aliceRustChat"]);
+    assert_eq!(rust_chat.last().unwrap().1, "hello, browser — from Rust 🦀");
+    assert!(v["logs"].as_array().unwrap().iter().all(|l| !l.as_str().unwrap().contains("error:")), "{v:#}");
+}
+
 #[test]
 fn the_product_signs_up_without_test_hooks() {
     // As users get it: no test hooks, so no window.cv and no ?tamper=1.

@@ -61,6 +61,7 @@ pub const WEB_FILES: &[(&str, &[u8])] = &[
     ("keystore.js", include_bytes!("../../../web/src/keystore.js")),
     ("identity.js", include_bytes!("../../../web/src/identity.js")),
     ("names.js", include_bytes!("../../../web/src/names.js")),
+    ("messages.js", include_bytes!("../../../web/src/messages.js")),
     ("wasm.js", include_bytes!("../../../web/src/wasm.js")),
     ("e2ee-worker.js", include_bytes!("../../../web/src/e2ee-worker.js")),
 ];
