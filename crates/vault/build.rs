@@ -3,6 +3,7 @@
 //!
 //! - the built-in `call` family (`crates/handlers`): `callvault_handlers.wasm`;
 //! - the built-in `message` family (`crates/message`): `callvault_message.wasm`;
+//! - the built-in `profile` family (`crates/profile`): `callvault_profile.wasm`;
 //! - the test family `probe` (`crates/probe-family`) in its two versions, for the kernel's
 //!   tests: `probe_family_v1.wasm`, `probe_family_v2.wasm`.
 //!
@@ -62,6 +63,7 @@ fn main() {
     }
     build(&workspace, &out, "callvault-handlers", &[], "callvault_handlers.wasm");
     build(&workspace, &out, "callvault-message", &[], "callvault_message.wasm");
+    build(&workspace, &out, "callvault-profile", &[], "callvault_profile.wasm");
     build(&workspace, &out, "callvault-probe-family", &[], "probe_family_v1.wasm");
     build(&workspace, &out, "callvault-probe-family", &["v2"], "probe_family_v2.wasm");
 }

@@ -146,6 +146,7 @@ pub fn manifest() -> Result<Manifest, ManifestError> {
             context: context.to_vec(),
             counts: counts.iter().filter_map(|c| tag(c)).collect(),
             page: None,
+            connections: false,
         })
     };
     let m = Manifest {
@@ -492,6 +493,7 @@ mod tests {
                 },
             }),
             page: None,
+            connections: Vec::new(),
         };
         assert_eq!(run(&input(9_999)).outcome, Outcome::Applied);
         assert!(matches!(run(&input(10_000)).outcome, Outcome::Refused { code: ErrorCode::Busy, .. }));

@@ -131,6 +131,15 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
+    /// Show your profile, or change your display name and avatar (your connections see it).
+    Profile {
+        /// The new display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// An https:// URL of your avatar (with --name).
+        #[arg(long, requires = "name")]
+        avatar: Option<String>,
+    },
     /// List the protocol schemas this build speaks (schema id and Rust type).
     Schemas,
 }
@@ -271,6 +280,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Some(Command::History { limit }) => user::history(&home, limit).await?,
         Some(Command::Message { peer, text, wait }) => user::message(&home, &peer, &text, secs(wait)).await?,
         Some(Command::Messages { peer, limit }) => user::messages(&home, &peer, limit).await?,
+        Some(Command::Profile { name, avatar }) => user::profile(&home, name.as_deref(), avatar.as_deref()).await?,
         Some(Command::Schemas) => {
             use std::io::Write;
             let mut out = std::io::stdout().lock();

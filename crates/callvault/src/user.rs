@@ -1,5 +1,5 @@
 //! The user commands: `id`, `invite`, `connect`, `connections`, `call`, `answer`, `reject`,
-//! `hangup`, `history`, `message`, `messages`. Each connects to the server as the user's app, does one thing, and prints
+//! `hangup`, `history`, `message`, `messages`, `profile`. Each connects to the server as the user's app, does one thing, and prints
 //! it for humans (or as one JSON object with `--json`).
 
 use std::io::Write;
@@ -523,6 +523,34 @@ pub(crate) async fn messages(home: &Home, peer: &str, limit: usize) -> anyhow::R
             let status = if m.outgoing { format!("  ({})", m.status) } else { String::new() };
             out(&format!("{}  {who}: {}{status}", m.sent_at, m.text));
         }
+    }
+    c.close().await;
+    Ok(())
+}
+
+/// `profile [--name NAME] [--avatar URL]`: shows the user's profile, or changes it (shared with
+/// every connection).
+pub(crate) async fn profile(home: &Home, name: Option<&str>, avatar: Option<&str>) -> anyhow::Result<()> {
+    let mut c = home.client().await?;
+    if let Some(name) = name {
+        if let Some(problem) = callvault_protocol::fields::DisplayName::new(name).err() {
+            bail!("that name cannot be used: {problem}");
+        }
+        let shared = c.set_profile(name, avatar).await?;
+        let bytes = serde_json::to_vec(&Profile { display_name: name.to_owned() })?;
+        write_private(&home.dir.join("profile.json"), &bytes)?;
+        home.print(
+            &format!("you are {name} now (shared with {shared} connections)"),
+            json!({"display_name": name, "avatar_url": avatar, "shared_with": shared}),
+        );
+    } else {
+        let guid = c.guid().clone();
+        let shown = c.profile(&guid).await?;
+        let (name, avatar) = shown.unwrap_or_else(|| (home.display_name(), None));
+        home.print(
+            &format!("{name}{}", avatar.as_deref().map(|a| format!(" ({a})")).unwrap_or_default()),
+            json!({"display_name": name, "avatar_url": avatar}),
+        );
     }
     c.close().await;
     Ok(())

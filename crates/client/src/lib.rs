@@ -587,6 +587,26 @@ impl Client {
         self.request("message.retention", req, &[], None).await.map(|_| ())
     }
 
+    /// Changes the user's display name and avatar; shared with every connection. Returns how
+    /// many connections it goes to.
+    pub async fn set_profile(&mut self, display_name: &str, avatar_url: Option<&str>) -> Result<u64, ClientError> {
+        let mut req = json!({"type": "profile.set", "guid": self.guid(), "display_name": display_name});
+        if let (Some(a), Some(o)) = (avatar_url, req.as_object_mut()) {
+            o.insert("avatar_url".into(), json!(a));
+        }
+        let e = self.request("profile.set", req, &[], None).await?;
+        Ok(e.payload.get("shared_with").and_then(Value::as_u64).unwrap_or(0))
+    }
+
+    /// A profile (one's own, or a connection's as they last shared it): its display name and
+    /// avatar, or none if never set.
+    pub async fn profile(&mut self, guid: &Guid) -> Result<Option<(String, Option<String>)>, ClientError> {
+        let e = self.request("profile.get", json!({"type": "profile.get", "guid": guid}), &[], None).await?;
+        let name = e.payload.get("display_name").and_then(Value::as_str).map(str::to_owned);
+        let avatar = e.payload.get("avatar_url").and_then(Value::as_str).map(str::to_owned);
+        Ok(name.map(|n| (n, avatar)))
+    }
+
     /// Revokes a connection.
     pub async fn revoke(&mut self, peer: &Guid) -> Result<(), ClientError> {
         self.request("connection.revoke", json!({"peer_guid": peer}), &[], None).await.map(|_| ())

@@ -141,6 +141,9 @@ pub struct Input {
     /// The page of the entity's item records, for a handler whose manifest asks for one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page: Option<Page>,
+    /// The user's active connections, for a handler whose manifest asks for them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connections: Vec<ConnectionInfo>,
 }
 
 /// A record for one of the vault's buckets (a call's history entry, a message of a

@@ -75,3 +75,17 @@ macro_rules! guest_exports {
         }
     };
 }
+
+/// Defines a family module's handler exports in the calling crate: `cv_handle_<name>` for each
+/// `export => "name"`, each running `$run(name, input bytes) -> output bytes`.
+#[macro_export]
+macro_rules! handler_exports {
+    ($run:path; $($export:ident => $name:literal),+ $(,)?) => {$(
+        #[doc = concat!("The `", $name, "` handler.")]
+        #[allow(unsafe_code)] // the export needs its symbol name
+        #[unsafe(no_mangle)]
+        pub extern "C" fn $export(len: i32) -> i32 {
+            $crate::guest::handle(len, |input| $run($name, input))
+        }
+    )+};
+}

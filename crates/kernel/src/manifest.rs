@@ -55,6 +55,10 @@ pub struct HandlerSpec {
     /// A page of the entity's item records it is given (a conversation's messages).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page: Option<PageSpec>,
+    /// Whether it is given the user's active connections (to send to each, as a profile change
+    /// is).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub connections: bool,
 }
 
 /// The most records one page may hold.

@@ -20,7 +20,7 @@
 //! a pure function of its [`Input`]; [`run`] never panics on any input.
 
 use callvault_kernel::{
-    EntityKey, EntityState, Event, Input, Json, Outcome, Output, OutputItem, PageRecord, Record, WireMessage, guest,
+    EntityKey, EntityState, Event, Input, Json, Outcome, Output, OutputItem, PageRecord, Record, WireMessage,
 };
 use callvault_protocol::fields::{Direction, ErrorCode};
 use callvault_protocol::messaging::{
@@ -684,18 +684,8 @@ fn expire(mut step: Step, input: &Input) -> Handled {
 
 callvault_kernel::guest_exports!(manifest_json());
 
-macro_rules! handlers {
-    ($($export:ident => $name:literal),+ $(,)?) => {$(
-        #[doc = concat!("The `", $name, "` handler.")]
-        #[allow(unsafe_code)] // the export needs its symbol name
-        #[unsafe(no_mangle)]
-        pub extern "C" fn $export(len: i32) -> i32 {
-            guest::handle(len, |input| run_json($name, input))
-        }
-    )+};
-}
-
-handlers! {
+callvault_kernel::handler_exports! {
+    run_json;
     cv_handle_send => "send",
     cv_handle_deliver => "deliver",
     cv_handle_receipt => "receipt",

@@ -61,6 +61,7 @@ impl Side {
                 profile: PeerProfile { display_name: DisplayName::new("Bob").unwrap(), avatar_url: None },
             }),
             page,
+            connections: Vec::new(),
         }
     }
 

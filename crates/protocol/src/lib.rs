@@ -8,6 +8,7 @@
 //! - [`Timestamp`]: RFC 3339 instants with arithmetic that cannot panic.
 //! - [`calling`]: the call record and every message of the calling module.
 //! - [`messaging`]: the messaging module's messages, its record and conversation state.
+//! - [`profile`]: the profile module's messages and record.
 //! - [`subject`]: the NATS subjects the messages travel on.
 //! - [`family`]: the subjects of every handler family, typed.
 //! - [`ParseError`]: what a refused message was refused for, naming the field.
@@ -22,6 +23,7 @@ pub mod fields;
 pub mod ids;
 pub mod messaging;
 mod parse;
+pub mod profile;
 pub mod ratelog;
 pub mod redact;
 pub mod registry;

@@ -11,6 +11,7 @@ use crate::ParseError;
 use crate::calling::*;
 use crate::fields::{CallStatus, PeerProfile};
 use crate::messaging::*;
+use crate::profile::*;
 
 /// A Rust type that mirrors one JSON Schema.
 pub trait Schema: Serialize + DeserializeOwned {
@@ -117,6 +118,19 @@ entries!(
     MessageHistoryNotification,
     MessageRetentionNotification,
     MessageErrorNotification,
+);
+
+entries!(
+    /// Every schema of the profile module with a Rust type.
+    PROFILE_ENTRIES:
+    ProfileRecord,
+    ProfileSetRequest,
+    ProfileGetRequest,
+    ProfileUpdate,
+    ProfileUpdatedNotification,
+    ProfileChangedNotification,
+    ProfileShownNotification,
+    ProfileErrorNotification,
 );
 
 /// Named sub-schemas (`common.json#/$defs/<name>`) that are objects with their own Rust type.

@@ -42,6 +42,7 @@ fn input() -> HandlerInput {
             profile: PeerProfile { display_name: DisplayName::new("Bob").unwrap(), avatar_url: None },
         }),
         page: None,
+        connections: Vec::new(),
     }
 }
 

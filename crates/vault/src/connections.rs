@@ -32,6 +32,10 @@ pub struct Connection {
     pub display_name: DisplayName,
     /// Where the peer's vault is reached (a bus URL, or `local` for the same deployment).
     pub reach: String,
+    /// The peer's avatar, as their profile last shared it (not stored: read from the profile
+    /// bucket).
+    #[serde(skip)]
+    pub avatar_url: Option<callvault_protocol::fields::AvatarUrl>,
     /// Active or revoked.
     pub state: ConnectionState,
 }
@@ -65,6 +69,7 @@ impl Connection {
             delegation: delegation.to_json(),
             display_name,
             reach: reach.to_owned(),
+            avatar_url: None,
             state: ConnectionState::Active,
         })
     }
@@ -80,7 +85,7 @@ impl Connection {
     pub fn info(&self) -> ConnectionInfo {
         ConnectionInfo {
             guid: self.guid.clone(),
-            profile: PeerProfile { display_name: self.display_name.clone(), avatar_url: None },
+            profile: PeerProfile { display_name: self.display_name.clone(), avatar_url: self.avatar_url.clone() },
         }
     }
 }

@@ -41,6 +41,7 @@ use callvault_kernel::{
 use callvault_protocol::calling::CallRecord;
 use callvault_protocol::family::{FamilySubject, Pattern, Space};
 use callvault_protocol::fields::{ErrorCode, ErrorText};
+use callvault_protocol::profile::ProfileRecord;
 use callvault_protocol::ratelog::RateLimitedLog;
 use callvault_protocol::redact::Scrubbed;
 use callvault_protocol::subject::{PeerKind, RequestKind};
@@ -55,6 +56,13 @@ use crate::invite::{self, InviteAccepted, InviteError, InviteToken, PendingInvit
 use crate::modules;
 use crate::runtime::{HandlerError, HandlerLimits, HandlerRuntime};
 pub use crate::stats::VaultStats;
+
+/// The bucket whose record under a connection's guid shows that connection (the profile
+/// family keeps a connection's shared profile there).
+const PROFILE_BUCKET: &str = "profile";
+
+/// How a connection shows itself, from its profile record.
+type Shown = Option<(callvault_protocol::fields::DisplayName, Option<callvault_protocol::fields::AvatarUrl>)>;
 
 /// Log lines about refused or dropped messages: at most this many a second, for all vaults of
 /// the process (a flood must not become a flood of log lines).
@@ -404,6 +412,8 @@ pub struct Vault<B: Bus + Clone, K: Kv + Clone> {
     /// The settings every family's handlers get (`ring_timeout_secs`), made once.
     /// Each family's settings from the vault's options, by family name.
     family_config: BTreeMap<String, Json>,
+    /// Connections' profiles as last read from the `profile` bucket (see `shown_as`).
+    profiles: std::sync::Mutex<HashMap<Guid, Shown>>,
     /// Messages sent at least once and not yet acknowledged, by outbox key.
     outbox: std::sync::Mutex<BTreeMap<String, OutboxEntry>>,
 }
@@ -532,6 +542,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
                 .collect(),
             options,
             outbox: std::sync::Mutex::new(BTreeMap::new()),
+            profiles: std::sync::Mutex::new(HashMap::new()),
         };
         // One listing of the state bucket for every family; state an older callvault stored is
         // restored for every family before the layout is marked as the kernel's.
@@ -1028,7 +1039,8 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             return Ok(None);
         };
         let Some(opened) = self.open_wrap(wrap).await? else { return Ok(None) };
-        let Opened { content, json, from, connection: conn } = opened;
+        let Opened { content, json, from, connection: mut conn } = opened;
+        self.shown_as(&mut conn).await;
         let Some(entity) = str_field(&json, &family.manifest.entity_field).and_then(|s| EntityKey::parse(s).ok())
         else {
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
@@ -1192,9 +1204,56 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
 
     async fn active_connection(&self, peer: Option<&Guid>) -> Result<Option<Connection>, VaultError> {
         let Some(g) = peer else { return Ok(None) };
-        Ok(connections::get(&self.buckets.connections, g)
+        let Some(mut c) = connections::get(&self.buckets.connections, g)
             .await?
-            .filter(|c| c.state == ConnectionState::Active && c.vault_key().is_ok()))
+            .filter(|c| c.state == ConnectionState::Active && c.vault_key().is_ok())
+        else {
+            return Ok(None);
+        };
+        self.shown_as(&mut c).await;
+        Ok(Some(c))
+    }
+
+    /// A connection's profile as the peer last shared it (the `profile` bucket, key = the
+    /// peer's guid, written by the profile family), over the name its invite carried.
+    /// Kept in memory as read (one entry per connection at most), forgotten when the vault
+    /// writes that record, so a peer's message costs no store read for it.
+    async fn shown_as(&self, c: &mut Connection) {
+        let cached = self.profiles().get(&c.guid).cloned();
+        let shown = match cached {
+            Some(s) => s,
+            None => {
+                let Some(bucket) = self.buckets.by_name.get(PROFILE_BUCKET) else { return };
+                let Ok(read) = bucket.get(c.guid.as_str()).await else { return };
+                let shown = read.and_then(|e| {
+                    <ProfileRecord as callvault_protocol::registry::Schema>::from_json(&e.value)
+                        .ok()
+                        .map(|p| (p.display_name, p.avatar_url))
+                });
+                self.profiles().insert(c.guid.clone(), shown.clone());
+                shown
+            }
+        };
+        if let Some((name, avatar)) = shown {
+            c.display_name = name;
+            c.avatar_url = avatar;
+        }
+    }
+
+    fn profiles(&self) -> std::sync::MutexGuard<'_, HashMap<Guid, Shown>> {
+        self.profiles.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The user's active connections, as they show themselves.
+    async fn active_connections(&self) -> Result<Vec<callvault_kernel::ConnectionInfo>, VaultError> {
+        let mut list = Vec::new();
+        for key in self.buckets.connections.keys().await? {
+            let Ok(guid) = Guid::parse(&key) else { continue };
+            if let Some(c) = self.active_connection(Some(&guid)).await? {
+                list.push(c.info());
+            }
+        }
+        Ok(list)
     }
 
     fn update_gauges(&self, family: &Family) {
@@ -1261,6 +1320,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
                 states.push(s);
             }
         }
+        let all_connections = if job.spec.connections { self.active_connections().await? } else { Vec::new() };
         let page = match &job.spec.page {
             Some(spec) => Some(self.read_page(spec, &job.entity, &job.event).await?),
             None => None,
@@ -1283,6 +1343,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             counts,
             connection: connection.as_ref().map(Connection::info),
             page,
+            connections: all_connections,
         };
         let id = HandlerId::new(fname, job.spec.name.as_str());
         let started = std::time::Instant::now();
@@ -1467,6 +1528,11 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
                 Ok(())
             }
         };
+        let shown_anew: Vec<Guid> = records
+            .iter()
+            .filter(|r| r.bucket == PROFILE_BUCKET)
+            .filter_map(|r| Guid::parse(r.key.as_str()).ok())
+            .collect();
         let record_writes = futures_util::future::try_join_all(records.iter().filter_map(|r| {
             let bucket = self.buckets.by_name.get(&r.bucket)?;
             let key = r.store_key();
@@ -1481,6 +1547,10 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         // At once: the embedded store commits them together (one fsync), JetStream takes
         // them in one round trip.
         tokio::try_join!(self.buckets.state.put(&skey, Bytes::from(env)), index_write, record_writes)?;
+        // After the write: a read racing it cannot leave the old profile cached.
+        for g in &shown_anew {
+            self.profiles().remove(g);
+        }
         let timer_set = meta.timer.is_some();
         match cached {
             Some(c) => family.live_states().insert(entity.clone(), c),
@@ -1604,10 +1674,11 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
                 let keys = self.buckets.connections.keys().await.map_err(|e| AdminFailure::Vault(e.into()))?;
                 for key in keys.iter().filter(|k| Guid::parse(k).is_ok()) {
                     let Ok(guid) = Guid::parse(key) else { continue };
-                    if let Some(c) = connections::get(&self.buckets.connections, &guid)
+                    if let Some(mut c) = connections::get(&self.buckets.connections, &guid)
                         .await
                         .map_err(|e| AdminFailure::Vault(e.into()))?
                     {
+                        self.shown_as(&mut c).await;
                         list.push(ConnectionSummary {
                             guid: c.guid,
                             user_key: c.user_key,

@@ -24,8 +24,12 @@ pub const BUILTIN_MODULE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/call
 /// script.
 pub const MESSAGE_MODULE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/callvault_message.wasm"));
 
+/// The built-in `profile` family's module, built from `crates/profile` by this crate's build
+/// script.
+pub const PROFILE_MODULE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/callvault_profile.wasm"));
+
 /// The modules of the families built into this callvault.
-pub const BUILTIN_FAMILIES: &[&[u8]] = &[BUILTIN_MODULE, MESSAGE_MODULE];
+pub const BUILTIN_FAMILIES: &[&[u8]] = &[BUILTIN_MODULE, MESSAGE_MODULE, PROFILE_MODULE];
 
 /// The built-in families' manifests (read from their modules once).
 pub fn builtin_manifests() -> &'static [(Manifest, &'static [u8])] {

@@ -67,7 +67,7 @@ fn every_manifest_follows_the_schema_and_both_refuse_the_same_mutations() {
     let mut manifests: Vec<Manifest> = builtin_manifests().iter().map(|(m, _)| m.clone()).collect();
     manifests.push(rt.manifest_of(PROBE_V1).unwrap());
     manifests.push(rt.manifest_of(PROBE_V2).unwrap());
-    assert_eq!(manifests.len(), 4, "call, message, probe v1 and v2");
+    assert_eq!(manifests.len(), 5, "call, message, profile, probe v1 and v2");
     for m in &manifests {
         let doc = serde_json::to_value(m).unwrap();
         assert!(v.is_valid(&doc), "{}: {:?}", m.family, v.iter_errors(&doc).map(|e| e.to_string()).collect::<Vec<_>>());

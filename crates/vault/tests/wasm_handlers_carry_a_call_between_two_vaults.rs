@@ -48,6 +48,7 @@ impl MiniVault {
             counts: Default::default(),
             connection: Some(connection(self.peer, "Peer")),
             page: None,
+            connections: Vec::new(),
         }
     }
 

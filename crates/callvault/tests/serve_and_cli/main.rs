@@ -208,6 +208,19 @@ fn embedded_serve_carries_calls_driven_by_the_cli() {
     connect(&alice, &bob, &a, &b);
     calls_through_the_cli(&alice, &bob, &a, &b);
     messages_through_the_cli(&alice, &bob, &b, ["hello Bob", "hello Alice", "how are you?"]);
+    // A new name reaches Bob's vault, which shows Alice by it from then on.
+    let p = alice.ok(&["profile", "--name", "Alice Liddell", "--avatar", "https://example.org/alice.png"]);
+    assert_eq!(p["shared_with"], 1, "{p}");
+    assert_eq!(alice.ok(&["profile"])["display_name"], "Alice Liddell");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while bob.ok(&["connections"])["connections"][0]["display_name"] != "Alice Liddell" {
+        assert!(Instant::now() < deadline, "Bob's vault never took Alice's new name");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let shown = bob.ok(&["messages", "Alice Liddell"]);
+    assert_eq!(shown["with"], "Alice Liddell");
+    assert_eq!(shown["messages"][0]["from"], "Alice Liddell");
+    assert!(alice.fails(&["profile", "--name", "\u{202e}evil"]).contains("cannot be used"));
     // The human-readable history names the call.
     let text = Command::new(BIN)
         .arg("--home")

@@ -46,7 +46,7 @@ fn read_dir(module: &str) -> (BTreeMap<String, Value>, Value) {
 }
 
 /// The modules with schemas.
-pub const MODULES: &[&str] = &["calling", "messaging"];
+pub const MODULES: &[&str] = &["calling", "messaging", "profile"];
 
 impl Schemas {
     /// The calling module.

@@ -49,5 +49,6 @@ pub fn initiate_input(local: u8, peer: u8, connected: bool, now: Timestamp) -> H
         counts: Default::default(),
         connection: connected.then(|| connection(peer, "Bob")),
         page: None,
+        connections: Vec::new(),
     }
 }
