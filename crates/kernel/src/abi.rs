@@ -39,6 +39,11 @@ impl WireMessage {
         Self { kind: kind.into(), json }
     }
 
+    /// A message from anything serializable, written once (no `Value` in between).
+    pub fn of<T: Serialize + ?Sized>(kind: impl Into<String>, value: &T) -> Result<Self, serde_json::Error> {
+        Ok(Self { kind: kind.into(), json: serde_json::value::to_raw_value(value)? })
+    }
+
     /// A message from a JSON value.
     pub fn from_value(kind: impl Into<String>, value: &serde_json::Value) -> Self {
         let json = serde_json::value::to_raw_value(value).unwrap_or_else(|_| RawValue::NULL.to_owned());

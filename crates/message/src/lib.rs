@@ -19,6 +19,11 @@
 //! No handler reads another conversation, so conversations run concurrently. Every handler is
 //! a pure function of its [`Input`]; [`run`] never panics on any input.
 
+// The call family's bump allocator (every event runs in a fresh instance: freeing buys nothing).
+#[cfg(target_arch = "wasm32")]
+#[path = "../../handlers/src/heap.rs"]
+mod heap;
+
 use callvault_kernel::{
     EntityKey, EntityState, Event, Input, Json, Outcome, Output, OutputItem, PageRecord, Record, WireMessage,
 };
@@ -127,8 +132,7 @@ fn seq(n: u64) -> Result<Seq, Output> {
 }
 
 fn wire<T: Serialize>(kind: &str, v: &T) -> Result<WireMessage, Output> {
-    let value = serde_json::to_value(v).map_err(internal)?;
-    Ok(WireMessage::from_value(kind, &value))
+    WireMessage::of(kind, v).map_err(internal)
 }
 
 /// What one event does to one conversation, gathered into the kernel's outputs.

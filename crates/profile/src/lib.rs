@@ -11,6 +11,11 @@
 //! bucket are a [`ProfileRecord`]. The vault shows a connection by that record
 //! (`call.incoming`'s `peer_profile`, the connection list).
 
+// The call family's bump allocator (every event runs in a fresh instance: freeing buys nothing).
+#[cfg(target_arch = "wasm32")]
+#[path = "../../handlers/src/heap.rs"]
+mod heap;
+
 use callvault_kernel::{EntityKey, Event, Input, Json, Outcome, Output, OutputItem, Record, WireMessage};
 use callvault_protocol::fields::ErrorCode;
 use callvault_protocol::profile::{
@@ -79,7 +84,7 @@ fn derive_id(local: &Guid, of: &MessageId, purpose: u8, n: u64) -> MessageId {
 }
 
 fn wire<T: Serialize>(kind: &str, v: &T) -> Result<WireMessage, Output> {
-    Ok(WireMessage::from_value(kind, &serde_json::to_value(v).map_err(internal)?))
+    WireMessage::of(kind, v).map_err(internal)
 }
 
 fn parse<T: Schema>(w: &WireMessage) -> Result<T, Output> {

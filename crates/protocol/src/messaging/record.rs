@@ -133,7 +133,7 @@ pub struct RecentSend {
 }
 
 /// How many of one's recent message_ids a conversation keeps to drop repeats.
-pub const RECENT: usize = 64;
+pub const RECENT: usize = 16;
 
 fn oldest<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     uint::<_, MS>(d).map(Some)
