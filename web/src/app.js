@@ -36,7 +36,22 @@ const now = () => Math.floor(Date.now() / 1000)
 
 function showConnections () {
   view.connections(state.connections, (c, type) => calls.place(c, type).catch(fail), (c) => openChat(c).catch(fail),
-    (guid) => conversations.of(guid).unread)
+    (guid) => conversations.of(guid).unread, (c) => revoke(c).catch(fail))
+}
+
+async function revoke (c) {
+  if (!confirm(`Revoke ${c.display_name}? Neither of you can call or write to the other any more.`)) return
+  const m = await session.request('connection.revoke', { peer_guid: c.guid })
+  if (m.kind.endsWith('.error')) throw new Error(m.payload.message)
+  if (chatWith?.guid === c.guid) { chatWith = null; showChat() }
+  await refreshConnections()
+}
+
+async function showHistory () {
+  const m = await session.request('history.list', { limit: 50 })
+  if (m.kind.endsWith('.error')) throw new Error(m.payload.message)
+  const nameOf = (guid) => state.connections.find((c) => c.guid === guid)?.display_name ?? `${guid.slice(0, 8)}…`
+  view.history(m.payload.calls || [], nameOf)
 }
 
 async function refreshConnections () {
@@ -156,6 +171,7 @@ $('chat-form').onsubmit = (e) => {
   conversations.send(chatWith.guid, text).then(() => { $('chat-text').value = '' }, fail)
 }
 $('chat-close').onclick = () => { chatWith = null; showChat() }
+$('history-btn').onclick = () => showHistory().catch(fail)
 document.addEventListener('visibilitychange', () => { if (chatWith && document.visibilityState === 'visible') conversations.markRead(chatWith.guid) })
 $('reject').onclick = () => calls.reject()
 $('hangup').onclick = () => calls.hangUp()

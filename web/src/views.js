@@ -19,12 +19,19 @@ export function makeView (state) {
       $('identity').hidden = true
       $('main').hidden = false
     },
-    connections (list, onCall, onChat, unread = () => 0) {
+    connections (list, onCall, onChat, unread = () => 0, onRevoke = () => {}) {
       const ul = $('connections')
       ul.replaceChildren()
       for (const c of list) {
         const li = document.createElement('li')
         li.textContent = `${c.display_name} `
+        li.dataset.guid = c.guid
+        if (c.state === 'revoked') {
+          li.className = 'revoked'
+          li.append(Object.assign(document.createElement('span'), { className: 'meta', textContent: '(revoked: no calls or messages either way)' }))
+          ul.append(li)
+          continue
+        }
         for (const [label, type] of [['Call', 'audio'], ['Video call', 'video']]) {
           const b = document.createElement('button')
           b.textContent = label
@@ -41,7 +48,32 @@ export function makeView (state) {
         m.setAttribute('aria-label', n ? `Messages with ${c.display_name}, ${n} new` : `Messages with ${c.display_name}`)
         m.onclick = () => onChat(c)
         li.append(m)
+        const r = document.createElement('button')
+        r.className = 'revoke'
+        r.textContent = 'Revoke'
+        r.setAttribute('aria-label', `Revoke ${c.display_name}`)
+        r.onclick = () => onRevoke(c)
+        li.append(r)
         ul.append(li)
+      }
+    },
+    /** The call history from the vault, newest first; missed calls marked. */
+    history (calls, nameOf) {
+      state.history = calls
+      $('history').hidden = false
+      const ol = $('history-list')
+      ol.replaceChildren()
+      if (!calls.length) {
+        ol.append(Object.assign(document.createElement('li'), { textContent: 'No calls yet' }))
+        return
+      }
+      for (const r of calls) {
+        const li = document.createElement('li')
+        li.className = r.status === 'missed' ? 'missed' : r.status
+        const dir = r.direction === 'outgoing' ? '→' : '←'
+        const length = r.duration_seconds != null ? ` ${r.duration_seconds} s` : ''
+        li.textContent = `${new Date(r.created_at).toLocaleString()} ${dir} ${nameOf(r.peer_guid)} · ${r.call_type} · ${r.status}${length}`
+        ol.append(li)
       }
     },
     /** The open conversation: its messages oldest first, and what its buttons do. */

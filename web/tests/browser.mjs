@@ -86,6 +86,11 @@ try {
     await a.click('#hangup')
     await b.waitForFunction(() => window.cv.state.startsWith('call '), null, { timeout: 15000 })
     out.bobAfterHangup = await state(b)
+    // The call is in both histories, from the vaults.
+    await b.click('#history-btn')
+    await b.waitForFunction(() => window.cv.history?.length === 1, null, { timeout: 10000 })
+    out.bobHistory = await b.evaluate(() => window.cv.history.map((r) => [r.direction, r.call_type, r.status]))
+    out.bobHistoryText = await b.textContent('#history-list')
   } else if (scenario === 'call-rust') {
     const a = await page('Alice')
     const token = process.env.CALLVAULT_INVITE
@@ -140,7 +145,18 @@ try {
       await a.waitForFunction(() => window.cv.chat?.messages.some((m) => !m.outgoing), null, { timeout: 30000 })
       out.aliceRustChat = await chat(a)
       await a.screenshot({ path: `${artifacts}/messages-alice-rust.png` })
+      // Revoking the Rust client: its entry says so and offers no call or message.
+      a.once('dialog', (d) => d.accept())
+      const rusty = await a.evaluate(() => window.cv.connections.find((c) => c.display_name === 'Rusty').guid)
+      await a.click(`#connections li[data-guid="${rusty}"] .revoke`)
+      await a.waitForSelector(`#connections li.revoked[data-guid="${rusty}"]`, { timeout: 10000 })
+      out.aliceAfterRevoke = await a.evaluate(() => window.cv.connections.map((c) => [c.display_name, c.state]))
+      out.revokedButtons = await a.locator(`#connections li[data-guid="${rusty}"] button`).count()
     }
+    // No call yet: the history says so.
+    await b.click('#history-btn')
+    await b.waitForFunction(() => Array.isArray(window.cv.history), null, { timeout: 10000 })
+    out.bobHistory = await b.textContent('#history-list')
   } else if (scenario === 'product') {
     // A server without test hooks: the product as users get it signs up, and exposes nothing.
     const ctx = await browser.newContext({ viewport: { width: 1000, height: 720 } })

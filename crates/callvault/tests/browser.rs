@@ -100,6 +100,10 @@ fn video_call_on(s: &Serve, query: &str, path: &str) -> Value {
     }
     assert_eq!(v["alice"]["e2ee"]["sas"], v["bob"]["e2ee"]["sas"], "both show the same security code");
     assert_eq!(v["bobAfterHangup"], "call ended");
+    // The call, from Bob's vault: incoming video, ended, with its length; shown by name.
+    assert_eq!(v["bobHistory"], serde_json::json!([["incoming", "video", "ended"]]), "{v:#}");
+    let text = v["bobHistoryText"].as_str().unwrap();
+    assert!(text.contains("Alice") && text.contains("ended") && text.contains(" s"), "{text}");
     assert_eq!(v["aliceControls"]["audio"], false, "muted");
     assert_eq!(v["aliceControls"]["video"], false, "camera off");
     assert_eq!(v["aliceControls"]["mute"], "Unmute");
@@ -258,6 +262,11 @@ async fn two_browsers_and_a_rust_client_exchange_sealed_messages_with_receipts()
     assert_eq!(texts(&v["bobAfterDelete"]).into_iter().map(|m| m.1).collect::<Vec<_>>(), [hi], "deleted for both");
     let rust_chat = texts(&v["aliceRustChat"]);
     assert_eq!(rust_chat.last().unwrap().1, "hello, browser — from Rust 🦀");
+    let mut after: Vec<(String, String)> = serde_json::from_value(v["aliceAfterRevoke"].clone()).unwrap();
+    after.sort();
+    assert_eq!(after, [("Bob".into(), "active".into()), ("Rusty".into(), "revoked".into())], "{v:#}");
+    assert_eq!(v["revokedButtons"], 0, "a revoked connection offers no call or message");
+    assert_eq!(v["bobHistory"], "No calls yet");
     assert!(v["logs"].as_array().unwrap().iter().all(|l| !l.as_str().unwrap().contains("error:")), "{v:#}");
 }
 
