@@ -39,7 +39,6 @@ use callvault_protocol::registry::Schema;
 use callvault_protocol::{Guid, MessageId, Timestamp};
 use serde::Serialize;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 /// The family's name.
 pub const FAMILY: &str = "message";
@@ -101,18 +100,7 @@ enum Purpose {
 
 /// A message id derived from what caused it, so handling an event again makes the same ids.
 fn derive_id(local: &Guid, of: &[u8], purpose: Purpose, n: u64) -> MessageId {
-    let digest = Sha256::new()
-        .chain_update(b"cvmsg1")
-        .chain_update([purpose as u8])
-        .chain_update(local.to_bytes())
-        .chain_update(of)
-        .chain_update(n.to_be_bytes())
-        .finalize();
-    let mut bytes = [0u8; 16];
-    for (b, d) in bytes.iter_mut().zip(digest.iter()) {
-        *b = *d;
-    }
-    MessageId::from_bytes(bytes)
+    MessageId::derived(b"cvmsg1", purpose as u8, local, of, n)
 }
 
 fn refused(code: ErrorCode, reason: impl Into<String>) -> Output {
@@ -164,6 +152,21 @@ impl Step {
         let message = wire(kind, v)?;
         self.outputs.push(OutputItem::Send { to: self.conversation.clone(), message });
         Ok(())
+    }
+
+    /// Deletes a message's record and tells the user's apps (`message.deleted`).
+    fn forget(&mut self, item: ItemKey, message_id: MessageId, in_reply_to: Option<MessageId>) -> Result<(), Output> {
+        self.record(&item, None)?;
+        let note = MessageDeletedNotification {
+            kind: tags::Deleted,
+            message_id,
+            timestamp: self.now,
+            conversation: self.conversation.clone(),
+            item,
+            in_reply_to,
+            ext: None,
+        };
+        self.notify("deleted", &note)
     }
 
     /// The conversation's timer: when its oldest message passes its retention.
@@ -290,11 +293,15 @@ fn quiet(outcome: Outcome) -> Output {
 }
 
 fn send(mut step: Step, input: &Input, w: &WireMessage) -> Handled {
-    let body_len = w.value().get("body").and_then(|b| b.as_str().map(str::len)).unwrap_or(0);
-    if body_len > SealedBody::MAX_CHARS {
-        return Err(refused(ErrorCode::TooLarge, "the message is longer than 16 384 bytes of text"));
-    }
-    let req: MessageSendRequest = parse(w)?;
+    let req: MessageSendRequest = parse(w).map_err(|refusal| {
+        // Only a refused request is read again, for why: a body past the largest text.
+        let body_len = w.value().get("body").and_then(|b| b.as_str().map(str::len)).unwrap_or(0);
+        if body_len > SealedBody::MAX_CHARS {
+            refused(ErrorCode::TooLarge, "the message is longer than 16 384 bytes of text")
+        } else {
+            refusal
+        }
+    })?;
     if input.connection.as_ref().is_none_or(|c| c.guid != req.conversation) || req.conversation != step.conversation {
         return Err(refused(ErrorCode::NotConnected, "the peer is not a connection"));
     }
@@ -503,7 +510,6 @@ fn delete_here(mut step: Step, input: &Input, w: &WireMessage) -> Handled {
     if for_both && req.item.side() != Side::Own {
         return Err(refused(ErrorCode::InvalidState, "only one's own messages are deleted for both"));
     }
-    step.record(&req.item, None)?;
     let of = req.message_id.to_bytes();
     if for_both {
         let signal = MessageDeletedSignal {
@@ -518,16 +524,7 @@ fn delete_here(mut step: Step, input: &Input, w: &WireMessage) -> Handled {
         };
         step.send("deleted", &signal)?;
     }
-    let note = MessageDeletedNotification {
-        kind: tags::Deleted,
-        message_id: derive_id(&input.local, &of, Purpose::Deleted, 1),
-        timestamp: step.now,
-        conversation: step.conversation.clone(),
-        item: req.item,
-        in_reply_to: Some(req.message_id),
-        ext: None,
-    };
-    step.notify("deleted", &note)?;
+    step.forget(req.item, derive_id(&input.local, &of, Purpose::Deleted, 1), Some(req.message_id))?;
     step.finish(Outcome::Applied)
 }
 
@@ -546,17 +543,8 @@ fn delete_there(mut step: Step, w: &WireMessage) -> Handled {
     if !step.state.received.contains(n) && !step.state.received.insert(n) {
         return Err(refused(ErrorCode::InvalidMessage, "seq is too far ahead of the conversation"));
     }
-    step.record(&item, None)?;
-    let note = MessageDeletedNotification {
-        kind: tags::Deleted,
-        message_id: derive_id(&step.conversation, &m.message_id.to_bytes(), Purpose::Deleted, 2),
-        timestamp: step.now,
-        conversation: step.conversation.clone(),
-        item,
-        in_reply_to: None,
-        ext: None,
-    };
-    step.notify("deleted", &note)?;
+    let id = derive_id(&step.conversation, &m.message_id.to_bytes(), Purpose::Deleted, 2);
+    step.forget(item, id, None)?;
     step.finish(Outcome::Applied)
 }
 
@@ -658,17 +646,7 @@ fn expire(mut step: Step, input: &Input) -> Handled {
             oldest = Some(item.sent_at_ms());
             break;
         }
-        step.record(item, None)?;
-        let note = MessageDeletedNotification {
-            kind: tags::Deleted,
-            message_id: derive_id(&input.local, item.as_str().as_bytes(), Purpose::Expired, 0),
-            timestamp: step.now,
-            conversation: step.conversation.clone(),
-            item: item.clone(),
-            in_reply_to: None,
-            ext: None,
-        };
-        step.notify("deleted", &note)?;
+        step.forget(item.clone(), derive_id(&input.local, item.as_str().as_bytes(), Purpose::Expired, 0), None)?;
         gone = gone.saturating_add(1);
     }
     let more = input.page.as_ref().is_some_and(|p| p.more);

@@ -26,7 +26,6 @@ use callvault_protocol::registry::Schema;
 use callvault_protocol::{Guid, MessageId};
 use serde::Serialize;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 /// The family's name.
 pub const FAMILY: &str = "profile";
@@ -69,18 +68,7 @@ fn internal(e: impl std::fmt::Display) -> Output {
 }
 
 fn derive_id(local: &Guid, of: &MessageId, purpose: u8, n: u64) -> MessageId {
-    let digest = Sha256::new()
-        .chain_update(b"cvprofile1")
-        .chain_update([purpose])
-        .chain_update(local.to_bytes())
-        .chain_update(of.to_bytes())
-        .chain_update(n.to_be_bytes())
-        .finalize();
-    let mut bytes = [0u8; 16];
-    for (b, d) in bytes.iter_mut().zip(digest.iter()) {
-        *b = *d;
-    }
-    MessageId::from_bytes(bytes)
+    MessageId::derived(b"cvprofile1", purpose, local, &of.to_bytes(), n)
 }
 
 fn wire<T: Serialize>(kind: &str, v: &T) -> Result<WireMessage, Output> {

@@ -211,6 +211,26 @@ uuid_id!(
     /// Identifies one message; receivers drop a message_id they have already processed.
     MessageId
 );
+impl MessageId {
+    /// A message id derived from what caused it (a family module has no randomness, and handling
+    /// the same event again must make the same ids): SHA-256 of `domain`, `purpose`, the vault's
+    /// user, the cause's bytes and `n`, shaped as a UUID.
+    pub fn derived(domain: &[u8], purpose: u8, local: &Guid, of: &[u8], n: u64) -> Self {
+        let digest = Sha256::new()
+            .chain_update(domain)
+            .chain_update([purpose])
+            .chain_update(local.to_bytes())
+            .chain_update(of)
+            .chain_update(n.to_be_bytes())
+            .finalize();
+        let mut bytes = [0u8; 16];
+        for (b, d) in bytes.iter_mut().zip(digest.iter()) {
+            *b = *d;
+        }
+        Self::from_bytes(bytes)
+    }
+}
+
 uuid_id!(
     /// Identifies an E2EE public key offered for a call.
     KeyId

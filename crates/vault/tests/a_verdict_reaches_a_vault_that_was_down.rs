@@ -19,14 +19,6 @@ use std::time::Duration;
 use callvault_vault::manager::VaultOptions;
 use vaults::*;
 
-async fn until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !f() {
-        assert!(tokio::time::Instant::now() < deadline, "{what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn hang_up_while_the_peer_is_down<W: Backend>(w: W) {
     let bus = w.bus().await;
     let options = VaultOptions::default();

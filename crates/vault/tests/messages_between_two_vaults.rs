@@ -29,12 +29,7 @@ use vaults::*;
 
 /// The next message-family notification of `kind` (others are skipped).
 async fn note<B: Bus + Clone, K: Kv + Clone>(u: &mut User<B, K>, kind: &str) -> Value {
-    loop {
-        let m = u.notes.next_within(WAIT).await.unwrap_or_else(|| panic!("no message.{kind} notification"));
-        if m.subject.ends_with(&format!(".message.{kind}")) {
-            return serde_json::from_slice(&m.payload).unwrap();
-        }
-    }
+    next_of(&mut u.notes, &format!("message.{kind}")).await
 }
 
 async fn ask<B: Bus + Clone, K: Kv + Clone>(bus: &B, u: &User<B, K>, kind: &str, body: Value) {
@@ -239,11 +234,7 @@ async fn a_conversation<W: Backend>(w: W) {
     }
     seqs.sort_unstable();
     assert_eq!(seqs, vec![6, 7, 8]);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while a.vault.unacknowledged() > 0 || b.vault.unacknowledged() > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "the outboxes never emptied");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until("the outboxes never emptied", || a.vault.unacknowledged() == 0 && b.vault.unacknowledged() == 0).await;
     ask(&bus, &b, "history", with("history", 600, json!({"conversation": a.guid.to_string(), "limit": 3}))).await;
     let page = note(&mut b, "history").await;
     let got: Vec<u64> = page["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect();

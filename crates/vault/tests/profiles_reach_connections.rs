@@ -23,12 +23,7 @@ use serde_json::{Value, json};
 use vaults::*;
 
 async fn profile_note(sub: &mut callvault_bus::Subscription, kind: &str) -> Value {
-    loop {
-        let m = sub.next_within(WAIT).await.unwrap_or_else(|| panic!("no profile.{kind}"));
-        if m.subject.ends_with(&format!(".profile.{kind}")) {
-            return serde_json::from_slice(&m.payload).unwrap();
-        }
-    }
+    next_of(sub, &format!("profile.{kind}")).await
 }
 
 async fn profiles<W: Backend>(w: W) {
@@ -99,11 +94,7 @@ async fn profiles<W: Backend>(w: W) {
     assert!(changed.get("avatar_url").is_none(), "the avatar was removed");
     let record = b.vault.buckets().by_name["profile"].get(a.guid.as_str()).await.unwrap().unwrap();
     assert_eq!(serde_json::from_slice::<Value>(&record.value).unwrap()["display_name"], "Alice");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while a.vault.unacknowledged() > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "Bob never acknowledged the updates");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until("Bob never acknowledged the updates", || a.vault.unacknowledged() == 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -147,6 +147,25 @@ pub async fn connect<B: Bus + Clone, K: Kv + Clone>(a: &User<B, K>, b: &User<B, 
     }
 }
 
+/// Waits (up to [`WAIT`]) until `f` holds; panics saying `what` otherwise.
+pub async fn until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !f() {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The next message on `sub` whose subject ends with `.{suffix}` (others are skipped), as JSON.
+pub async fn next_of(sub: &mut Subscription, suffix: &str) -> Value {
+    loop {
+        let m = sub.next_within(WAIT).await.unwrap_or_else(|| panic!("no {suffix}"));
+        if m.subject.ends_with(&format!(".{suffix}")) {
+            return serde_json::from_slice(&m.payload).unwrap();
+        }
+    }
+}
+
 pub fn id(n: u32) -> String {
     format!("00000000-0000-4000-8000-{n:012}")
 }
