@@ -4,7 +4,9 @@
 //!
 //! - `note` (app `probe.note`, `{id, text?, after_ms?}`): counts the notes of entity `id`, keeps
 //!   the last text (version 2), notifies `probe.noted` with the count and the module's version,
-//!   and with `after_ms` sets the entity's timer and tags it `waiting`;
+//!   and with `after_ms` sets the entity's timer and tags it `waiting`; with `repeat` (at most
+//!   100 000) keeps the text that many times over, so a test can make a state past its bucket's
+//!   largest value (the store refuses the write);
 //! - `ring` (the entity's timer; also restores stored state): notifies `probe.rang` and clears the
 //!   timer.
 //!
@@ -39,6 +41,8 @@ struct Note {
     text: Option<String>,
     #[serde(default)]
     after_ms: Option<u64>,
+    #[serde(default)]
+    repeat: Option<u32>,
 }
 
 /// The manifest.
@@ -92,7 +96,8 @@ fn run(input: &Input) -> Result<Output, String> {
             let count = count.saturating_add(1);
             let timer = note.after_ms.map(|ms| input.now.saturating_add(Duration::from_millis(ms)));
             let tags = timer.and_then(|_| Tag::parse("waiting").ok()).into_iter().collect();
-            let text = note.text.or(last);
+            let times = usize::try_from(note.repeat.unwrap_or(1).clamp(1, 100_000)).unwrap_or(1);
+            let text = note.text.map(|t| t.repeat(times)).or(last);
             let body = json!({"type": "probe.noted", "id": note.id, "count": count, "version": VERSION});
             vec![store(count, text, tags, timer)?, notify("noted", &body)]
         }

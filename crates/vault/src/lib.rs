@@ -15,3 +15,4 @@ pub mod modules;
 pub mod permissions;
 pub mod runtime;
 pub mod stats;
+mod writer;

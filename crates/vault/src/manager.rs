@@ -56,6 +56,7 @@ use crate::invite::{self, InviteAccepted, InviteError, InviteToken, PendingInvit
 use crate::modules;
 use crate::runtime::{HandlerError, HandlerLimits, HandlerRuntime};
 pub use crate::stats::VaultStats;
+use crate::writer::{self, Write, Writer};
 
 /// The bucket whose record under a connection's guid shows that connection (the profile
 /// family keeps a connection's shared profile there).
@@ -174,10 +175,45 @@ struct Family {
     index: std::sync::Mutex<Index>,
     /// Wide handlers write-lock it; the others read-lock it.
     wide: RwLock<()>,
-    /// Its live entities' states and peers as last stored (the vault is the only writer of its
-    /// `handler-state`), so an event reads the store only for a settled entity it names. Bounded
-    /// with the index, by the family's live bound.
-    live_states: std::sync::Mutex<HashMap<EntityKey, (EntityState, Option<Guid>)>>,
+    /// Its entities' states and peers as last handled (the vault is the only writer of its
+    /// `handler-state`): every live one's, and a settled one's until its write is done, so an
+    /// event reads the store only for a settled entity it names. Bounded by the family's live
+    /// bound and the vault's queue.
+    states: std::sync::Mutex<HashMap<EntityKey, Cached>>,
+}
+
+/// An entity's state in memory: whether it is live, and how many of its writes are under way.
+struct Cached {
+    state: EntityState,
+    peer: Option<Guid>,
+    live: bool,
+    pending: u32,
+}
+
+/// What an event made: its outcome, what announces it once its writes (if any) are done.
+struct Staged {
+    outcome: Outcome,
+    announce: Vec<OutputItem>,
+    connection: Option<Connection>,
+    ack_of: Option<WireMessage>,
+    notified: bool,
+    app: Option<Option<MessageId>>,
+    entity: EntityKey,
+    t: Timestamp,
+    written: Option<writer::Written>,
+    /// The entities it stored (their writes are among `written`).
+    stored: Vec<EntityKey>,
+    profiles_written: Vec<Guid>,
+}
+
+/// One stored entity of an event: its writes and what memory keeps.
+struct StagedEntity<K> {
+    entity: EntityKey,
+    cached: (EntityState, Option<Guid>),
+    live: bool,
+    meta: Meta,
+    writes: Vec<Write<K>>,
+    profiles: Vec<Guid>,
 }
 
 impl Family {
@@ -194,7 +230,7 @@ impl Family {
             gauges,
             index: std::sync::Mutex::new(Index::new()),
             wide: RwLock::new(()),
-            live_states: std::sync::Mutex::new(HashMap::new()),
+            states: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -206,8 +242,21 @@ impl Family {
         self.index.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn live_states(&self) -> std::sync::MutexGuard<'_, HashMap<EntityKey, (EntityState, Option<Guid>)>> {
-        self.live_states.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn states(&self) -> std::sync::MutexGuard<'_, HashMap<EntityKey, Cached>> {
+        self.states.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The writes of `stored` are done (or failed): what is settled need not stay in memory.
+    fn written(&self, stored: &[EntityKey]) {
+        let mut states = self.states();
+        for e in stored {
+            if let Some(c) = states.get_mut(e) {
+                c.pending = c.pending.saturating_sub(1);
+                if c.pending == 0 && !c.live {
+                    states.remove(e);
+                }
+            }
+        }
     }
 }
 
@@ -280,6 +329,17 @@ impl Lanes {
 
 /// The kind of the kernel's acknowledgements, in every family (`MessageSpace.{guid}.<family>.ack`).
 const ACK: &str = "ack";
+/// How long a vault gathers the acknowledgements it owes one peer before sending them in one
+/// gift wrap (a retry waits [`OUTBOX_FIRST_WAIT`], so this only spares wraps).
+const ACK_GATHER: Duration = Duration::from_millis(200);
+/// The most messages one acknowledgement names (`message_ids`, kernel schema 1.1.0).
+const ACK_MAX_IDS: usize = 64;
+
+/// Acknowledgements owed to one peer in one family, gathered until `due`.
+struct OwedAcks {
+    ids: Vec<String>,
+    due: Timestamp,
+}
 
 /// The lane of a family's wide events (`*` is no entity key).
 const WIDE_LANE: &str = "*";
@@ -287,6 +347,19 @@ const WIDE_LANE: &str = "*";
 /// The turns of one job: its entity's lane, and for a wide handler its family's wide lane, so
 /// wide events (a peer's calls one after another) keep their order too.
 struct Turns(Vec<Turn>);
+
+/// A job's turns to run its handler and to announce what it did.
+struct JobTurns {
+    compute: Turns,
+    announce: Turns,
+}
+
+impl JobTurns {
+    /// No turns (an event run while the vault takes a family on, before it serves).
+    fn none() -> Self {
+        Self { compute: Turns(Vec::new()), announce: Turns(Vec::new()) }
+    }
+}
 
 impl Turns {
     fn enter(lanes: &Arc<Lanes>, job: &Job) -> Self {
@@ -416,6 +489,15 @@ pub struct Vault<B: Bus + Clone, K: Kv + Clone> {
     profiles: std::sync::Mutex<HashMap<Guid, Shown>>,
     /// Messages sent at least once and not yet acknowledged, by outbox key.
     outbox: std::sync::Mutex<BTreeMap<String, OutboxEntry>>,
+    /// Acknowledgements not yet sent, by family and peer.
+    owed_acks: std::sync::Mutex<BTreeMap<(String, Guid), OwedAcks>>,
+    /// Every event's writes, in order.
+    writer: Writer<K>,
+    /// The write epoch the vault's memory was last read at (see [`Vault::recover`]).
+    recovered: AtomicU64,
+    recovery: tokio::sync::Mutex<()>,
+    /// The announce turns: an entity's events are announced in the order they ran.
+    announcing: Arc<Lanes>,
 }
 
 fn now() -> Timestamp {
@@ -542,6 +624,11 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
                 .collect(),
             options,
             outbox: std::sync::Mutex::new(BTreeMap::new()),
+            owed_acks: std::sync::Mutex::new(BTreeMap::new()),
+            writer: Writer::start(),
+            recovered: AtomicU64::new(0),
+            recovery: tokio::sync::Mutex::new(()),
+            announcing: Arc::new(Lanes::default()),
             profiles: std::sync::Mutex::new(HashMap::new()),
         };
         // One listing of the state bucket for every family; state an older callvault stored is
@@ -549,14 +636,8 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         let keys = vault.buckets.state.keys().await?;
         let legacy = vault.buckets.state.get(LAYOUT_KEY).await?.is_none();
         // Messages not acknowledged before the restart go out again soon.
-        for key in keys.iter().filter(|k| k.starts_with("outbox.")) {
-            if let Some(e) = vault.buckets.state.get(key).await?
-                && let Ok(mut entry) = serde_json::from_slice::<OutboxEntry>(&e.value)
-            {
-                entry.next_at = Some(now());
-                vault.outbox().insert(key.clone(), entry);
-            }
-        }
+        let outbox = vault.read_outbox(&keys).await?;
+        *vault.outbox() = outbox;
         for m in manifests {
             vault.add_family(m, &keys, legacy).await?;
         }
@@ -572,21 +653,8 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
     async fn add_family(&self, manifest: Manifest, keys: &[String], legacy: bool) -> Result<(), VaultError> {
         let name = manifest.family.as_str().to_owned();
         let family = Arc::new(Family::new(manifest));
-        let mut restore = Vec::new();
-        let prefix = format!("index.{name}.");
-        for key in keys {
-            let Some(entity) = key.strip_prefix(&prefix).and_then(|e| EntityKey::parse(e).ok()) else { continue };
-            let Some(e) = self.buckets.state.get(key).await? else { continue };
-            match serde_json::from_slice::<IndexEntry>(&e.value) {
-                Ok(entry) => {
-                    if entry.v < family.manifest.state_version {
-                        restore.push(entity.clone());
-                    }
-                    family.index().set(&entity, entry.meta);
-                }
-                Err(_) => tracing::warn!(family = %name, "unreadable index entry skipped"),
-            }
-        }
+        let (index, mut restore) = self.read_index(&family, keys).await?;
+        *family.index() = index;
         if legacy {
             // An older callvault stored each entity's document alone, under `<family>.<entity>`.
             let own = format!("{name}.");
@@ -605,7 +673,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         if let Some(spec) = family_ref.manifest.for_restore().cloned() {
             for entity in restore {
                 let job = Job::internal(&family_ref, &spec, entity, Event::Restore);
-                if let Err(e) = self.execute(job).await {
+                if let Err(e) = self.execute(job, JobTurns::none()).await {
                     tracing::warn!(error = %Scrubbed(&e), "stored state could not be restored");
                 }
             }
@@ -704,9 +772,10 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
                 }
             }
         }
-        // Finish what was received.
+        // Finish what was received, and acknowledge it.
         let all = u32::try_from(self.options.max_queued.max(1)).unwrap_or(u32::MAX);
         let _drained = self.queued.acquire_many(all).await;
+        self.send_owed_acks(None).await;
         Ok(())
     }
 
@@ -732,12 +801,14 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
     fn next_timer(&self) -> Option<Timestamp> {
         let entities = self.all_families().iter().filter_map(|f| f.index().next_timer()).min();
         let outbox = self.outbox().values().filter_map(|e| e.next_at).min();
-        entities.into_iter().chain(outbox).min()
+        let acks = self.owed().values().map(|a| a.due).min();
+        entities.into_iter().chain(outbox).chain(acks).min()
     }
 
     /// Dispatches every timer that is due, and sends again the messages whose retry is due.
     async fn fire_due_timers(self: &Arc<Self>) {
         let t = now();
+        self.send_owed_acks(Some(t)).await;
         self.retry_outbox(t).await;
         for family in self.all_families() {
             let Some(spec) = family.manifest.for_timer().cloned() else { continue };
@@ -752,14 +823,12 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
     async fn dispatch(self: &Arc<Self>, job: Job) {
         let Ok(permit) = self.queued.clone().acquire_owned().await else { return };
         let vault = self.clone();
-        // The lanes are entered here, in arrival order; the task waits its turn.
-        let mut turn = Turns::enter(&self.lanes, &job);
+        // The lanes are entered here, in arrival order; the task waits its turns.
+        let turns = self.enter(&job);
         tokio::spawn(async move {
-            turn.wait().await;
-            if let Err(e) = vault.execute(job).await {
+            if let Err(e) = vault.execute(job, turns).await {
                 tracing::warn!(error = %Scrubbed(&e), "event failed");
             }
-            drop(turn);
             drop::<OwnedSemaphorePermit>(permit);
         });
     }
@@ -793,26 +862,37 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
     /// bus does not wait for its commit, and an entry a crash leaves behind is only sent again
     /// (the peer takes the repeat as a duplicate and acknowledges it again).
     async fn forget_outbox(&self, key: &str) {
-        if self.outbox().remove(key).is_none() {
+        self.forget_outbox_all(vec![key.to_owned()]);
+    }
+
+    /// Forgets outbox entries, their deletes at once (one commit of the embedded store).
+    fn forget_outbox_all(&self, keys: Vec<String>) {
+        let keys: Vec<String> = {
+            let mut outbox = self.outbox();
+            keys.into_iter().filter(|k| outbox.remove(k).is_some()).collect()
+        };
+        if keys.is_empty() {
             return;
         }
         self.timers_changed.notify_one();
-        let (bucket, key) = (self.buckets.state.clone(), key.to_owned());
+        let bucket = self.buckets.state.clone();
         tokio::spawn(async move {
-            if let Err(e) = bucket.delete(&key).await {
+            let deletes = keys.iter().map(|k| bucket.delete(k));
+            if let Err(e) = futures_util::future::try_join_all(deletes).await {
                 tracing::warn!(error = %Scrubbed(&e), "an acknowledged message stays in the outbox");
             }
         });
     }
 
-    /// Keeps a message the family sends at least once until its peer acknowledges it.
-    async fn keep_in_outbox(
+    /// The outbox entry of a message the family sends at least once: its key, the entry, and
+    /// what is stored.
+    fn outbox_entry(
         &self,
         family: &str,
         to: &Guid,
         message: &WireMessage,
         t: Timestamp,
-    ) -> Result<(), VaultError> {
+    ) -> Result<(String, OutboxEntry, Bytes), VaultError> {
         let Some(message_id) = message.value().get("message_id").and_then(|v| v.as_str()).map(str::to_owned) else {
             return Err(VaultError::Output("a message to send at least once names no message_id"));
         };
@@ -830,22 +910,30 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             next_at: Some(t.saturating_add(outbox_wait(0))),
         };
         let bytes = serde_json::to_vec(&entry).map_err(|_| VaultError::Output("outbox entry"))?;
-        self.buckets.state.put(&key, Bytes::from(bytes)).await?;
-        let oldest = {
-            let mut outbox = self.outbox();
-            outbox.insert(key, entry);
-            if outbox.len() > OUTBOX_MAX {
-                outbox.iter().min_by_key(|(_, e)| e.created).map(|(k, _)| k.clone())
-            } else {
-                None
-            }
-        };
-        if let Some(k) = oldest {
-            self.stats.outbox_given_up.fetch_add(1, Ordering::Relaxed);
-            self.forget_outbox(&k).await;
+        Ok((key, entry, Bytes::from(bytes)))
+    }
+
+    /// Keeps messages the family sends at least once (their entries are being written) until
+    /// the peer acknowledges them; past [`OUTBOX_MAX`] the oldest are given up.
+    fn keep_in_outbox(&self, kept: Vec<(String, OutboxEntry)>) {
+        if kept.is_empty() {
+            return;
         }
-        self.timers_changed.notify_one();
-        Ok(())
+        let oldest: Vec<String> = {
+            let mut outbox = self.outbox();
+            outbox.extend(kept);
+            let over = outbox.len().saturating_sub(OUTBOX_MAX);
+            let mut by_age: Vec<(&String, Timestamp)> = Vec::new();
+            if over > 0 {
+                by_age = outbox.iter().map(|(k, e)| (k, e.created)).collect();
+                by_age.sort_by_key(|(_, c)| *c);
+            }
+            by_age.into_iter().take(over).map(|(k, _)| k.clone()).collect()
+        };
+        if !oldest.is_empty() {
+            self.stats.outbox_given_up.fetch_add(u64::try_from(oldest.len()).unwrap_or(u64::MAX), Ordering::Relaxed);
+            self.forget_outbox_all(oldest);
+        }
     }
 
     /// Seals `json` to the vault of `to` (its connection: `known` when the caller has it) and
@@ -884,23 +972,67 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         Ok(())
     }
 
-    /// A peer's acknowledgement of a message this vault sent at least once: it is forgotten.
+    /// A peer's acknowledgement of messages this vault sent at least once: they are forgotten.
     async fn handle_ack(&self, family: &str, wrap: &[u8]) -> Result<(), VaultError> {
         let Some(opened) = self.open_wrap(wrap).await? else { return Ok(()) };
-        let Some(id) = str_field(&opened.json, "message_id").filter(|s| MessageId::parse(s).is_ok()) else {
-            return Ok(());
-        };
-        // Only the vault the message went to can acknowledge it: the key names that peer.
-        self.forget_outbox(&outbox_key(family, &opened.from, id)).await;
+        let listed = opened.json.get("message_ids").and_then(|v| v.as_array());
+        let ids = listed.into_iter().flatten().take(ACK_MAX_IDS).filter_map(|v| v.as_str());
+        let ids = str_field(&opened.json, "message_id").into_iter().chain(ids);
+        // Only the vault a message went to can acknowledge it: the key names that peer.
+        let keys: Vec<String> =
+            ids.filter(|s| MessageId::parse(s).is_ok()).map(|id| outbox_key(family, &opened.from, id)).collect();
+        self.forget_outbox_all(keys);
         Ok(())
     }
 
-    /// Acknowledges a message a peer sent at least once (the handler has run on it).
+    fn owed(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, Guid), OwedAcks>> {
+        self.owed_acks.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Owes the peer an acknowledgement of a message it sent at least once (the handler has run
+    /// on it). Acknowledgements to one peer are gathered for [`ACK_GATHER`] (or until
+    /// [`ACK_MAX_IDS`]) and sent in one wrap.
     async fn acknowledge(&self, family: &Family, peer: &Connection, message: &WireMessage, t: Timestamp) {
         let Some(id) = message.value().get("message_id").and_then(|v| v.as_str()).map(str::to_owned) else { return };
-        let ack =
-            serde_json::json!({"type": format!("{}.ack", family.name()), "message_id": id, "from_guid": self.guid});
-        if let Err(e) = self.seal_and_send(family.name(), &peer.guid, ACK, &ack.to_string(), t, Some(peer)).await {
+        let full = {
+            let mut owed = self.owed();
+            let entry = owed
+                .entry((family.name().to_owned(), peer.guid.clone()))
+                .or_insert_with(|| OwedAcks { ids: Vec::new(), due: t.saturating_add(ACK_GATHER) });
+            if !entry.ids.contains(&id) {
+                entry.ids.push(id);
+            }
+            let full = entry.ids.len() >= ACK_MAX_IDS;
+            if entry.ids.len() == 1 {
+                self.timers_changed.notify_one();
+            }
+            full.then(|| owed.remove(&(family.name().to_owned(), peer.guid.clone()))).flatten()
+        };
+        if let Some(acks) = full {
+            self.send_acks(family.name(), &peer.guid, acks.ids, t, Some(peer)).await;
+        }
+    }
+
+    /// Sends the acknowledgements due at `t` (all of them: `None`).
+    async fn send_owed_acks(&self, t: Option<Timestamp>) {
+        let due: Vec<((String, Guid), OwedAcks)> = {
+            let mut owed = self.owed();
+            let keys: Vec<(String, Guid)> =
+                owed.iter().filter(|(_, a)| t.is_none_or(|t| a.due <= t)).map(|(k, _)| k.clone()).collect();
+            keys.into_iter().filter_map(|k| owed.remove(&k).map(|a| (k, a))).collect()
+        };
+        let t = t.unwrap_or_else(now);
+        for ((family, peer), acks) in due {
+            self.send_acks(&family, &peer, acks.ids, t, None).await;
+        }
+    }
+
+    async fn send_acks(&self, family: &str, peer: &Guid, ids: Vec<String>, t: Timestamp, known: Option<&Connection>) {
+        let Some(first) = ids.first() else { return };
+        let ack = serde_json::json!({
+            "type": format!("{family}.ack"), "message_id": first, "message_ids": ids, "from_guid": self.guid,
+        });
+        if let Err(e) = self.seal_and_send(family, peer, ACK, &ack.to_string(), t, known).await {
             tracing::warn!(error = %Scrubbed(&e), "an acknowledgement could not be sent");
         }
     }
@@ -1095,11 +1227,13 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
 
     /// Runs a job in its entity's lane, here (not on a task of its own).
     async fn run_in_turn(&self, job: Job) -> Result<Outcome, VaultError> {
-        let mut turn = Turns::enter(&self.lanes, &job);
-        turn.wait().await;
-        let outcome = self.execute(job).await;
-        drop(turn);
-        outcome
+        let turns = self.enter(&job);
+        self.execute(job, turns).await
+    }
+
+    /// Takes a job's places in its lanes: to run, and to announce.
+    fn enter(&self, job: &Job) -> JobTurns {
+        JobTurns { compute: Turns::enter(&self.lanes, job), announce: Turns::enter(&self.announcing, job) }
     }
 
     /// Handles one app request (what arrives on `forVault.call.<kind>`), in its call's order.
@@ -1134,7 +1268,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         family: &Family,
         entity: &EntityKey,
     ) -> Result<Option<(EntityState, Option<Guid>)>, VaultError> {
-        if let Some(hit) = family.live_states().get(entity).cloned() {
+        if let Some(hit) = family.states().get(entity).map(|c| (c.state.clone(), c.peer.clone())) {
             return Ok(Some(hit));
         }
         let Some(e) = self.buckets.state.get(&state_key(family.name(), entity)).await? else { return Ok(None) };
@@ -1265,18 +1399,137 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
     }
 
     /// Runs one job: loads its context, runs the handler, checks and performs its outputs.
-    async fn execute(&self, job: Job) -> Result<Outcome, VaultError> {
+    /// Runs a job: its handler in its entity's compute turn (its stores kept in memory and
+    /// handed to the writer), then, once they are written, its sends and notifications in its
+    /// announce turn. The entity's next event runs as soon as this one's compute turn is over.
+    async fn execute(&self, job: Job, turns: JobTurns) -> Result<Outcome, VaultError> {
+        let JobTurns { mut compute, mut announce } = turns;
+        compute.wait().await;
         let family = job.family.clone();
-        let _family = if job.spec.is_wide() {
-            FamilyGuard::Wide(family.wide.write().await)
-        } else {
-            FamilyGuard::Narrow(family.wide.read().await)
+        let staged = {
+            let _family = if job.spec.is_wide() {
+                FamilyGuard::Wide(family.wide.write().await)
+            } else {
+                FamilyGuard::Narrow(family.wide.read().await)
+            };
+            let (_running, epoch) = self.start_compute().await?;
+            self.stage(&family, job, now(), epoch).await?
         };
-        let _running = self.running.acquire().await.map_err(|_| VaultError::Output("vault closing"))?;
-        self.execute_locked(&family, job, now()).await
+        drop(compute);
+        let written = match staged.written {
+            Some(w) => w.await.unwrap_or_else(|_| Err(writer::closed())),
+            None => Ok(()),
+        };
+        family.written(&staged.stored);
+        if let Err(e) = written {
+            self.stats.write_failures.fetch_add(1, Ordering::Relaxed);
+            return Err(e.into());
+        }
+        // After the write: a read racing it cannot leave the old profile cached.
+        for g in &staged.profiles_written {
+            self.profiles().remove(g);
+        }
+        announce.wait().await;
+        let t = staged.t;
+        for item in staged.announce {
+            self.perform(&family, item, t, staged.connection.as_ref()).await?;
+        }
+        if let (Some(message), Some(peer)) = (&staged.ack_of, staged.connection.as_ref()) {
+            self.acknowledge(&family, peer, message, t).await;
+        }
+        // Counted once its outputs are done: whoever reads the counter finds what it stored.
+        self.stats.handled.fetch_add(1, Ordering::Relaxed);
+        if let (Outcome::Refused { code, .. }, false, Some(in_reply_to)) =
+            (&staged.outcome, staged.notified, staged.app)
+        {
+            // A request too broken for the handler to answer still gets an answer.
+            let entity = Some(&staged.entity);
+            self.family_error(&family, *code, "the request was refused", in_reply_to, entity).await?;
+        }
+        Ok(staged.outcome)
     }
 
-    async fn execute_locked(&self, family: &Family, job: Job, t: Timestamp) -> Result<Outcome, VaultError> {
+    /// A place to run a handler: a permit of the vault's concurrency, and the write epoch the
+    /// vault's memory is good for (read again from the store first, if a write failed).
+    async fn start_compute(&self) -> Result<(tokio::sync::SemaphorePermit<'_>, u64), VaultError> {
+        loop {
+            self.recover().await?;
+            let permit = self.running.acquire().await.map_err(|_| VaultError::Output("vault closing"))?;
+            let epoch = self.writer.epoch();
+            if self.recovered.load(Ordering::Acquire) == epoch {
+                return Ok((permit, epoch));
+            }
+        }
+    }
+
+    /// After a failed write: with no handler running, reads the vault's memory (entity states,
+    /// indexes, the outbox) again from the store, so nothing handled next builds on what was
+    /// never written.
+    async fn recover(&self) -> Result<(), VaultError> {
+        if self.recovered.load(Ordering::Acquire) == self.writer.epoch() {
+            return Ok(());
+        }
+        let _one = self.recovery.lock().await;
+        let epoch = self.writer.epoch();
+        if self.recovered.load(Ordering::Acquire) == epoch {
+            return Ok(());
+        }
+        let all = u32::try_from(self.options.concurrency.max(1)).unwrap_or(u32::MAX);
+        let _idle = self.running.acquire_many(all).await.map_err(|_| VaultError::Output("vault closing"))?;
+        let keys = self.buckets.state.keys().await?;
+        for family in self.all_families() {
+            let (index, _) = self.read_index(&family, &keys).await?;
+            family.states().clear();
+            *family.index() = index;
+            self.update_gauges(&family);
+        }
+        let outbox = self.read_outbox(&keys).await?;
+        *self.outbox() = outbox;
+        self.recovered.store(epoch, Ordering::Release);
+        self.timers_changed.notify_one();
+        tracing::warn!("a write failed: the vault read its memory again from its store");
+        Ok(())
+    }
+
+    /// A family's index as stored (its live entities' entries among `keys`), and the entities
+    /// an older version of the family stored.
+    async fn read_index(&self, family: &Family, keys: &[String]) -> Result<(Index, Vec<EntityKey>), VaultError> {
+        let mut index = Index::new();
+        let mut older = Vec::new();
+        let prefix = format!("index.{}.", family.name());
+        for key in keys {
+            let Some(entity) = key.strip_prefix(&prefix).and_then(|e| EntityKey::parse(e).ok()) else { continue };
+            let Some(e) = self.buckets.state.get(key).await? else { continue };
+            match serde_json::from_slice::<IndexEntry>(&e.value) {
+                Ok(entry) => {
+                    if entry.v < family.manifest.state_version {
+                        older.push(entity.clone());
+                    }
+                    index.set(&entity, entry.meta);
+                }
+                Err(_) => tracing::warn!(family = family.name(), "unreadable index entry skipped"),
+            }
+        }
+        Ok((index, older))
+    }
+
+    /// The outbox as stored (among `keys`), every entry due at once.
+    async fn read_outbox(&self, keys: &[String]) -> Result<BTreeMap<String, OutboxEntry>, VaultError> {
+        let mut outbox = BTreeMap::new();
+        for key in keys.iter().filter(|k| k.starts_with("outbox.")) {
+            if let Some(e) = self.buckets.state.get(key).await?
+                && let Ok(mut entry) = serde_json::from_slice::<OutboxEntry>(&e.value)
+            {
+                entry.next_at = Some(now());
+                outbox.insert(key.clone(), entry);
+            }
+        }
+        Ok(outbox)
+    }
+
+    /// Runs the handler and takes its outputs: what it stores goes into memory and to the
+    /// writer (all of it in one batch: one commit), what announces waits for that.
+    async fn stage(&self, family: &Family, job: Job, t: Timestamp, epoch: u64) -> Result<Staged, VaultError> {
         let fname = family.name();
         let retry_at = t.saturating_add(self.options.sweep_every);
         let is_timer = matches!(job.event, Event::Timer);
@@ -1322,7 +1575,11 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         }
         let all_connections = if job.spec.connections { self.active_connections().await? } else { Vec::new() };
         let page = match &job.spec.page {
-            Some(spec) => Some(self.read_page(spec, &job.entity, &job.event).await?),
+            Some(spec) => {
+                // Records are read from the store: the entity's earlier writes land first.
+                self.writer.submit(epoch, Vec::new()).await.unwrap_or_else(|_| Err(writer::closed()))?;
+                Some(self.read_page(spec, &job.entity, &job.event).await?)
+            }
             None => None,
         };
         // A peer's message its family sends at least once is acknowledged once handled.
@@ -1380,49 +1637,82 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             return Err(e);
         }
         let notified = output.outputs.iter().any(|o| matches!(o, OutputItem::Notify(_)));
-        // First every write of the event at once (one commit of the embedded store): the entities
-        // it stores and the messages it sends at least once. Then, in order, what announces them.
+        // Every write of the event goes in one batch: the entities it stores and the messages
+        // it sends at least once. What announces them waits for the batch.
         let timer_of = is_timer.then_some(&job.entity);
-        let mut stores = Vec::new();
+        let mut writes = Vec::new();
+        let mut entities = Vec::new();
         let mut kept = Vec::new();
         let mut announce = Vec::new();
+        let mut profiles_written = Vec::new();
         for item in output.outputs {
             match item {
                 OutputItem::Store { entity, state, tags, peer, timer, records } => {
-                    stores.push(self.store_entity(family, entity, state, tags, peer, timer, records, t, timer_of));
+                    let s = self.stage_entity(family, entity, state, tags, peer, timer, records, t, timer_of)?;
+                    writes.extend(s.writes);
+                    profiles_written.extend(s.profiles);
+                    entities.push((s.entity, s.cached, s.live, s.meta));
                 }
                 OutputItem::Send { to, message } => {
                     if family.manifest.reliable.iter().any(|k| k.as_str() == message.kind) {
-                        kept.push((to.clone(), message.clone()));
+                        let (key, entry, bytes) = self.outbox_entry(family.name(), &to, &message, t)?;
+                        writes.push(Write { bucket: self.buckets.state.clone(), key: key.clone(), value: Some(bytes) });
+                        kept.push((key, entry));
                     }
                     announce.push(OutputItem::Send { to, message });
                 }
                 other => announce.push(other),
             }
         }
-        let keeps = kept.iter().map(|(to, m)| self.keep_in_outbox(family.name(), to, m, t));
-        futures_util::future::try_join(
-            futures_util::future::try_join_all(stores),
-            futures_util::future::try_join_all(keeps),
-        )
-        .await?;
-        for item in announce {
-            self.perform(family, item, t, connection.as_ref()).await?;
+        // Into memory and to the writer together, unless a write failed since this event began
+        // (then what it read may never have been written).
+        let mut stored = Vec::new();
+        let mut timers_moved = !kept.is_empty();
+        let written = {
+            let mut states = family.states();
+            if self.writer.epoch() != epoch {
+                drop(states);
+                give_up(family);
+                return Err(VaultError::Store(KvError::Backend("a write failed while the event ran".into())));
+            }
+            let mut ix = family.index();
+            for (entity, (state, peer), live, meta) in entities {
+                // Kept while it is live, and until its write is done (the store has it then).
+                let pending = states.get(&entity).map_or(0, |c| c.pending).saturating_add(1);
+                states.insert(entity.clone(), Cached { state, peer, live, pending });
+                let timer_set = meta.timer.is_some();
+                let prior = ix.set(&entity, meta);
+                timers_moved |= timer_set || prior.is_some_and(|p| p.timer.is_some());
+                stored.push(entity);
+            }
+            drop(ix);
+            let written = (!writes.is_empty()).then(|| self.writer.submit(epoch, writes));
+            drop(states);
+            written
+        };
+        self.keep_in_outbox(kept);
+        self.update_gauges(family);
+        if timers_moved {
+            // The earliest timer may have moved: the loop sleeps until the new one.
+            self.timers_changed.notify_one();
         }
         if is_timer && family.index().fired(&job.entity, retry_at) {
             // The timer's handler stored nothing: its deadline stands; try again later.
             self.stats.deadlines_left_standing.fetch_add(1, Ordering::Relaxed);
         }
-        if let (Some(message), Some(peer)) = (&ack_of, connection.as_ref()) {
-            self.acknowledge(family, peer, message, t).await;
-        }
-        // Counted once its outputs are done: whoever reads the counter finds what it stored.
-        self.stats.handled.fetch_add(1, Ordering::Relaxed);
-        if let (Outcome::Refused { code, .. }, false, Some(in_reply_to)) = (&output.outcome, notified, job.app) {
-            // A request too broken for the handler to answer still gets an answer.
-            self.family_error(family, *code, "the request was refused", in_reply_to, Some(&job.entity)).await?;
-        }
-        Ok(output.outcome)
+        Ok(Staged {
+            outcome: output.outcome,
+            announce,
+            connection,
+            ack_of,
+            notified,
+            app: job.app,
+            entity: job.entity,
+            t,
+            written,
+            stored,
+            profiles_written,
+        })
     }
 
     /// Checks that a handler asks only for what it may: entities it was given, records in its
@@ -1481,10 +1771,10 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         Ok(())
     }
 
-    /// Writes a stored entity (its state, index entry and records, all at once) and updates the
-    /// index in memory.
+    /// What storing an entity writes (its state, index entry and records), and what memory
+    /// keeps of it: its state and index entry.
     #[allow(clippy::too_many_arguments)]
-    async fn store_entity(
+    fn stage_entity(
         &self,
         family: &Family,
         entity: EntityKey,
@@ -1495,7 +1785,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         records: Vec<callvault_kernel::Record>,
         t: Timestamp,
         timer_of: Option<&EntityKey>,
-    ) -> Result<(), VaultError> {
+    ) -> Result<StagedEntity<K>, VaultError> {
         let fname = family.name();
         let mut timer = timer;
         if timer_of == Some(&entity) && timer.is_some_and(|at| at <= t) {
@@ -1507,62 +1797,33 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         let live = meta.is_live();
         let before = family.index().get(&entity).cloned();
         let was_live = before.is_some();
-        let cached = live.then(|| {
-            let version = family.manifest.state_version;
-            (EntityState { key: entity.clone(), version, state: state.clone() }, peer.clone())
-        });
-        let envelope = Envelope { v: family.manifest.state_version, peer, state };
+        let version = family.manifest.state_version;
+        let envelope = Envelope { v: version, peer: peer.clone(), state };
         let env = serde_json::to_vec(&envelope).map_err(|_| VaultError::Output("state"))?;
-        let entry = IndexEntry { meta: meta.clone(), v: family.manifest.state_version };
-        let entry = serde_json::to_vec(&entry).map_err(|_| VaultError::Output("index entry"))?;
+        let cached = (EntityState { key: entity.clone(), version, state: envelope.state }, peer);
         let (skey, ikey) = (state_key(fname, &entity), index_key(fname, &entity));
-        let index_write = async {
-            if live && before.as_ref() == Some(&meta) {
-                // Unchanged (a signal on an active call): nothing to write.
-                Ok(())
-            } else if live {
-                self.buckets.state.put(&ikey, Bytes::from(entry)).await.map(|_| ())
-            } else if was_live {
-                self.buckets.state.delete(&ikey).await
-            } else {
-                Ok(())
-            }
-        };
-        let shown_anew: Vec<Guid> = records
+        let state_bucket = &self.buckets.state;
+        let mut writes = vec![Write { bucket: state_bucket.clone(), key: skey, value: Some(Bytes::from(env)) }];
+        if live && before.as_ref() == Some(&meta) {
+            // Unchanged (a signal on an active call): nothing to write.
+        } else if live {
+            let entry = IndexEntry { meta: meta.clone(), v: version };
+            let entry = serde_json::to_vec(&entry).map_err(|_| VaultError::Output("index entry"))?;
+            writes.push(Write { bucket: state_bucket.clone(), key: ikey, value: Some(Bytes::from(entry)) });
+        } else if was_live {
+            writes.push(Write { bucket: state_bucket.clone(), key: ikey, value: None });
+        }
+        let profiles = records
             .iter()
             .filter(|r| r.bucket == PROFILE_BUCKET)
             .filter_map(|r| Guid::parse(r.key.as_str()).ok())
             .collect();
-        let record_writes = futures_util::future::try_join_all(records.iter().filter_map(|r| {
-            let bucket = self.buckets.by_name.get(&r.bucket)?;
-            let key = r.store_key();
+        for r in &records {
+            let Some(bucket) = self.buckets.by_name.get(&r.bucket) else { continue };
             let value = r.value.as_ref().map(|v| Bytes::copy_from_slice(v.get().as_bytes()));
-            Some(async move {
-                match value {
-                    Some(v) => bucket.put(&key, v).await.map(|_| ()),
-                    None => bucket.delete(&key).await,
-                }
-            })
-        }));
-        // At once: the embedded store commits them together (one fsync), JetStream takes
-        // them in one round trip.
-        tokio::try_join!(self.buckets.state.put(&skey, Bytes::from(env)), index_write, record_writes)?;
-        // After the write: a read racing it cannot leave the old profile cached.
-        for g in &shown_anew {
-            self.profiles().remove(g);
+            writes.push(Write { bucket: bucket.clone(), key: r.store_key(), value });
         }
-        let timer_set = meta.timer.is_some();
-        match cached {
-            Some(c) => family.live_states().insert(entity.clone(), c),
-            None => family.live_states().remove(&entity),
-        };
-        let prior = family.index().set(&entity, meta);
-        self.update_gauges(family);
-        if timer_set || prior.is_some_and(|p| p.timer.is_some()) {
-            // The earliest timer may have moved: the loop sleeps until the new one.
-            self.timers_changed.notify_one();
-        }
-        Ok(())
+        Ok(StagedEntity { entity, cached, live, meta, writes, profiles })
     }
 
     /// Performs one output that announces (send, notify) or counts.

@@ -104,6 +104,9 @@ pub struct VaultStats {
     pub outbox_retries: AtomicU64,
     /// Messages given up unacknowledged (after a day, or past the outbox's bound).
     pub outbox_given_up: AtomicU64,
+    /// Events whose writes failed (nothing of them was announced; the vault then reads its
+    /// memory again from the store).
+    pub write_failures: AtomicU64,
     /// Families' counters (`<family>.<name>`), from their handlers' `count` outputs.
     counters: std::sync::Mutex<BTreeMap<String, i64>>,
     /// Families' gauges (`<family>.<tag>`: how many entities carry the tag).

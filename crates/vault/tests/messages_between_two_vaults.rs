@@ -218,7 +218,9 @@ async fn a_conversation<W: Backend>(w: W) {
     assert_eq!(page["retention_days"], json!(1));
     assert_eq!(a.vault.live_entities("message"), 1, "the conversation's timer waits for the next expiry");
 
-    // Bob's vault goes down; Alice sends three; they arrive, in order, when it is back.
+    // Bob's vault goes down (what came before acknowledged: acknowledgements are gathered for
+    // up to 200 ms); Alice sends three; they arrive, in order, when it is back.
+    until("the earlier messages were acknowledged", || a.vault.unacknowledged() == 0).await;
     let stopped = stop_vault(b).await;
     for n in 500..503 {
         send(&bus, &mut a, &stopped.identity.public(), n, &format!("while you were away {n}")).await;
