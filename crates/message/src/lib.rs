@@ -33,7 +33,7 @@ use callvault_protocol::messaging::{
     MessageDeliver, MessageDelivered, MessageDeliveredNotification, MessageHistoryNotification, MessageHistoryRequest,
     MessageReadNotification, MessageReadReceipt, MessageReadRequest, MessageReceivedNotification, MessageRecord,
     MessageRetentionNotification, MessageRetentionRequest, MessageSendRequest, MessageSentNotification, MessageStatus,
-    RECENT, Reader, RecentSend, SealedBody, Seq, Side, tags,
+    RECENT, Reader, RecentId, RecentSend, SealedBody, Seq, Side, tags,
 };
 use callvault_protocol::registry::Schema;
 use callvault_protocol::{Guid, MessageId, Timestamp};
@@ -43,7 +43,7 @@ use serde_json::json;
 /// The family's name.
 pub const FAMILY: &str = "message";
 /// The version of the state it writes.
-pub const STATE_VERSION: u32 = 1;
+pub const STATE_VERSION: u32 = 2;
 /// The bucket its records go to.
 pub const BUCKET: &str = "messages";
 /// How far ahead of the receiver's clock a message's `sent_at` may be.
@@ -204,7 +204,8 @@ impl Step {
 fn state_of(states: &[EntityState], entity: &EntityKey) -> Result<ConversationState, String> {
     let Some(s) = states.iter().find(|s| &s.key == entity) else { return Ok(ConversationState::default()) };
     match s.version {
-        1 => ConversationState::from_json(s.state.get().as_bytes()).map_err(|e| e.to_string()),
+        // Version 1 kept each recent send's whole message_id; it reads as version 2.
+        1 | 2 => ConversationState::from_json(s.state.get().as_bytes()).map_err(|e| e.to_string()),
         v => Err(format!("state version {v} is not one this module reads")),
     }
 }
@@ -305,7 +306,8 @@ fn send(mut step: Step, input: &Input, w: &WireMessage) -> Handled {
     if input.connection.as_ref().is_none_or(|c| c.guid != req.conversation) || req.conversation != step.conversation {
         return Err(refused(ErrorCode::NotConnected, "the peer is not a connection"));
     }
-    if let Some(r) = step.state.recent.iter().find(|r| r.message_id == req.message_id) {
+    let recent_id = RecentId::of(&req.message_id);
+    if let Some(r) = step.state.recent.iter().find(|r| r.id == recent_id) {
         // A repeat (the app lost the answer): answered as the first was, nothing sent again.
         let sent = MessageSentNotification {
             kind: tags::Sent,
@@ -337,7 +339,7 @@ fn send(mut step: Step, input: &Input, w: &WireMessage) -> Handled {
     step.record(&item, Some(&record))?;
     step.state.last_seq = n;
     step.state.last_sent_ms = sent_ms;
-    step.state.recent.push(RecentSend { message_id: req.message_id.clone(), seq: number, sent_ms });
+    step.state.recent.push(RecentSend { id: recent_id, seq: number, sent_ms });
     if step.state.recent.len() > RECENT {
         step.state.recent.remove(0);
     }

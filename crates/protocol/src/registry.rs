@@ -139,7 +139,6 @@ pub fn component_names(def: &str) -> Option<Vec<&'static str>> {
         "peer_profile" => Some(introspect::names::<PeerProfile>()),
         "history_item" => Some(introspect::names::<HistoryItem>()),
         "seq_set" => Some(introspect::names::<SeqSet>()),
-        "recent_send" => Some(introspect::names::<RecentSend>()),
         _ => None,
     }
 }

@@ -156,6 +156,12 @@ fn example(s: &Schemas, file: &str, node: &Value, prop: &str, full: bool) -> Val
     if let Some(e) = node.get("enum") {
         return e[0].clone();
     }
+    if let Some(alternatives) = node.get("oneOf") {
+        return example(s, &file, &alternatives[0], prop, full);
+    }
+    if let Some(items) = node.get("prefixItems") {
+        return Value::Array(items.as_array().unwrap().iter().map(|n| example(s, &file, n, prop, full)).collect());
+    }
     match node["type"].as_str() {
         Some("string") => json!(valid_string(name.as_deref().unwrap_or(prop))),
         Some("integer") => json!(42),

@@ -339,6 +339,8 @@ const ACK_MAX_IDS: usize = 64;
 struct OwedAcks {
     ids: Vec<String>,
     due: Timestamp,
+    /// A task waits to send them at `due`.
+    scheduled: bool,
 }
 
 /// The lane of a family's wide events (`*` is no entity key).
@@ -801,14 +803,12 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
     fn next_timer(&self) -> Option<Timestamp> {
         let entities = self.all_families().iter().filter_map(|f| f.index().next_timer()).min();
         let outbox = self.outbox().values().filter_map(|e| e.next_at).min();
-        let acks = self.owed().values().map(|a| a.due).min();
-        entities.into_iter().chain(outbox).chain(acks).min()
+        entities.into_iter().chain(outbox).min()
     }
 
     /// Dispatches every timer that is due, and sends again the messages whose retry is due.
     async fn fire_due_timers(self: &Arc<Self>) {
         let t = now();
-        self.send_owed_acks(Some(t)).await;
         self.retry_outbox(t).await;
         for family in self.all_families() {
             let Some(spec) = family.manifest.for_timer().cloned() else { continue };
@@ -830,6 +830,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
                 tracing::warn!(error = %Scrubbed(&e), "event failed");
             }
             drop::<OwnedSemaphorePermit>(permit);
+            vault.schedule_acks();
         });
     }
 
@@ -996,20 +997,43 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         let Some(id) = message.value().get("message_id").and_then(|v| v.as_str()).map(str::to_owned) else { return };
         let full = {
             let mut owed = self.owed();
-            let entry = owed
-                .entry((family.name().to_owned(), peer.guid.clone()))
-                .or_insert_with(|| OwedAcks { ids: Vec::new(), due: t.saturating_add(ACK_GATHER) });
+            let entry = owed.entry((family.name().to_owned(), peer.guid.clone())).or_insert_with(|| OwedAcks {
+                ids: Vec::new(),
+                due: t.saturating_add(ACK_GATHER),
+                scheduled: false,
+            });
             if !entry.ids.contains(&id) {
                 entry.ids.push(id);
             }
             let full = entry.ids.len() >= ACK_MAX_IDS;
-            if entry.ids.len() == 1 {
-                self.timers_changed.notify_one();
-            }
             full.then(|| owed.remove(&(family.name().to_owned(), peer.guid.clone()))).flatten()
         };
         if let Some(acks) = full {
             self.send_acks(family.name(), &peer.guid, acks.ids, t, Some(peer)).await;
+        }
+    }
+
+    /// Lets a task send the acknowledgements gathered since the last one was scheduled, when they
+    /// are due (a task, not the vault's timer: what finishes traffic wakes nothing afterwards).
+    /// Those owed by an event run outside [`Vault::run_until`] go with the next scheduled ones,
+    /// or when the vault stops.
+    fn schedule_acks(self: &Arc<Self>) {
+        let due = {
+            let mut owed = self.owed();
+            owed.values_mut()
+                .filter(|a| !a.scheduled)
+                .map(|a| {
+                    a.scheduled = true;
+                    a.due
+                })
+                .min()
+        };
+        if let Some(due) = due {
+            let vault = self.clone();
+            tokio::spawn(async move {
+                sleep_until(Some(due)).await;
+                vault.send_owed_acks(Some(now())).await;
+            });
         }
     }
 

@@ -19,7 +19,7 @@ mod messages;
 mod record;
 
 pub use messages::*;
-pub use record::{ConversationState, MAX_SEQ_GAP, MessageRecord, RECENT, RecentSend, SeqSet};
+pub use record::{ConversationState, MAX_SEQ_GAP, MessageRecord, RECENT, RecentId, RecentSend, SeqSet};
 
 use std::fmt;
 
@@ -82,11 +82,18 @@ impl SealedBody {
     /// Validates and wraps.
     pub fn new(s: impl Into<String>) -> Result<Self, FieldError> {
         let s = s.into();
-        check_len(&s, Self::MIN_CHARS, Self::MAX_CHARS)?;
         if !is_padded_base64(&s) {
+            check_len(&s, Self::MIN_CHARS, Self::MAX_CHARS)?;
             return Err(FieldError::Pattern { pattern: "standard padded base64" });
         }
-        Ok(Self(s))
+        // Base64 is ASCII: its length in characters is its length in bytes (one pass, not two).
+        if s.len() < Self::MIN_CHARS {
+            Err(FieldError::TooShort { min: Self::MIN_CHARS })
+        } else if s.len() > Self::MAX_CHARS {
+            Err(FieldError::TooLong { max: Self::MAX_CHARS })
+        } else {
+            Ok(Self(s))
+        }
     }
 
     /// The value.

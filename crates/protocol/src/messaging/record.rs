@@ -119,17 +119,89 @@ pub struct ConversationState {
     pub oldest_ms: Option<u64>,
 }
 
-/// One of one's recent messages, to answer a repeat.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One of one's recent messages, to answer a repeat: stored as `[id, seq, sent_ms]`, `id` a
+/// [`RecentId`] of its message_id (state version 2; version 1 stored `{message_id, seq,
+/// sent_ms}`, which is still read).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecentSend {
-    /// The app's message_id.
-    pub message_id: MessageId,
+    /// Which message_id it was.
+    pub id: RecentId,
     /// The number it was given.
     pub seq: super::Seq,
     /// When it was taken, ms since the Unix epoch.
-    #[serde(deserialize_with = "uint::<_, MS>")]
     pub sent_ms: u64,
+}
+
+/// What a conversation keeps of a message_id to know a repeat of it: 53 bits of its SHA-256
+/// (an integer exact in JSON; two of one's 16 recent ids alike by chance: about 2^-46).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecentId(u64);
+
+impl RecentId {
+    /// The largest: 2^53 - 1.
+    pub const MAX: u64 = (1 << 53) - 1;
+
+    /// Of a message_id.
+    pub fn of(id: &MessageId) -> Self {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new().chain_update(b"cvrecent1").chain_update(id.to_bytes()).finalize();
+        let mut first = [0u8; 8];
+        for (b, d) in first.iter_mut().zip(digest.iter()) {
+            *b = *d;
+        }
+        Self(u64::from_be_bytes(first) & Self::MAX)
+    }
+
+    /// The stored number.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl Serialize for RecentSend {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (self.id.0, &self.seq, self.sent_ms).serialize(s)
+    }
+}
+
+/// Version 1's form of a recent send.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecentSendV1 {
+    message_id: MessageId,
+    seq: super::Seq,
+    #[serde(deserialize_with = "uint::<_, MS>")]
+    sent_ms: u64,
+}
+
+impl<'de> Deserialize<'de> for RecentSend {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RecentSend;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("[id, seq, sent_ms]")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<RecentSend, A::Error> {
+                use serde::de::Error;
+                let id: u64 = a.next_element()?.ok_or_else(|| A::Error::invalid_length(0, &self))?;
+                let seq: super::Seq = a.next_element()?.ok_or_else(|| A::Error::invalid_length(1, &self))?;
+                let sent_ms: u64 = a.next_element()?.ok_or_else(|| A::Error::invalid_length(2, &self))?;
+                if a.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    return Err(A::Error::invalid_length(4, &self));
+                }
+                if id > RecentId::MAX || sent_ms > MS {
+                    return Err(A::Error::custom("a recent send's id or time is out of range"));
+                }
+                Ok(RecentSend { id: RecentId(id), seq, sent_ms })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, a: A) -> Result<RecentSend, A::Error> {
+                let v1 = RecentSendV1::deserialize(serde::de::value::MapAccessDeserializer::new(a))?;
+                Ok(RecentSend { id: RecentId::of(&v1.message_id), seq: v1.seq, sent_ms: v1.sent_ms })
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// How many of one's recent message_ids a conversation keeps to drop repeats.
@@ -146,6 +218,36 @@ impl crate::registry::Schema for ConversationState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_recent_send_is_stored_short_and_version_1_still_reads() {
+        let id = MessageId::parse("0a1b2c3d-4e5f-4a6b-8c7d-8e9fa0b1c2d3").unwrap();
+        let mut state = ConversationState::default();
+        state.recent.push(RecentSend { id: RecentId::of(&id), seq: Seq::new(7).unwrap(), sent_ms: 1_800_000_000_000 });
+        let text = serde_json::to_string(&state).unwrap();
+        let stored = format!("[{},7,1800000000000]", RecentId::of(&id).get());
+        assert!(text.contains(&stored), "{text}");
+        assert!(RecentId::of(&id).get() <= RecentId::MAX);
+        assert_ne!(RecentId::of(&id), RecentId::of(&MessageId::from_bytes([0; 16])));
+        let back: ConversationState = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, state);
+        // Version 1's object form reads as the same recent send.
+        let v1 = text.replace(
+            &stored,
+            r#"{"message_id":"0a1b2c3d-4e5f-4a6b-8c7d-8e9fa0b1c2d3","seq":7,"sent_ms":1800000000000}"#,
+        );
+        assert_eq!(serde_json::from_str::<ConversationState>(&v1).unwrap(), state);
+        // Out of range, too short, too long, or an unknown field: refused.
+        for bad in [
+            format!("[{},7,1800000000000]", RecentId::MAX + 1),
+            format!("[{},7,10000000000000]", RecentId::of(&id).get()),
+            format!("[{},7]", RecentId::of(&id).get()),
+            format!("[{},7,1,2]", RecentId::of(&id).get()),
+            r#"{"message_id":"0a1b2c3d-4e5f-4a6b-8c7d-8e9fa0b1c2d3","seq":7,"sent_ms":1,"x":1}"#.to_owned(),
+        ] {
+            assert!(serde_json::from_str::<ConversationState>(&text.replace(&stored, &bad)).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn a_seq_set_closes_its_gaps() {
