@@ -5,8 +5,10 @@ import { AppSession } from './session.js'
 import { Calls } from './calls.js'
 import { Conversations, statusText } from './messages.js'
 import { E2ee } from './e2ee.js'
-import { bytesToHex, generateSecretKey, initIdentity, nip44Decrypt, nip44Encrypt, publicOf, signEvent } from './identity.js'
-import { createIdentity, loadIdentity } from './keystore.js'
+import {
+  bytesToHex, generateSecretKey, initIdentity, nip44Decrypt, nip44Encrypt, openKeyFile, publicOf, sealKeyFile, signEvent,
+} from './identity.js'
+import { createIdentity, keyFileBytes, keyFileText, storedIdentity, unlockIdentity } from './keystore.js'
 import { displayNameProblem } from './names.js'
 import { makeView } from './views.js'
 
@@ -132,19 +134,51 @@ async function start () {
 }
 
 const identityReady = initIdentity()
-const ops = { publicOf, generateSecretKey }
+const ops = { publicOf, generateSecretKey, sealKeyFile, openKeyFile }
 
-$('create-identity').onclick = async () => {
+// Sealing and opening a key file take a moment (argon2id, 64 MiB): say so first.
+const slowly = (what, f) => new Promise((resolve, reject) => {
+  view.state(what)
+  setTimeout(() => { try { resolve(f()) } catch (e) { reject(e) } }, 30)
+})
+
+$('create-form').onsubmit = async (e) => {
+  e.preventDefault()
   const name = $('name').value || 'callvault user'
   const problem = displayNameProblem(name)
   if (problem) return fail(problem)
+  const file = $('import-file').files[0]
   try {
     await identityReady
-    identity = createIdentity(localStorage, ops, name, $('import').value || null)
-  } catch (e) {
-    return fail(`that is not a secret key: ${e.message}`)
+    const imported = file ? keyFileText(new Uint8Array(await file.arrayBuffer())) : null
+    identity = await slowly(imported ? 'opening the key file' : 'sealing your key',
+      () => createIdentity(localStorage, ops, name, $('passphrase').value, imported))
+  } catch (err) {
+    view.state('signed out')
+    return fail(file ? `that key file does not open: ${err.message}` : err.message)
   }
+  $('passphrase').value = ''
   start().catch(fail)
+}
+$('unlock-form').onsubmit = async (e) => {
+  e.preventDefault()
+  try {
+    await identityReady
+    identity = await slowly('unlocking', () => unlockIdentity(localStorage, ops, $('unlock-passphrase').value))
+  } catch (err) {
+    view.state('locked')
+    return fail(err.message)
+  }
+  $('unlock-passphrase').value = ''
+  start().catch(fail)
+}
+$('backup-btn').onclick = () => {
+  const url = URL.createObjectURL(new Blob([keyFileBytes(localStorage)], { type: 'application/octet-stream' }))
+  const a = document.createElement('a')
+  a.href = url
+  a.download = `callvault-${identity.guid.slice(0, 8)}.cvkey`
+  a.click()
+  setTimeout(() => URL.revokeObjectURL(url), 10000)
 }
 $('invite-btn').onclick = async () => {
   const token = makeInvite()
@@ -179,7 +213,9 @@ $('mute').onclick = () => view.toggle('mute', calls.call?.local?.getAudioTracks(
 $('camera').onclick = () => view.toggle('camera', calls.call?.local?.getVideoTracks()[0], 'Camera off', 'Camera on')
 
 identityReady.then(() => {
-  identity = loadIdentity(localStorage, publicOf)
-  if (identity) return start()
-  view.state('signed out')
+  const stored = storedIdentity(localStorage)
+  $('unlock-form').hidden = !stored
+  $('create-form').hidden = !!stored
+  view.state(stored ? 'locked' : 'signed out')
+  if (stored === 'plain') fail('Choose a passphrase: this browser kept your key unsealed; unlocking seals it.')
 }).catch(fail)

@@ -1,6 +1,7 @@
 // The user's identity key and what it does, by the E2EE module's pure-Rust secp256k1 (no
 // JavaScript crypto library): public key and guid, Nostr events (BIP-340 signatures), and NIP-44
-// v2 sealing of signals to peers. Randomness comes from crypto.getRandomValues.
+// v2 sealing of signals to peers, and key files (the CLI's format). Randomness comes from
+// crypto.getRandomValues.
 import { callJson, loadE2ee } from './wasm.js'
 
 let wasm = null
@@ -47,4 +48,18 @@ export function nip44Encrypt (secretHex, peerHex, plaintext) {
 /** NIP-44 v2: a payload from `peerHex` opened with `secretHex`; throws if it does not open. */
 export function nip44Decrypt (secretHex, peerHex, payload) {
   return op({ op: 'decrypt', secret: secretHex, peer: peerHex, payload }).plaintext
+}
+
+/** The secret key (hex) sealed under `passphrase` as a key file (base64), the format
+ * `callvault id export` writes. */
+export function sealKeyFile (secretHex, passphrase) {
+  const salt = bytesToHex(crypto.getRandomValues(new Uint8Array(16)))
+  const nonce = bytesToHex(crypto.getRandomValues(new Uint8Array(24)))
+  return op({ op: 'seal_key', secret: secretHex, passphrase, salt, nonce }).file
+}
+
+/** A key file (base64) opened with `passphrase`: `{secret, public, guid}`; throws ('wrong
+ * passphrase', 'not a callvault key file', ...). */
+export function openKeyFile (fileBase64, passphrase) {
+  return op({ op: 'open_key', file: fileBase64, passphrase })
 }

@@ -18,6 +18,7 @@ export function makeView (state) {
       $('who').textContent = `${identity.name} (${identity.guid.slice(0, 8)}…)`
       $('identity').hidden = true
       $('main').hidden = false
+      $('error').textContent = ''
     },
     connections (list, onCall, onChat, unread = () => 0, onRevoke = () => {}) {
       const ul = $('connections')

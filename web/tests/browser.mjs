@@ -6,7 +6,10 @@
 // transform=streams to both pages), tamper (the callee's keys are corrupted), call-rust <peer display name> (one page calls a Rust client by name after connecting
 // with the invite in $CALLVAULT_INVITE), messages (two pages exchange messages and see receipts
 // and a delete for both; then one writes to a Rust client connected with $CALLVAULT_INVITE and
-// shows its answer). Prints one JSON object with what it saw.
+// shows its answer), keyfile (a key file `callvault id export` wrote, $CALLVAULT_KEYFILE under
+// $CALLVAULT_PASSPHRASE, imports; storage holds no raw key; a reload asks for the passphrase; the
+// backups of it and of an identity made in the browser are saved for the CLI to import). Prints
+// one JSON object with what it saw.
 import { chromium } from 'playwright-core'
 
 const [base, scenario, artifacts, fakeAudio] = process.argv.slice(2)
@@ -19,6 +22,8 @@ if (fakeAudio) args.push(`--use-file-for-fake-audio-capture=${fakeAudio}`)
 const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true, args })
 const out = { scenario }
 const logs = []
+// What the pages' identities are sealed under.
+const PASSPHRASE = 'a browser passphrase'
 
 async function page(name, query = '') {
   const ctx = await browser.newContext({ permissions: ['camera', 'microphone'], viewport: { width: 1000, height: 720 } })
@@ -27,9 +32,18 @@ async function page(name, query = '') {
   p.on('pageerror', (e) => logs.push(`${name} error: ${e.message}`))
   await p.goto(`${base}/${query}`)
   await p.fill('#name', name)
+  await p.fill('#passphrase', PASSPHRASE)
   await p.click('#create-identity')
-  await p.waitForFunction(() => window.cv.state === 'ready', null, { timeout: 20000 })
+  await p.waitForFunction(() => window.cv.state === 'ready', null, { timeout: 30000 })
   return p
+}
+
+/** Saves the page's key backup to `file` in the artifacts; its path. */
+async function backup (p, file) {
+  const [download] = await Promise.all([p.waitForEvent('download'), p.click('#backup-btn')])
+  const path = `${artifacts}/${file}`
+  await download.saveAs(path)
+  return path
 }
 
 const state = (p) => p.evaluate(() => window.cv.state)
@@ -157,6 +171,42 @@ try {
     await b.click('#history-btn')
     await b.waitForFunction(() => Array.isArray(window.cv.history), null, { timeout: 10000 })
     out.bobHistory = await b.textContent('#history-list')
+  } else if (scenario === 'keyfile') {
+    const ctx = await browser.newContext({ viewport: { width: 1000, height: 720 } })
+    const p = await ctx.newPage()
+    p.on('console', (m) => logs.push(`keyfile: ${m.text()}`))
+    p.on('pageerror', (e) => logs.push(`keyfile error: ${e.message}`))
+    await p.goto(`${base}/`)
+    await p.fill('#name', 'Erin')
+    await p.fill('#passphrase', process.env.CALLVAULT_PASSPHRASE)
+    await p.setInputFiles('#import-file', process.env.CALLVAULT_KEYFILE)
+    await p.screenshot({ path: `${artifacts}/keyfile-import.png` })
+    await p.click('#create-identity')
+    await waitState(p, 'ready')
+    out.imported = await p.evaluate(() => window.cv.guid)
+    out.storage = await p.evaluate(() => Object.fromEntries(Object.entries(localStorage)))
+    out.stored_file_hex = await p.evaluate(() => Array.from(atob(localStorage.getItem('callvault.keyfile')), (c) => c.charCodeAt(0).toString(16).padStart(2, '0')).join(''))
+    // Reloaded: locked until the passphrase opens the file; a wrong one is refused.
+    await p.reload()
+    await waitState(p, 'locked')
+    await p.fill('#unlock-passphrase', 'not the passphrase')
+    await p.click('#unlock')
+    await p.waitForFunction(() => (window.cv.lastError ?? '').length > 0, null, { timeout: 30000 })
+    out.wrong = await p.evaluate(() => window.cv.lastError)
+    out.after_wrong = await state(p)
+    await p.screenshot({ path: `${artifacts}/keyfile-wrong-passphrase.png` })
+    await p.fill('#unlock-passphrase', process.env.CALLVAULT_PASSPHRASE)
+    await p.click('#unlock')
+    await waitState(p, 'ready')
+    out.unlocked = await p.evaluate(() => window.cv.guid)
+    out.backup_of_imported = await backup(p, 'keyfile-imported-backup.cvkey')
+    // An identity made in the browser: its backup is for the CLI to import.
+    const q = await page('Fay')
+    out.made = await q.evaluate(() => window.cv.guid)
+    out.made_storage = await q.evaluate(() => Object.fromEntries(Object.entries(localStorage)))
+    out.backup_of_made = await backup(q, 'keyfile-made-backup.cvkey')
+    out.passphrase = PASSPHRASE
+    await q.screenshot({ path: `${artifacts}/keyfile-signed-in.png` })
   } else if (scenario === 'product') {
     // A server without test hooks: the product as users get it signs up, and exposes nothing.
     const ctx = await browser.newContext({ viewport: { width: 1000, height: 720 } })
@@ -165,8 +215,9 @@ try {
     p.on('console', (m) => { if (m.type() === 'error') logs.push(`product console error: ${m.text()}`) })
     await p.goto(`${base}/?tamper=1`)
     await p.fill('#name', 'Dana')
+    await p.fill('#passphrase', PASSPHRASE)
     await p.click('#create-identity')
-    await p.waitForFunction(() => document.body.dataset.state === 'ready', null, { timeout: 20000 })
+    await p.waitForFunction(() => document.body.dataset.state === 'ready', null, { timeout: 30000 })
     out.hooks = await p.evaluate(() => typeof window.cv)
     out.who = await p.textContent('#who')
     out.csp = (await (await p.request.get(`${base}/`)).headers())['content-security-policy'] ?? null

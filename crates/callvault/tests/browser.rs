@@ -281,3 +281,63 @@ fn the_product_signs_up_without_test_hooks() {
     assert!(v["csp"].as_str().unwrap().contains("frame-ancestors 'none'"), "{v:#}");
     assert!(v["logs"].as_array().unwrap().iter().all(|l| !l.as_str().unwrap().contains("error:")), "{v:#}");
 }
+
+/// The identity is sealed at rest in the CLI's key-file format (issue 17, point 2): a key file
+/// `callvault id export` wrote imports in the browser to the same guid; the browser's storage
+/// then holds no raw key, only that file; a reload asks for the passphrase and refuses a wrong
+/// one; and the backups the browser offers (of that identity, and of one made in the browser)
+/// are files `callvault id import` opens, to the same guids.
+#[test]
+fn a_key_file_moves_between_the_cli_and_the_browser_both_ways() {
+    const PASSPHRASE: &str = "correct horse battery";
+    let cli = |home: &Path, pass: &str, args: &[&str]| {
+        let out = Command::new(BIN)
+            .arg("--home")
+            .arg(home)
+            .args(["--server", "ws://127.0.0.1:1/app", "--json"])
+            .args(args)
+            .env("CALLVAULT_PASSPHRASE", pass)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "callvault {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let home = tempfile::tempdir().unwrap();
+    let made = cli(home.path(), PASSPHRASE, &["id", "new", "--name", "Erin"]);
+    let file = home.path().join("erin.cvkey");
+    cli(home.path(), PASSPHRASE, &["id", "export", file.to_str().unwrap()]);
+    let bytes = std::fs::read(&file).unwrap();
+    let secret = callvault_crypto::keyfile::open_key(&bytes, callvault_crypto::keyfile::KeyKind::User, PASSPHRASE)
+        .unwrap()
+        .secret_bytes();
+    let secret_hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+
+    let s = serve();
+    let env = [("CALLVAULT_KEYFILE", file.to_str().unwrap()), ("CALLVAULT_PASSPHRASE", PASSPHRASE)];
+    let v = browser(&s.base, "keyfile", None, &env);
+
+    // CLI -> browser: the same identity, and no raw key in the browser's storage.
+    assert_eq!(v["imported"], made["guid"], "{v:#}");
+    assert_eq!(v["unlocked"], made["guid"], "{v:#}");
+    let stored = v["storage"].as_object().unwrap();
+    assert!(stored.values().all(|x| !x.as_str().unwrap().contains(&secret_hex)), "a raw key in storage: {v:#}");
+    assert!(stored.contains_key("callvault.keyfile") && !stored.contains_key("callvault.sk"), "{v:#}");
+    let file_hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(v["stored_file_hex"].as_str().unwrap(), file_hex, "the browser keeps the CLI's file as it is");
+    assert!(v["wrong"].as_str().unwrap().contains("wrong passphrase"), "{v:#}");
+    assert_eq!(v["after_wrong"], "locked", "{v:#}");
+
+    // Browser -> CLI: both backups import, to the same guids.
+    for (backup, guid, pass) in [
+        (&v["backup_of_imported"], &made["guid"], PASSPHRASE),
+        (&v["backup_of_made"], &v["made"], v["passphrase"].as_str().unwrap()),
+    ] {
+        let other = tempfile::tempdir().unwrap();
+        let imported = cli(other.path(), pass, &["id", "import", backup.as_str().unwrap(), "--name", "Backup"]);
+        assert_eq!(&imported["guid"], guid, "{v:#}");
+    }
+    let made_storage = v["made_storage"].as_object().unwrap();
+    assert!(!made_storage.contains_key("callvault.sk"), "{v:#}");
+    assert!(made_storage.contains_key("callvault.keyfile"), "{v:#}");
+    assert!(v["logs"].as_array().unwrap().iter().all(|l| !l.as_str().unwrap().contains("error:")), "{v:#}");
+}

@@ -18,11 +18,8 @@
 use argon2::{Algorithm, Argon2, Params, Version};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
-
-use crate::SecretIdentity;
 
 const MAGIC: &[u8; 5] = b"CVKEY";
 const VERSION: u8 = 1;
@@ -119,16 +116,31 @@ fn checksum(bytes: &[u8]) -> [u8; CHECKSUM_LEN] {
 }
 
 /// Encrypts `key` under `passphrase`.
+#[cfg(feature = "identity")]
 pub fn seal_key(
-    key: &SecretIdentity,
+    key: &crate::SecretIdentity,
     kind: KeyKind,
     passphrase: &str,
     params: KdfParams,
 ) -> Result<Vec<u8>, KeyFileError> {
+    use rand_core::{OsRng, RngCore};
     let mut salt = [0u8; 16];
     let mut nonce = [0u8; 24];
     OsRng.fill_bytes(&mut salt);
     OsRng.fill_bytes(&mut nonce);
+    seal_secret(&key.secret_bytes(), kind, passphrase, params, &salt, &nonce)
+}
+
+/// Encrypts 32 secret bytes under `passphrase` with the given salt and nonce (fresh random
+/// bytes each time: the browser's module has no random source of its own and is handed them).
+pub fn seal_secret(
+    secret: &[u8; 32],
+    kind: KeyKind,
+    passphrase: &str,
+    params: KdfParams,
+    salt: &[u8; 16],
+    nonce: &[u8; 24],
+) -> Result<Vec<u8>, KeyFileError> {
     let mut out = Vec::with_capacity(KEY_FILE_LEN);
     out.extend_from_slice(MAGIC);
     out.push(VERSION);
@@ -136,13 +148,12 @@ pub fn seal_key(
     for v in [params.memory_kib, params.iterations, params.lanes] {
         out.extend_from_slice(&v.to_be_bytes());
     }
-    out.extend_from_slice(&salt);
-    out.extend_from_slice(&nonce);
-    let wrapping = derive(passphrase, &salt, params)?;
+    out.extend_from_slice(salt);
+    out.extend_from_slice(nonce);
+    let wrapping = derive(passphrase, salt, params)?;
     let cipher = XChaCha20Poly1305::new(wrapping.as_ref().into());
-    let secret = key.secret_bytes();
     let ct = cipher
-        .encrypt(XNonce::from_slice(&nonce), Payload { msg: secret.as_ref(), aad: &out })
+        .encrypt(XNonce::from_slice(nonce), Payload { msg: secret.as_slice(), aad: &out })
         .map_err(|_| KeyFileError::InvalidKey)?;
     out.extend_from_slice(&ct);
     let sum = checksum(&out);
@@ -151,7 +162,14 @@ pub fn seal_key(
 }
 
 /// Decrypts a key file written by [`seal_key`].
-pub fn open_key(file: &[u8], expected: KeyKind, passphrase: &str) -> Result<SecretIdentity, KeyFileError> {
+#[cfg(feature = "identity")]
+pub fn open_key(file: &[u8], expected: KeyKind, passphrase: &str) -> Result<crate::SecretIdentity, KeyFileError> {
+    let bytes = open_secret(file, expected, passphrase)?;
+    crate::SecretIdentity::from_secret_bytes(&bytes).map_err(|_| KeyFileError::InvalidKey)
+}
+
+/// Decrypts a key file's 32 secret bytes (whether they are a valid key is the caller's check).
+pub fn open_secret(file: &[u8], expected: KeyKind, passphrase: &str) -> Result<Zeroizing<[u8; 32]>, KeyFileError> {
     if file.len() <= MAGIC.len() || file.get(..MAGIC.len()) != Some(MAGIC.as_slice()) {
         return Err(KeyFileError::NotAKeyFile);
     }
@@ -191,6 +209,5 @@ pub fn open_key(file: &[u8], expected: KeyKind, passphrase: &str) -> Result<Secr
             .map_err(|_| KeyFileError::WrongPassphrase)?,
     );
     let bytes: [u8; 32] = secret.as_slice().try_into().map_err(|_| KeyFileError::InvalidKey)?;
-    let bytes = Zeroizing::new(bytes);
-    SecretIdentity::from_secret_bytes(&bytes).map_err(|_| KeyFileError::InvalidKey)
+    Ok(Zeroizing::new(bytes))
 }

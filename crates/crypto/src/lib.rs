@@ -24,7 +24,7 @@ pub mod giftwrap;
 pub mod identity;
 #[cfg(feature = "identity")]
 pub mod invite;
-#[cfg(feature = "identity")]
+#[cfg(feature = "keyfile")]
 pub mod keyfile;
 #[cfg(feature = "mls")]
 pub mod mls;

@@ -20,6 +20,10 @@
 //! "created_at","kind","tags","content"}` answers the signed event; `{"op":"encrypt","peer",
 //! "nonce","plaintext"}` answers `{"payload"}` (NIP-44 v2); `{"op":"decrypt","peer","payload"}`
 //! answers `{"plaintext"}`. `aux` and `nonce` are 32 fresh random bytes (64 hex) from the page.
+//! Key files (the CLI's `id export` format, [`callvault_crypto::keyfile`]): `{"op":"seal_key",
+//! "secret","passphrase","salt","nonce"}` (16 and 24 fresh random bytes in hex) answers
+//! `{"file"}` (base64); `{"op":"open_key","file","passphrase"}` (no secret) answers `{"secret",
+//! "public","guid"}`.
 //!
 //! Frames: `kind` 0 is audio (all of it encrypted), 1 a video key frame and 2 a video delta frame,
 //! whose first 10 and 3 bytes (the VP8 payload header the browser's packetizer reads) stay in clear
@@ -32,10 +36,14 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use callvault_crypto::callkeys::{CallKeys, EphemeralKey, Role};
 use callvault_crypto::frame::{DEFAULT_GRACE, FrameDecryptor, FrameEncryptor};
+use callvault_crypto::keyfile::{self, KdfParams, KeyKind};
 use callvault_protocol::{CallId, Guid};
 use serde_json::{Value, json};
 
 pub mod identity;
+
+/// The shortest passphrase a key file is sealed under (the CLI's `id export` asks the same).
+pub const MIN_PASSPHRASE_CHARS: usize = 8;
 
 struct State {
     pending: Option<EphemeralKey>,
@@ -85,10 +93,14 @@ pub extern "C" fn cv_out() -> i32 {
 }
 
 fn hex32(s: &str) -> Option<[u8; 32]> {
-    if s.len() != 64 {
+    hex_n(s)
+}
+
+fn hex_n<const N: usize>(s: &str) -> Option<[u8; N]> {
+    if s.len() != N.checked_mul(2)? {
         return None;
     }
-    let mut out = [0u8; 32];
+    let mut out = [0u8; N];
     for (i, o) in out.iter_mut().enumerate() {
         *o = u8::from_str_radix(s.get(i.checked_mul(2)?..i.checked_mul(2)?.checked_add(2)?)?, 16).ok()?;
     }
@@ -154,9 +166,31 @@ pub fn identity_op(request: &Value) -> Result<Value, String> {
     let text = |f: &str| request.get(f).and_then(Value::as_str).ok_or_else(|| format!("missing {f}"));
     let key =
         |f: &str| -> Result<[u8; 32], String> { hex32(text(f)?).ok_or_else(|| format!("{f}: 64 hex characters")) };
-    let secret = zeroize::Zeroizing::new(key("secret")?);
     let e = |e: identity::IdentityError| e.to_string();
+    if text("op")? == "open_key" {
+        let file = STANDARD.decode(text("file")?).map_err(|_| "file: base64")?;
+        let secret = keyfile::open_secret(&file, KeyKind::User, text("passphrase")?).map_err(|e| e.to_string())?;
+        let public = identity::public_key(&secret).map_err(e)?;
+        return Ok(json!({
+            "secret": identity::hex(secret.as_slice()),
+            "public": identity::hex(&public),
+            "guid": Guid::from_public_key(&public).to_string(),
+        }));
+    }
+    let secret = zeroize::Zeroizing::new(key("secret")?);
     match text("op")? {
+        "seal_key" => {
+            let passphrase = text("passphrase")?;
+            if passphrase.chars().count() < MIN_PASSPHRASE_CHARS {
+                return Err(format!("the passphrase needs {MIN_PASSPHRASE_CHARS} characters or more"));
+            }
+            identity::public_key(&secret).map_err(e)?;
+            let salt: [u8; 16] = hex_n(text("salt")?).ok_or("salt: 32 hex characters")?;
+            let nonce: [u8; 24] = hex_n(text("nonce")?).ok_or("nonce: 48 hex characters")?;
+            let file = keyfile::seal_secret(&secret, KeyKind::User, passphrase, KdfParams::RECOMMENDED, &salt, &nonce)
+                .map_err(|e| e.to_string())?;
+            Ok(json!({"file": STANDARD.encode(file)}))
+        }
         "public" => {
             let public = identity::public_key(&secret).map_err(e)?;
             Ok(json!({"public": identity::hex(&public), "guid": Guid::from_public_key(&public).to_string()}))
