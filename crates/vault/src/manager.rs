@@ -859,9 +859,9 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         }
     }
 
-    /// Forgets an outbox entry. The store's delete runs on its own task: the loop that reads the
-    /// bus does not wait for its commit, and an entry a crash leaves behind is only sent again
-    /// (the peer takes the repeat as a duplicate and acknowledges it again).
+    /// Forgets an outbox entry. Nothing waits for the store's delete: an entry a crash leaves
+    /// behind is only sent again (the peer takes the repeat as a duplicate and acknowledges it
+    /// again).
     async fn forget_outbox(&self, key: &str) {
         self.forget_outbox_all(vec![key.to_owned()]);
     }
@@ -876,13 +876,12 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             return;
         }
         self.timers_changed.notify_one();
-        let bucket = self.buckets.state.clone();
-        tokio::spawn(async move {
-            let deletes = keys.iter().map(|k| bucket.delete(k));
-            if let Err(e) = futures_util::future::try_join_all(deletes).await {
-                tracing::warn!(error = %Scrubbed(&e), "an acknowledged message stays in the outbox");
-            }
-        });
+        // Through the writer, in the next round with the events' writes (no commit of their
+        // own). Nothing waits for them: an entry whose delete fails is only sent again (after a
+        // restart, or when the vault reads its memory again), and acknowledged again.
+        let writes =
+            keys.into_iter().map(|key| Write { bucket: self.buckets.state.clone(), key, value: None }).collect();
+        drop(self.writer.submit(self.writer.epoch(), writes));
     }
 
     /// The outbox entry of a message the family sends at least once: its key, the entry, and

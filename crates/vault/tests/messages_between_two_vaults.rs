@@ -237,6 +237,14 @@ async fn a_conversation<W: Backend>(w: W) {
     seqs.sort_unstable();
     assert_eq!(seqs, vec![6, 7, 8]);
     until("the outboxes never emptied", || a.vault.unacknowledged() == 0 && b.vault.unacknowledged() == 0).await;
+    // And the store's: the acknowledged entries' deletes are written too.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    for u in [&a, &b] {
+        while u.vault.buckets().state.keys().await.unwrap().iter().any(|k| k.starts_with("outbox.")) {
+            assert!(tokio::time::Instant::now() < deadline, "acknowledged entries stay in the stored outbox");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     ask(&bus, &b, "history", with("history", 600, json!({"conversation": a.guid.to_string(), "limit": 3}))).await;
     let page = note(&mut b, "history").await;
     let got: Vec<u64> = page["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect();
