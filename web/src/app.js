@@ -11,6 +11,7 @@ import {
 import { createIdentity, keyFileBytes, keyFileText, storedIdentity, unlockIdentity } from './keystore.js'
 import { displayNameProblem } from './names.js'
 import { makeView } from './views.js'
+import { Ringer, systemNotification, webAudioRing } from './ringer.js'
 
 const $ = (id) => document.getElementById(id)
 // Test hooks (window.cv, ?tamper=1, ?transform=streams, ?relay=1) exist only when the server
@@ -23,7 +24,15 @@ const state = {
   inviteToken: null, lastError: null, e2ee: { encrypted: 0, decrypted: 0, failed: 0 }, decryptState: 'ok',
 }
 if (hooks) window.cv = state
-const view = makeView(state)
+// An incoming call rings, and shows a system notification when the tab is hidden.
+const ring = webAudioRing()
+const ringer = new Ringer({
+  audio: ring,
+  notify: (title, body) => systemNotification(title, body),
+  isHidden: () => document.visibilityState === 'hidden',
+  state,
+})
+const view = makeView(state, { ringer })
 const fail = (e) => view.fail(e instanceof Error ? e.message : String(e))
 
 let identity = null
@@ -142,8 +151,15 @@ const slowly = (what, f) => new Promise((resolve, reject) => {
   setTimeout(() => { try { resolve(f()) } catch (e) { reject(e) } }, 30)
 })
 
+// On the click that signs in: the ring's audio may sound later, and notifications are asked for.
+function onSignInClick () {
+  ring?.prepare()
+  if (typeof Notification !== 'undefined' && Notification.permission === 'default') Notification.requestPermission().catch(() => {})
+}
+
 $('create-form').onsubmit = async (e) => {
   e.preventDefault()
+  onSignInClick()
   const name = $('name').value || 'callvault user'
   const problem = displayNameProblem(name)
   if (problem) return fail(problem)
@@ -162,6 +178,7 @@ $('create-form').onsubmit = async (e) => {
 }
 $('unlock-form').onsubmit = async (e) => {
   e.preventDefault()
+  onSignInClick()
   try {
     await identityReady
     identity = await slowly('unlocking', () => unlockIdentity(localStorage, ops, $('unlock-passphrase').value))
@@ -206,7 +223,11 @@ $('chat-form').onsubmit = (e) => {
 }
 $('chat-close').onclick = () => { chatWith = null; showChat() }
 $('history-btn').onclick = () => showHistory().catch(fail)
-document.addEventListener('visibilitychange', () => { if (chatWith && document.visibilityState === 'visible') conversations.markRead(chatWith.guid) })
+document.addEventListener('visibilitychange', () => {
+  if (chatWith && document.visibilityState === 'visible') conversations.markRead(chatWith.guid)
+  // Still ringing when the tab goes to the background: the notification shows then.
+  if (calls?.incoming) ringer.incoming(calls.incoming)
+})
 $('reject').onclick = () => calls.reject()
 $('hangup').onclick = () => calls.hangUp()
 $('mute').onclick = () => view.toggle('mute', calls.call?.local?.getAudioTracks()[0], 'Mute', 'Unmute')

@@ -3,7 +3,7 @@
 
 const $ = (id) => document.getElementById(id)
 
-export function makeView (state) {
+export function makeView (state, { ringer = null } = {}) {
   const view = {
     state (s) {
       state.state = s
@@ -120,6 +120,7 @@ export function makeView (state) {
     invite (token) { $('invite-token').value = token },
     incoming (payload) {
       state.incoming = payload
+      ringer?.incoming(payload)
       if (!payload) { if (!state.call) view.state('ready'); return }
       $('incoming-from').textContent = payload.peer_profile?.display_name || payload.peer_guid
       $('incoming-type').textContent = payload.call_type

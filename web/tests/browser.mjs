@@ -26,7 +26,7 @@ const logs = []
 const PASSPHRASE = 'a browser passphrase'
 
 async function page(name, query = '') {
-  const ctx = await browser.newContext({ permissions: ['camera', 'microphone'], viewport: { width: 1000, height: 720 } })
+  const ctx = await browser.newContext({ permissions: ['camera', 'microphone', 'notifications'], viewport: { width: 1000, height: 720 } })
   const p = await ctx.newPage()
   p.on('console', (m) => logs.push(`${name}: ${m.text()}`))
   p.on('pageerror', (e) => logs.push(`${name} error: ${e.message}`))
@@ -73,8 +73,12 @@ try {
     const a = await page('Alice', q ? `?${q}` : '')
     const b = await page('Bob', scenario === 'tamper' ? `?tamper=1${q ? '&' + q : ''}` : (q ? `?${q}` : ''))
     await connectPages(a, b)
+    // Bob's tab is in the background when the call comes: it rings and shows a notification.
+    await b.evaluate(() => Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'hidden' }))
     await a.click('.call-video')
     await waitState(b, 'incoming call')
+    out.bobRinging = await b.evaluate(() => ({ ringing: window.cv.ringing, notifications: window.cv.notifications }))
+    await b.evaluate(() => Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'visible' }))
     await b.click('#accept')
     if (scenario === 'video-call') {
       await waitState(a, 'in call')
@@ -86,6 +90,7 @@ try {
     const [sa, sb] = await Promise.all([sample(a, 4), sample(b, 4)])
     out.alice = sa
     out.bob = sb
+    out.bobRingingInCall = await b.evaluate(() => window.cv.ringing)
     await a.screenshot({ path: `${artifacts}/call-${scenario}-alice.png` })
     await b.screenshot({ path: `${artifacts}/call-${scenario}-bob.png` })
     // Mute and camera off act on the local tracks (the peer receives silence and black frames).

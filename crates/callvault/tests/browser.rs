@@ -99,6 +99,10 @@ fn video_call_on(s: &Serve, query: &str, path: &str) -> Value {
         assert_eq!(v[who]["e2ee"]["path"], path);
     }
     assert_eq!(v["alice"]["e2ee"]["sas"], v["bob"]["e2ee"]["sas"], "both show the same security code");
+    // Bob's tab was hidden when the call came: it rang and showed one notification; taken, it
+    // stopped ringing.
+    assert_eq!(v["bobRinging"], serde_json::json!({"ringing": true, "notifications": 1}), "{v:#}");
+    assert_eq!(v["bobRingingInCall"], false, "{v:#}");
     assert_eq!(v["bobAfterHangup"], "call ended");
     // The call, from Bob's vault: incoming video, ended, with its length; shown by name.
     assert_eq!(v["bobHistory"], serde_json::json!([["incoming", "video", "ended"]]), "{v:#}");

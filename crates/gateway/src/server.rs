@@ -62,6 +62,7 @@ pub const WEB_FILES: &[(&str, &[u8])] = &[
     ("identity.js", include_bytes!("../../../web/src/identity.js")),
     ("names.js", include_bytes!("../../../web/src/names.js")),
     ("messages.js", include_bytes!("../../../web/src/messages.js")),
+    ("ringer.js", include_bytes!("../../../web/src/ringer.js")),
     ("wasm.js", include_bytes!("../../../web/src/wasm.js")),
     ("e2ee-worker.js", include_bytes!("../../../web/src/e2ee-worker.js")),
 ];
