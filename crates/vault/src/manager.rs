@@ -849,7 +849,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         for (key, e) in due {
             if t.saturating_since(e.created) > OUTBOX_GIVE_UP {
                 self.stats.outbox_given_up.fetch_add(1, Ordering::Relaxed);
-                self.forget_outbox(&key).await;
+                self.forget_outbox(vec![key]);
                 continue;
             }
             self.stats.outbox_retries.fetch_add(1, Ordering::Relaxed);
@@ -859,15 +859,10 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         }
     }
 
-    /// Forgets an outbox entry. Nothing waits for the store's delete: an entry a crash leaves
-    /// behind is only sent again (the peer takes the repeat as a duplicate and acknowledges it
-    /// again).
-    async fn forget_outbox(&self, key: &str) {
-        self.forget_outbox_all(vec![key.to_owned()]);
-    }
-
-    /// Forgets outbox entries, their deletes at once (one commit of the embedded store).
-    fn forget_outbox_all(&self, keys: Vec<String>) {
+    /// Forgets outbox entries, their deletes at once. Nothing waits for the store's deletes: an
+    /// entry a crash leaves behind is only sent again (the peer takes the repeat as a duplicate
+    /// and acknowledges it again).
+    fn forget_outbox(&self, keys: Vec<String>) {
         let keys: Vec<String> = {
             let mut outbox = self.outbox();
             keys.into_iter().filter(|k| outbox.remove(k).is_some()).collect()
@@ -932,7 +927,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         };
         if !oldest.is_empty() {
             self.stats.outbox_given_up.fetch_add(u64::try_from(oldest.len()).unwrap_or(u64::MAX), Ordering::Relaxed);
-            self.forget_outbox_all(oldest);
+            self.forget_outbox(oldest);
         }
     }
 
@@ -981,7 +976,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         // Only the vault a message went to can acknowledge it: the key names that peer.
         let keys: Vec<String> =
             ids.filter(|s| MessageId::parse(s).is_ok()).map(|id| outbox_key(family, &opened.from, id)).collect();
-        self.forget_outbox_all(keys);
+        self.forget_outbox(keys);
         Ok(())
     }
 
@@ -994,9 +989,10 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
     /// [`ACK_MAX_IDS`]) and sent in one wrap.
     async fn acknowledge(&self, family: &Family, peer: &Connection, message: &WireMessage, t: Timestamp) {
         let Some(id) = message.value().get("message_id").and_then(|v| v.as_str()).map(str::to_owned) else { return };
+        let key = (family.name().to_owned(), peer.guid.clone());
         let full = {
             let mut owed = self.owed();
-            let entry = owed.entry((family.name().to_owned(), peer.guid.clone())).or_insert_with(|| OwedAcks {
+            let entry = owed.entry(key.clone()).or_insert_with(|| OwedAcks {
                 ids: Vec::new(),
                 due: t.saturating_add(ACK_GATHER),
                 scheduled: false,
@@ -1005,7 +1001,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
                 entry.ids.push(id);
             }
             let full = entry.ids.len() >= ACK_MAX_IDS;
-            full.then(|| owed.remove(&(family.name().to_owned(), peer.guid.clone()))).flatten()
+            full.then(|| owed.remove(&key)).flatten()
         };
         if let Some(acks) = full {
             self.send_acks(family.name(), &peer.guid, acks.ids, t, Some(peer)).await;

@@ -56,11 +56,7 @@ async fn a_failed_write_is_never_announced_and_nothing_builds_on_it() {
     let mut app = bus.subscribe(&format!("OwnerSpace.{}.forApp.probe.*", a.guid)).await.unwrap();
     bus.flush().await.unwrap();
     modules::install_family(&a.vault.buckets().handlers, &a.vault.runtime(), PROBE_V2).await.unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !a.vault.families().iter().any(|f| f.family.as_str() == "probe") {
-        assert!(tokio::time::Instant::now() < deadline, "the probe family was never taken on");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    probe_version(&a, 2).await;
 
     // A burst on one entity: handled in order, announced in order, each on the one before.
     for n in 1..=40 {
@@ -103,11 +99,7 @@ async fn a_failed_write_is_never_announced_and_nothing_builds_on_it() {
     // After a restart: what was announced, nothing else.
     let Stopped { identity, key, delegation } = stop_vault(a).await;
     let a = start(&w, &bus, VaultOptions::default(), identity, key, delegation).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !a.vault.families().iter().any(|f| f.family.as_str() == "probe") {
-        assert!(tokio::time::Instant::now() < deadline, "the probe family was not loaded again");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    probe_version(&a, 2).await;
     let mut app = bus.subscribe(&format!("OwnerSpace.{}.forApp.probe.*", a.guid)).await.unwrap();
     bus.flush().await.unwrap();
     send_note(&bus, &a, 48, "x", json!({})).await;

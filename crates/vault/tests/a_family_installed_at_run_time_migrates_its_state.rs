@@ -39,14 +39,6 @@ async fn next(app: &mut Subscription) -> (String, Value) {
     (m.subject.rsplit('.').next().unwrap().to_owned(), serde_json::from_slice(&m.payload).unwrap())
 }
 
-async fn family_version<B: Bus + Clone, K: Kv + Clone>(u: &User<B, K>, version: u32) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !u.vault.families().iter().any(|f| f.family.as_str() == "probe" && f.state_version == version) {
-        assert!(tokio::time::Instant::now() < deadline, "the vault never took on probe version {version}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn stored<B: Bus + Clone, K: Kv + Clone>(u: &User<B, K>, entity: &str) -> Value {
     let e = u.vault.buckets().state.get(&format!("probe.{entity}")).await.unwrap().expect("stored state");
     serde_json::from_slice(&e.value).unwrap()
@@ -67,7 +59,7 @@ async fn a_family_installed_at_run_time_runs_and_its_newer_version_migrates_its_
     // Installed while the vault runs: its subjects work at once.
     let m = modules::install_family(&a.vault.buckets().handlers, &a.vault.runtime(), PROBE_V1).await.unwrap();
     assert_eq!((m.family.as_str(), m.state_version), ("probe", 1));
-    family_version(&a, 1).await;
+    probe_version(&a, 1).await;
     for n in 1..=2 {
         let (kind, body) = note(&bus, &a, &mut app, "x", json!({})).await;
         assert_eq!((kind.as_str(), &body["count"], &body["version"]), ("noted", &json!(n), &json!(1)));
@@ -85,7 +77,7 @@ async fn a_family_installed_at_run_time_runs_and_its_newer_version_migrates_its_
 
     // The newer version reads what the older one stored and writes its own version.
     modules::install_family(&a.vault.buckets().handlers, &a.vault.runtime(), PROBE_V2).await.unwrap();
-    family_version(&a, 2).await;
+    probe_version(&a, 2).await;
     let (kind, body) = note(&bus, &a, &mut app, "x", json!({"text": "hi"})).await;
     assert_eq!((kind.as_str(), &body["count"], &body["version"]), ("noted", &json!(3), &json!(2)));
     assert_eq!(stored(&a, "x").await, json!({"v": 2, "state": {"count": 3, "last": "hi"}}));

@@ -148,6 +148,15 @@ pub async fn connect<B: Bus + Clone, K: Kv + Clone>(a: &User<B, K>, b: &User<B, 
 }
 
 /// Waits (up to [`WAIT`]) until `f` holds; panics saying `what` otherwise.
+/// Waits until the vault runs version `version` of the test family `probe`.
+pub async fn probe_version<B: Bus + Clone, K: Kv + Clone>(u: &User<B, K>, version: u32) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !u.vault.families().iter().any(|f| f.family.as_str() == "probe" && f.state_version == version) {
+        assert!(tokio::time::Instant::now() < deadline, "the vault never took on probe version {version}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub async fn until(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while !f() {
