@@ -1,12 +1,15 @@
 // The call controller: one 1:1 call at a time, through the vault's call requests
-// (docs/PROTOCOL.md) and app-to-app sealed signals (the key exchange, the SDP offer and answer),
-// with media protected by the E2EE worker. No DOM: it tells its `view` what to show.
+// (docs/PROTOCOL.md) and app-to-app sealed signals (the key exchange, the SDP offer and answer,
+// and ICE candidates trickled as they are found), with media protected by the E2EE worker. No
+// DOM: it tells its `view` what to show.
 
 const enc = new TextEncoder()
 const dec = new TextDecoder()
 export const b64 = (bytes) => btoa(String.fromCharCode(...bytes))
 export const unb64 = (s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0))
 const stamp = () => new Date().toISOString()
+/** Marks a moment of the call's setup (the milestones `stats()` reports). */
+const mark = (call, what) => { (call.marks ??= {})[what] = Date.now() }
 
 /** A sealed signal's envelope: what is sealed to the peer for `call_id`. */
 export function envelope (callId, signalType, bytes) {
@@ -18,6 +21,22 @@ export function body (opened, signal) {
   const env = JSON.parse(opened)
   if (env.v !== 1 || env.call_id !== signal.call_id || env.signal_type !== signal.signal_type) throw new Error('signal does not hold')
   return unb64(env.body)
+}
+
+/** At most this many trickled candidates are taken from a peer per call; the rest are dropped. */
+export const MAX_TRICKLED = 64
+
+/** A trickled candidate's sealed body (an RTCIceCandidate's JSON); null at the end of candidates. */
+export function candidateBody (candidate) {
+  return enc.encode(JSON.stringify(candidate ? candidate.toJSON() : { candidate: '' }))
+}
+
+/** The candidate in a trickled body, as RTCPeerConnection.addIceCandidate takes it; null for none. */
+export function parseCandidate (bytes) {
+  const c = JSON.parse(dec.decode(bytes))
+  if (typeof c !== 'object' || c === null || typeof c.candidate !== 'string' || c.candidate.length > 512) throw new Error('not a candidate')
+  if (c.candidate === '') return null
+  return { candidate: c.candidate, sdpMid: typeof c.sdpMid === 'string' ? c.sdpMid : null, sdpMLineIndex: Number.isInteger(c.sdpMLineIndex) ? c.sdpMLineIndex : 0 }
 }
 
 /** The next signal of `type` of `call`: one already received, or the next to come. */
@@ -54,7 +73,8 @@ export class Calls {
     } else if (m.kind === 'call.ended' || m.kind === 'call.rejected') {
       if (this.call && m.payload.call_id === this.call.id) this.end(m.kind === 'call.rejected' ? 'rejected' : 'ended')
       if (this.incoming && m.payload.call_id === this.incoming.call_id) { this.incoming = null; this.view.incoming(null) }
-    } else if (m.kind === 'call.signal' && this.call) {
+    } else if (m.kind === 'call.signal' && this.call && m.payload.call_id === this.call.id) {
+      if (m.payload.signal_type === 'ice') return this.trickled(this.call, m.payload), true
       this.call.signals.push(m.payload)
       this.call.onSignal?.()
     } else {
@@ -75,22 +95,62 @@ export class Calls {
     this.view.sas(call.sas)
   }
 
+  /** A candidate the peer trickled: added once the peer's description is set, kept until then. */
+  trickled (call, signal) {
+    if (call.trickledIn >= MAX_TRICKLED) return
+    call.trickledIn = (call.trickledIn ?? 0) + 1
+    let c
+    try { c = parseCandidate(body(this.open(call.peerKey, signal.payload), signal)) } catch { return }
+    if (!c) return
+    if (call.pc?.remoteDescription) call.pc.addIceCandidate(c).catch(() => {})
+    else (call.remoteIce ??= []).push(c)
+  }
+
+  /** The peer's description: set, then the candidates it trickled before it. */
+  async remoteDescription (call, description) {
+    await call.pc.setRemoteDescription(description)
+    for (const c of call.remoteIce?.splice(0) ?? []) await call.pc.addIceCandidate(c).catch(() => {})
+  }
+
+  /** Our candidates go to the peer as they are found, once our description has gone (`flush`). */
+  trickle (call, pc) {
+    call.localIce = []
+    pc.onicecandidate = (e) => {
+      if (call.localIce) call.localIce.push(e.candidate)
+      else this.sendSignal(call, 'ice', candidateBody(e.candidate))
+    }
+    return () => {
+      for (const c of call.localIce ?? []) this.sendSignal(call, 'ice', candidateBody(c))
+      call.localIce = null
+    }
+  }
+
   async peerConnection (call) {
-    const turn = await this.session.turnCredentials(this.relayOnly())
+    const [turn, local] = await Promise.all([
+      this.session.turnCredentials(this.relayOnly()),
+      this.media.getUserMedia({ audio: true, video: call.type === 'video' }),
+    ])
+    if (this.call !== call) {
+      local.getTracks().forEach((t) => t.stop())
+      throw new Error('the call is over')
+    }
+    call.local = local
     const pc = new this.PeerConnection(this.e2ee.peerConfig({ iceServers: turn?.ice_servers || [], iceTransportPolicy: turn?.ice_transport_policy || 'all' }))
+    call.pc = pc
+    call.flushIce = this.trickle(call, pc)
     const remote = new MediaStream()
     pc.ontrack = (e) => {
       this.e2ee.protectReceiver(e.receiver, e.track.kind)
       remote.addTrack(e.track)
       this.view.remote(remote)
     }
-    pc.onconnectionstatechange = () => { if (pc.connectionState === 'connected') this.view.state('in call') }
-    const local = await this.media.getUserMedia({ audio: true, video: call.type === 'video' })
-    call.local = local
+    pc.onconnectionstatechange = () => {
+      mark(call, pc.connectionState)
+      if (pc.connectionState === 'connected') this.view.state('in call')
+    }
     this.view.local(local)
     for (const track of local.getTracks()) this.e2ee.protectSender(pc.addTrack(track, local), track.kind)
     if (this.e2ee.insertable) for (const t of pc.getTransceivers()) this.e2ee.protectReceiver(t.receiver, t.receiver.track.kind)
-    call.pc = pc
     return pc
   }
 
@@ -106,37 +166,61 @@ export class Calls {
     this.show(call)
     await this.session.request('call.initiate', { call_id: call.id, peer_guid: c.guid, call_type: type }, (m) => m.kind === 'call.initiated' && m.payload.call_id === call.id)
     this.view.state('ringing')
+    // While it rings: the camera and microphone, the peer connection and the offer (its
+    // candidates wait), and our half of the key exchange, so that an answer needs only the sends.
+    const ready = (async () => {
+      const pc = await this.peerConnection(call)
+      await pc.setLocalDescription(await pc.createOffer())
+      return { pc, mine: await this.e2ee.newKey() }
+    })()
+    ready.catch(() => {})
     const settled = await this.session.waitFor((m) => m.payload.call_id === call.id && ['call.accepted', 'call.rejected', 'call.ended', 'call.error'].includes(m.kind), 120000)
     if (settled.kind !== 'call.accepted') { this.end(settled.kind.replace('call.', '')); return }
+    mark(call, 'accepted')
     this.view.state('connecting')
-    const mine = await this.e2ee.newKey()
+    const { pc, mine } = await ready
+    mark(call, 'ready')
     await this.agree(call, settled.payload.public_key)
     this.sendSignal(call, 'key_exchange', unb64(mine))
-    const pc = await this.peerConnection(call)
-    await pc.setLocalDescription(await pc.createOffer())
-    await gathered(pc)
     this.sendSignal(call, 'offer', enc.encode(pc.localDescription.sdp))
+    call.flushIce()
+    mark(call, 'offered')
     const answer = dec.decode(await nextSignal(call, 'answer', this.open))
-    await pc.setRemoteDescription({ type: 'answer', sdp: answer })
+    mark(call, 'answer')
+    await this.remoteDescription(call, { type: 'answer', sdp: answer })
   }
 
-  /** Answers the incoming call; `connection` is the caller's. */
+  /**
+   * Answers the incoming call; `connection` is the caller's. A call in progress ends for it: the
+   * vault hangs it up as it accepts this one (docs/PROTOCOL.md, "Busy"), this side drops its media.
+   */
   async accept (connection) {
     const inc = this.incoming
+    if (!inc) return
     this.incoming = null
     this.view.incoming(null)
+    if (this.call) this.end('ended')
     const call = { id: inc.call_id, peer: inc.peer_guid, peerKey: connection.user_key, peerName: connection.display_name, type: inc.call_type, outgoing: false, signals: [] }
     this.show(call)
+    mark(call, 'accept')
     const mine = await this.e2ee.newKey()
     await this.session.request('call.accept', { call_id: call.id, public_key: mine, key_id: crypto.randomUUID() }, (m) => m.kind === 'call.accepted' && m.payload.call_id === call.id)
+    // The camera and the peer connection while the caller's key and offer are on their way.
+    const ready = this.peerConnection(call)
+    ready.catch(() => {})
+    mark(call, 'accepted')
     const theirs = await nextSignal(call, 'key_exchange', this.open)
+    mark(call, 'key')
     await this.agree(call, b64(theirs))
     const offer = dec.decode(await nextSignal(call, 'offer', this.open))
-    const pc = await this.peerConnection(call)
-    await pc.setRemoteDescription({ type: 'offer', sdp: offer })
+    mark(call, 'offer')
+    const pc = await ready
+    mark(call, 'ready')
+    await this.remoteDescription(call, { type: 'offer', sdp: offer })
     await pc.setLocalDescription(await pc.createAnswer())
-    await gathered(pc)
     this.sendSignal(call, 'answer', enc.encode(pc.localDescription.sdp))
+    call.flushIce()
+    mark(call, 'answered')
   }
 
   /** Declines the incoming call. */
@@ -162,9 +246,10 @@ export class Calls {
     this.end('ended')
   }
 
-  /** Decoded frames and audio energy per kind, and the selected local candidate's type. */
+  /** Decoded frames and audio energy per kind, the selected local candidate's type, and when each
+   * step of the setup came (ms since the epoch). */
   async stats () {
-    const out = { audio: null, video: null, localCandidateType: null }
+    const out = { audio: null, video: null, localCandidateType: null, marks: this.call?.marks ?? null }
     if (!this.call?.pc) return out
     const stats = await this.call.pc.getStats()
     for (const r of stats.values()) {
@@ -173,12 +258,4 @@ export class Calls {
     }
     return out
   }
-}
-
-async function gathered (pc) {
-  if (pc.iceGatheringState === 'complete') return
-  await new Promise((resolve) => {
-    pc.onicegatheringstatechange = () => { if (pc.iceGatheringState === 'complete') resolve() }
-    setTimeout(resolve, 3000)
-  })
 }

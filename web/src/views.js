@@ -118,13 +118,20 @@ export function makeView (state, { ringer = null } = {}) {
       ol.lastElementChild?.scrollIntoView?.({ block: 'nearest' })
     },
     invite (token) { $('invite-token').value = token },
+    /** The call that rings, or none; during a call it shows as waiting (taking it ends the call). */
     incoming (payload) {
       state.incoming = payload
       ringer?.incoming(payload)
+      const waiting = !!payload && !!state.call
+      state.waiting = waiting ? payload : null
+      document.body.dataset.waiting = waiting ? 'yes' : 'no'
       if (!payload) { if (!state.call) view.state('ready'); return }
+      $('incoming-what').textContent = waiting ? 'Waiting' : 'Incoming'
       $('incoming-from').textContent = payload.peer_profile?.display_name || payload.peer_guid
       $('incoming-type').textContent = payload.call_type
-      view.state('incoming call')
+      $('accept').textContent = waiting ? 'End call and accept' : 'Accept'
+      $('reject').textContent = waiting ? 'Decline' : 'Reject'
+      if (!waiting) view.state('incoming call')
     },
     showCall (call) {
       state.call = call

@@ -8,7 +8,9 @@
 // and a delete for both; then one writes to a Rust client connected with $CALLVAULT_INVITE and
 // shows its answer), keyfile (a key file `callvault id export` wrote, $CALLVAULT_KEYFILE under
 // $CALLVAULT_PASSPHRASE, imports; storage holds no raw key; a reload asks for the passphrase; the
-// backups of it and of an identity made in the browser are saved for the CLI to import). Prints
+// backups of it and of an identity made in the browser are saved for the CLI to import),
+// waiting (a second call during a call: declined, then taken), first-frame (accept -> first decoded video frame, $CV_CALLS calls, each answered after ringing
+// $CV_RING_MS). Prints
 // one JSON object with what it saw.
 import { chromium } from 'playwright-core'
 
@@ -212,6 +214,77 @@ try {
     out.backup_of_made = await backup(q, 'keyfile-made-backup.cvkey')
     out.passphrase = PASSPHRASE
     await q.screenshot({ path: `${artifacts}/keyfile-signed-in.png` })
+  } else if (scenario === 'waiting') {
+    // Bob talks to Alice; Carol calls him: a waiting call he declines, then one he takes (his call
+    // with Alice ends for it).
+    const a = await page('Alice')
+    const b = await page('Bob')
+    const c = await page('Carol')
+    await connectPages(a, b)
+    await connectPages(c, b)
+    await a.click('.call-audio')
+    await waitState(b, 'incoming call')
+    await b.click('#accept')
+    await waitState(a, 'in call')
+    await waitState(b, 'in call')
+    await c.click('.call-audio')
+    await b.waitForFunction(() => !!window.cv.waiting, null, { timeout: 15000 })
+    out.bobWaiting = await b.evaluate(() => ({
+      state: window.cv.state,
+      heading: document.querySelector('#incoming h2').textContent,
+      accept: document.getElementById('accept').textContent,
+      reject: document.getElementById('reject').textContent,
+      shown: getComputedStyle(document.getElementById('incoming')).display !== 'none',
+    }))
+    await b.screenshot({ path: `${artifacts}/waiting-call.png` })
+    await b.click('#reject')
+    await c.waitForFunction(() => window.cv.state.startsWith('call '), null, { timeout: 15000 })
+    out.carolAfterDecline = await state(c)
+    out.bobAfterDecline = await b.evaluate(() => ({ state: window.cv.state, waiting: window.cv.waiting, shown: getComputedStyle(document.getElementById('incoming')).display !== 'none' }))
+    out.aliceAfterDecline = await state(a)
+    // Carol again; this time Bob takes it.
+    await c.click('.call-audio')
+    await b.waitForFunction(() => !!window.cv.waiting, null, { timeout: 15000 })
+    await b.click('#accept')
+    await a.waitForFunction(() => window.cv.state.startsWith('call '), null, { timeout: 15000 })
+    out.aliceAfterTaken = await state(a)
+    await waitState(c, 'in call')
+    await waitState(b, 'in call')
+    out.bobPeer = await b.evaluate(() => window.cv.call.peerName)
+    await b.waitForFunction(() => window.cv.e2ee.decrypted > 20, null, { timeout: 15000 })
+    out.bobSas = await b.evaluate(() => window.cv.sas)
+    out.carolSas = await c.evaluate(() => window.cv.sas)
+    await b.click('#hangup')
+    await b.click('#history-btn')
+    await b.waitForFunction(() => window.cv.history?.length === 3, null, { timeout: 10000 })
+    out.bobHistory = await b.evaluate(() => window.cv.history.map((r) => [r.direction, r.status, r.end_reason ?? null]))
+  } else if (scenario === 'first-frame') {
+    // Accept -> first decoded video frame on each side, $CV_CALLS calls in a row (a benchmark:
+    // crates/callvault/benches/first_frame.rs). Both pages share the browser's clock.
+    const a = await page('Alice')
+    const b = await page('Bob')
+    await connectPages(a, b)
+    const firstFrame = (p) => p.evaluate(async () => {
+      for (;;) {
+        const s = await window.cv.stats()
+        if ((s.video?.framesDecoded ?? 0) > 0) return { at: Date.now(), marks: s.marks }
+        await new Promise((resolve) => setTimeout(resolve, 5))
+      }
+    })
+    out.calls = []
+    for (let i = 0; i < Number(process.env.CV_CALLS || 5); i++) {
+      await a.click('.call-video')
+      await waitState(b, 'incoming call')
+      // A person takes a moment to answer ($CV_RING_MS, default 1 s).
+      await b.waitForTimeout(Number(process.env.CV_RING_MS ?? 1000))
+      const accepted = await b.evaluate(() => { document.getElementById('accept').click(); return Date.now() })
+      const [bobAt, aliceAt] = await Promise.all([firstFrame(b), firstFrame(a)])
+      const since = (marks) => Object.fromEntries(Object.entries(marks ?? {}).map(([k, t]) => [k, t - accepted]))
+      out.calls.push({ callee_ms: bobAt.at - accepted, caller_ms: aliceAt.at - accepted, callee_steps: since(bobAt.marks), caller_steps: since(aliceAt.marks) })
+      await a.click('#hangup')
+      await b.waitForFunction(() => window.cv.state.startsWith('call '), null, { timeout: 15000 })
+      await a.waitForTimeout(300)
+    }
   } else if (scenario === 'product') {
     // A server without test hooks: the product as users get it signs up, and exposes nothing.
     const ctx = await browser.newContext({ viewport: { width: 1000, height: 720 } })

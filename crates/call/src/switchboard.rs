@@ -59,8 +59,9 @@ pub enum RestoreError {
 /// The calls of one user's vault.
 ///
 /// Policies that span calls:
-/// - **One active call.** `initiate` and `accept` are refused while another call is active; a call
-///   that arrives meanwhile is rejected `busy` (the app is told, so it can show the attempt).
+/// - **One active call, others waiting.** `initiate` is refused while a call is active; a call that
+///   arrives meanwhile rings as a waiting call, which the user may decline, leave to time out, or
+///   take: accepting it ends the call in progress first (there is no hold).
 /// - **A bound on unsettled calls.** With [`CallConfig::max_unsettled`] calls ringing or active,
 ///   a call that arrives is rejected `busy` and `initiate` is refused (`busy`); a peer with
 ///   [`CallConfig::max_ringing_per_peer`] calls already ringing here is rejected `busy` too.
@@ -240,10 +241,20 @@ impl Switchboard {
         let disposition = match req {
             AppRequest::Initiate(r) => return self.initiate(now, r, out),
             AppRequest::Accept(r) => {
-                if let Some(active) = self.active_call() {
-                    return Err(CallError::AlreadyInCall { active: active.id().clone() });
+                // The call must be one to take before the one in progress ends for it.
+                let mut accepted = Outbox::new();
+                call.accept(now, r, &mut accepted)?;
+                let current = self.active_call().map(|a| a.id().clone()).filter(|a| a != call.id());
+                if let Some(current) = current {
+                    let mut current = self.copy_of(&current)?;
+                    let at = out.len();
+                    current.end(now, out)?;
+                    stored(out, at, &current);
                 }
-                call.accept(now, r, out).map(|()| Disposition::Applied)
+                let at = out.len();
+                out.extend(accepted);
+                stored(out, at, &call);
+                return Ok(Disposition::Applied);
             }
             AppRequest::Reject(r) => {
                 call.reject(now, r.reason.unwrap_or(RejectReason::Declined), out).map(|()| Disposition::Applied)
@@ -373,9 +384,8 @@ impl Switchboard {
                 c.peer() == &m.from_guid && c.is_live_unanswered() && c.record().direction == Direction::Incoming
             })
             .count();
-        let busy = self.active_call().is_some()
-            || self.unsettled() >= self.config.max_unsettled
-            || theirs_ringing >= self.config.max_ringing_per_peer;
+        // A call during another rings as a waiting call: only the bounds make a vault busy.
+        let busy = self.unsettled() >= self.config.max_unsettled || theirs_ringing >= self.config.max_ringing_per_peer;
         if busy || ours.iter().any(|o| o < &m.call_id) {
             let reason = if busy { RejectReason::Busy } else { RejectReason::Glare };
             let mark = out.len();

@@ -141,6 +141,39 @@ fn browsers_that_hide_their_addresses_call_through_a_relay() {
 }
 
 #[test]
+fn a_second_call_during_a_call_waits_to_be_declined_or_taken() {
+    let s = serve();
+    let v = browser(&s.base, "waiting", None, &[]);
+    // Carol's call came while Bob talked to Alice: shown as waiting, his call still on.
+    assert_eq!(v["bobWaiting"]["state"], "in call", "{v:#}");
+    assert_eq!(v["bobWaiting"]["shown"], true);
+    assert!(v["bobWaiting"]["heading"].as_str().unwrap().starts_with("Waiting audio call from Carol"), "{v:#}");
+    assert_eq!(v["bobWaiting"]["accept"], "End call and accept");
+    assert_eq!(v["bobWaiting"]["reject"], "Decline");
+    // Declined: Carol hears so; Bob's call with Alice goes on.
+    assert_eq!(v["carolAfterDecline"], "call rejected");
+    assert_eq!(v["bobAfterDecline"], serde_json::json!({"state": "in call", "waiting": null, "shown": false}), "{v:#}");
+    assert_eq!(v["aliceAfterDecline"], "in call");
+    // Taken: the call with Alice ended, Bob talks to Carol with end-to-end encryption.
+    assert_eq!(v["aliceAfterTaken"], "call ended");
+    assert_eq!(v["bobPeer"], "Carol");
+    assert_eq!(v["bobSas"], v["carolSas"]);
+    // Bob's vault has all three: Alice's (ended by him), Carol's declined, Carol's answered.
+    let mut h: Vec<String> = v["bobHistory"].as_array().unwrap().iter().map(|r| r.to_string()).collect();
+    h.sort();
+    assert_eq!(
+        h,
+        [
+            r#"["incoming","ended","callee"]"#,
+            r#"["incoming","ended","callee"]"#,
+            r#"["incoming","rejected","rejected"]"#
+        ],
+        "{v:#}"
+    );
+    assert!(std::fs::metadata(artifacts().join("waiting-call.png")).unwrap().len() > 10_000);
+}
+
+#[test]
 fn a_wrong_key_shows_cannot_decrypt_and_decodes_nothing() {
     let s = serve();
     let v = browser(&s.base, "tamper", None, &[]);

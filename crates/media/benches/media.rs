@@ -117,8 +117,8 @@ async fn run(mode: Mode, secs: u64, coturn: Option<&Coturn>) -> Run {
             let answer = b.accept_offer(&offer).unwrap();
             a.accept_answer(&answer).unwrap();
             let (x, y) = tokio::join!(
-                callvault_media::turn::run_relayed(a, ra, source, stop(), quiet),
-                callvault_media::turn::run_relayed(b, rb, silence, stop(), on_audio),
+                callvault_media::turn::run_relayed(a, ra, source, stop(), quiet, shell::no_candidates()),
+                callvault_media::turn::run_relayed(b, rb, silence, stop(), on_audio, shell::no_candidates()),
             );
             x.unwrap();
             y.unwrap();
@@ -129,8 +129,10 @@ async fn run(mode: Mode, secs: u64, coturn: Option<&Coturn>) -> Run {
             let offer = a.create_offer().unwrap();
             let answer = b.accept_offer(&offer).unwrap();
             a.accept_answer(&answer).unwrap();
-            let (x, y) =
-                tokio::join!(shell::run(a, sa, source, stop(), quiet), shell::run(b, sb, silence, stop(), on_audio));
+            let (x, y) = tokio::join!(
+                shell::run(a, sa, source, stop(), quiet, shell::no_candidates()),
+                shell::run(b, sb, silence, stop(), on_audio, shell::no_candidates())
+            );
             x.unwrap();
             y.unwrap();
         }

@@ -9,6 +9,10 @@
 //!    (`key_exchange`) and the SDP offer (`offer`), both sealed to B's identity key;
 //! 3. B derives the same keys, answers (`answer`); both show the short authentication string;
 //! 4. media flows (SFrame on every frame) until a `call.ended` or the local hang-up.
+//!
+//! A Rust app puts all its candidates in its SDP; a browser trickles its own (`ice` signals, any
+//! time after its description): they are kept until the peer's description is taken, then added,
+//! during the media session too; at most [`MAX_TRICKLED`] per call.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -17,8 +21,10 @@ use callvault_client::{AppEvent, Client, ClientError};
 use callvault_crypto::PublicIdentity;
 use callvault_crypto::callkeys::{self, CallKeys, EphemeralKey, Role};
 use callvault_protocol::fields::{CallType, PublicKey, SignalType};
+use callvault_protocol::ratelog::RateLimitedLog;
 use callvault_protocol::{CallId, Guid};
 use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
 
 use crate::audio::AudioSource;
 use crate::peer::{FrameProtection, MediaError, MediaPeer};
@@ -77,6 +83,40 @@ pub struct MediaCall {
     pub first_audio_after: Option<Duration>,
     /// The relayed address media went through, in relay-only mode.
     pub relayed: Option<SocketAddr>,
+}
+
+/// At most this many trickled candidates are taken from a peer per call; the rest are dropped.
+pub const MAX_TRICKLED: usize = 64;
+
+/// The candidates a peer trickles (`ice` signals: an `RTCIceCandidate`'s JSON, `candidate` empty
+/// at the end of candidates), counted against [`MAX_TRICKLED`].
+#[derive(Debug, Default)]
+struct Trickled {
+    taken: usize,
+}
+
+impl Trickled {
+    /// The `a=candidate` value in an `ice` signal's body, if it is one and the call has room.
+    fn take(&mut self, body: &[u8]) -> Option<String> {
+        static REFUSED: RateLimitedLog = RateLimitedLog::per_second(1);
+        if self.taken >= MAX_TRICKLED {
+            if let Some(suppressed) = REFUSED.allow() {
+                tracing::warn!(suppressed, "the peer trickled more candidates than a call takes: dropped");
+            }
+            return None;
+        }
+        self.taken = self.taken.saturating_add(1);
+        let line = serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v.get("candidate").and_then(serde_json::Value::as_str).map(str::to_owned))
+            .filter(|c| c.len() <= 512);
+        if line.is_none()
+            && let Some(suppressed) = REFUSED.allow()
+        {
+            tracing::warn!(suppressed, "an ice signal that holds no candidate: dropped");
+        }
+        line.filter(|c| !c.is_empty())
+    }
 }
 
 fn bad(what: impl std::fmt::Display) -> CallError {
@@ -139,12 +179,15 @@ async fn transport(
     Ok(Transport::Host(shell::bind_host(peer, ip).await?))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_media(
     peer: MediaPeer,
     transport: Transport,
     options: &MediaOptions,
     client: &mut Client,
     call: &CallId,
+    peer_key: &PublicIdentity,
+    mut trickled: Trickled,
     answered_at: Instant,
 ) -> Result<MediaCall, CallError> {
     let mut source = AudioSource::parse(&options.source_spec).map_err(|e| CallError::Signal(e.to_string()))?;
@@ -157,20 +200,38 @@ async fn run_media(
         Transport::Relay(r) => Some(r.relayed()),
         Transport::Host(_) => None,
     };
+    let (candidates, trickled_in) = mpsc::channel(MAX_TRICKLED);
     let ended = {
-        let peer_ended = client.wait_for(Duration::from_secs(24 * 3600), "the end of the call", |e| {
-            e.call_id() == Some(id.as_str()) && e.kind == "call.ended"
-        });
         let limit = async {
             match options.duration {
                 Some(d) => tokio::time::sleep(d).await,
                 None => std::future::pending().await,
             }
         };
+        // Until the peer hangs up or the time is up: the candidates the peer trickles go to the
+        // media session.
         let stop = async {
-            tokio::select! {
-                r = peer_ended => { hung_up_by_peer = r.is_ok(); }
-                () = limit => { limit_reached = true; }
+            let mut limit = std::pin::pin!(limit);
+            loop {
+                let next = client.wait_for(Duration::from_secs(24 * 3600), "the end of the call", |e| {
+                    e.call_id() == Some(id.as_str()) && matches!(e.kind.as_str(), "call.ended" | "call.signal")
+                });
+                tokio::select! {
+                    r = next => match r {
+                        Ok(e) if e.kind == "call.ended" => { hung_up_by_peer = true; break; }
+                        Ok(e) => match client.open_signal(&e, peer_key) {
+                            Ok((SignalType::Ice, body)) => {
+                                if let Some(line) = trickled.take(&body) {
+                                    let _ = candidates.try_send(line);
+                                }
+                            }
+                            Ok((other, _)) => tracing::debug!(signal = ?other, "signal during the call ignored"),
+                            Err(e) => tracing::debug!(error = %e, "a signal that does not open ignored"),
+                        },
+                        Err(_) => break,
+                    },
+                    () = &mut limit => { limit_reached = true; break; }
+                }
             }
         };
         let on_audio = |pcm: &[i16]| {
@@ -178,9 +239,11 @@ async fn run_media(
             heard.extend_from_slice(pcm);
         };
         match transport {
-            Transport::Host(socket) => shell::run(peer, socket, || source.next_frame(), stop, on_audio).await?,
+            Transport::Host(socket) => {
+                shell::run(peer, socket, || source.next_frame(), stop, on_audio, trickled_in).await?
+            }
             Transport::Relay(relay) => {
-                crate::turn::run_relayed(peer, *relay, || source.next_frame(), stop, on_audio).await?
+                crate::turn::run_relayed(peer, *relay, || source.next_frame(), stop, on_audio, trickled_in).await?
             }
         }
     };
@@ -236,12 +299,20 @@ pub async fn place(
     let transport = transport(&mut media, client, options, server).await?;
     let offer = media.create_offer()?;
     client.send_signal(&call, &peer_key, SignalType::Offer, offer.as_bytes()).await?;
-    let (kind, answer) = next_signal(client, &call, &peer_key, options.wait).await?;
-    if kind != SignalType::Answer {
-        return Err(bad(format!("expected an answer, got {kind:?}")));
-    }
+    let mut trickled = Trickled::default();
+    let mut early = Vec::new();
+    let answer = loop {
+        match next_signal(client, &call, &peer_key, options.wait).await? {
+            (SignalType::Answer, answer) => break answer,
+            (SignalType::Ice, body) => early.extend(trickled.take(&body)),
+            (kind, _) => return Err(bad(format!("expected an answer, got {kind:?}"))),
+        }
+    };
     media.accept_answer(std::str::from_utf8(&answer).map_err(bad)?)?;
-    let mut result = run_media(media, transport, options, client, &call, answered_at).await?;
+    for line in early {
+        shell::add_trickled(&mut media, &line);
+    }
+    let mut result = run_media(media, transport, options, client, &call, &peer_key, trickled, answered_at).await?;
     result.sas = keys.sas().to_string();
     Ok(result)
 }
@@ -258,6 +329,8 @@ pub async fn answer(
     let mine = client.answer(call).await?;
     let answered_at = Instant::now();
     let (mut theirs, mut offer) = (None, None);
+    let mut trickled = Trickled::default();
+    let mut early = Vec::new();
     while theirs.is_none() || offer.is_none() {
         match next_signal(client, call, &peer_key, options.wait).await? {
             (SignalType::KeyExchange, body) => {
@@ -265,6 +338,7 @@ pub async fn answer(
                     Some(<[u8; 32]>::try_from(body.as_slice()).map_err(|_| bad("a key exchange of the wrong size"))?);
             }
             (SignalType::Offer, body) => offer = Some(String::from_utf8(body).map_err(bad)?),
+            (SignalType::Ice, body) => early.extend(trickled.take(&body)),
             (other, _) => tracing::debug!(signal = ?other, "signal before the offer ignored"),
         }
     }
@@ -273,8 +347,34 @@ pub async fn answer(
     let mut media = MediaPeer::new(Instant::now(), FrameProtection::from_keys(&keys)?)?;
     let transport = transport(&mut media, client, options, server).await?;
     let answer = media.accept_offer(&offer)?;
+    for line in early {
+        shell::add_trickled(&mut media, &line);
+    }
     client.send_signal(call, &peer_key, SignalType::Answer, answer.as_bytes()).await?;
-    let mut result = run_media(media, transport, options, client, call, answered_at).await?;
+    let mut result = run_media(media, transport, options, client, call, &peer_key, trickled, answered_at).await?;
     result.sas = keys.sas().to_string();
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOST: &str = "candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host generation 0";
+
+    #[test]
+    fn trickled_candidates_are_read_from_the_browsers_json_and_capped() {
+        let mut t = Trickled::default();
+        let body = serde_json::json!({"candidate": HOST, "sdpMid": "0", "sdpMLineIndex": 0}).to_string();
+        assert_eq!(t.take(body.as_bytes()).as_deref(), Some(HOST));
+        assert_eq!(t.take(br#"{"candidate":""}"#), None, "the end of candidates adds nothing");
+        assert_eq!(t.take(b"not json"), None);
+        assert_eq!(t.take(br#"{"candidate": 7}"#), None);
+        let long = serde_json::json!({ "candidate": "x".repeat(513) }).to_string();
+        assert_eq!(t.take(long.as_bytes()), None, "longer than any candidate line");
+        while t.taken < MAX_TRICKLED {
+            assert!(t.take(body.as_bytes()).is_some());
+        }
+        assert_eq!(t.take(body.as_bytes()), None, "no more than MAX_TRICKLED per call");
+    }
 }

@@ -4,6 +4,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
 
 use crate::peer::{MediaError, MediaPeer, MediaState, MediaStats, PeerOutput};
 
@@ -24,6 +25,18 @@ pub async fn bind_host(peer: &mut MediaPeer, ip: std::net::IpAddr) -> Result<Udp
     Ok(socket)
 }
 
+/// Candidates for a session whose peer trickles none (every candidate in its SDP).
+pub fn no_candidates() -> mpsc::Receiver<String> {
+    mpsc::channel(1).1
+}
+
+/// Adds a remote candidate the peer trickled during the session; a bad one is dropped.
+pub(crate) fn add_trickled(peer: &mut MediaPeer, line: &str) {
+    if let Err(e) = peer.add_remote_candidate(line) {
+        tracing::debug!(error = %e, "a trickled candidate refused");
+    }
+}
+
 async fn flush(peer: &mut MediaPeer, socket: &UdpSocket, on_audio: &mut impl FnMut(&[i16])) -> bool {
     while let Some(o) = peer.poll_output() {
         match o {
@@ -41,13 +54,15 @@ async fn flush(peer: &mut MediaPeer, socket: &UdpSocket, on_audio: &mut impl FnM
 }
 
 /// Runs the session until `stop` completes or the connection closes: once connected, sends the
-/// frame `next_frame` gives every 20 ms; hands decoded far-end audio to `on_audio`.
+/// frame `next_frame` gives every 20 ms; hands decoded far-end audio to `on_audio`; adds the
+/// remote candidates that come on `candidates` (trickled by the peer after its SDP).
 pub async fn run(
     mut peer: MediaPeer,
     socket: UdpSocket,
     mut next_frame: impl FnMut() -> Vec<i16>,
     stop: impl Future<Output = ()>,
     mut on_audio: impl FnMut(&[i16]),
+    mut candidates: mpsc::Receiver<String>,
 ) -> Result<Ended, MediaError> {
     let local = socket.local_addr().map_err(|e| MediaError::Rtc(e.to_string()))?;
     let mut buf = vec![0u8; 2_048];
@@ -59,6 +74,7 @@ pub async fn run(
         let wake = tokio::time::Instant::from_std(peer.next_timeout());
         tokio::select! {
             () = &mut stop => break,
+            Some(line) = candidates.recv() => add_trickled(&mut peer, &line),
             r = socket.recv_from(&mut buf) => {
                 if let Ok((n, from)) = r {
                     peer.handle_receive(Instant::now(), from, local, buf.get(..n).unwrap_or_default())?;

@@ -575,6 +575,7 @@ pub async fn run_relayed(
     mut next_frame: impl FnMut() -> Vec<i16>,
     stop: impl Future<Output = ()>,
     mut on_audio: impl FnMut(&[i16]),
+    mut candidates: tokio::sync::mpsc::Receiver<String>,
 ) -> Result<Ended, MediaError> {
     let mut buf = vec![0u8; 2_048];
     let mut clock = tokio::time::interval(Duration::from_millis(20));
@@ -588,6 +589,7 @@ pub async fn run_relayed(
         let wake = tokio::time::Instant::from_std(peer.next_timeout().min(relay.client.next_timeout(now)));
         tokio::select! {
             () = &mut stop => break,
+            Some(line) = candidates.recv() => crate::shell::add_trickled(&mut peer, &line),
             r = relay.socket.recv(&mut buf) => {
                 let n = r.map_err(io)?;
                 relay.client.handle(buf.get(..n).unwrap_or_default(), Instant::now());

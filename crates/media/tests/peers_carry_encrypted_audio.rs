@@ -192,8 +192,8 @@ async fn the_udp_shell_carries_tones_over_loopback() {
     let mut heard_a = Vec::new();
     let mut heard_b = Vec::new();
     let (ea, eb) = tokio::join!(
-        shell::run(a, sa, tone(440.0), stop(), |pcm| heard_a.extend_from_slice(pcm)),
-        shell::run(b, sb, tone(880.0), stop(), |pcm| heard_b.extend_from_slice(pcm)),
+        shell::run(a, sa, tone(440.0), stop(), |pcm| heard_a.extend_from_slice(pcm), shell::no_candidates()),
+        shell::run(b, sb, tone(880.0), stop(), |pcm| heard_b.extend_from_slice(pcm), shell::no_candidates()),
     );
     let (ea, eb) = (ea.unwrap(), eb.unwrap());
     assert!(ea.stats.frames_decoded > 50 && eb.stats.frames_decoded > 50, "{ea:?} {eb:?}");

@@ -2,7 +2,7 @@
 // and what vault messages do to the incoming-call state.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { Calls, body, envelope, nextSignal } from '../../src/calls.js'
+import { Calls, MAX_TRICKLED, body, candidateBody, envelope, nextSignal, parseCandidate } from '../../src/calls.js'
 
 const enc = new TextEncoder()
 
@@ -36,4 +36,60 @@ test('incoming calls are shown, and cleared when the caller gives up', () => {
   assert.equal(calls.incoming, null)
   assert.deepEqual(shown.map((p) => p?.call_id ?? null), ['c1', null])
   assert.equal(calls.onMessage({ kind: 'connection.accepted', payload: {} }), false)
+})
+
+const host = 'candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host generation 0'
+const iceSignal = (callId, c) => ({ call_id: callId, signal_type: 'ice', payload: envelope(callId, 'ice', enc.encode(JSON.stringify(c))) })
+
+test('a trickled candidate round-trips; bad ones are refused', () => {
+  const c = { toJSON: () => ({ candidate: host, sdpMid: '0', sdpMLineIndex: 0, usernameFragment: 'u' }) }
+  assert.deepEqual(parseCandidate(candidateBody(c)), { candidate: host, sdpMid: '0', sdpMLineIndex: 0 })
+  assert.equal(parseCandidate(candidateBody(null)), null, 'the end of candidates')
+  assert.throws(() => parseCandidate(enc.encode('[1]')))
+  assert.throws(() => parseCandidate(enc.encode('{"candidate": 5}')))
+  assert.throws(() => parseCandidate(enc.encode(JSON.stringify({ candidate: 'x'.repeat(513) }))))
+})
+
+test('candidates before the peer\'s description wait for it; later ones go straight in; a flood is cut', async () => {
+  const added = []
+  const pc = {
+    remoteDescription: null,
+    async setRemoteDescription (d) { this.remoteDescription = d },
+    async addIceCandidate (c) { added.push(c.candidate) },
+  }
+  const view = { incoming () {}, state () {}, endCall () {}, showCall () {}, sas () {} }
+  const calls = new Calls({ session: {}, e2ee: {}, seal: () => '', open: (_k, p) => p, guid: 'me', view })
+  calls.call = { id: 'c', peerKey: 'k', signals: [], pc }
+  calls.onMessage({ kind: 'call.signal', payload: iceSignal('c', { candidate: host, sdpMid: '0', sdpMLineIndex: 0 }) })
+  calls.onMessage({ kind: 'call.signal', payload: iceSignal('c', { candidate: 'not json', sdpMid: 7 }) })
+  calls.onMessage({ kind: 'call.signal', payload: { ...iceSignal('c', { candidate: host }), payload: 'garbage' } })
+  calls.onMessage({ kind: 'call.signal', payload: iceSignal('other-call', { candidate: host }) })
+  assert.deepEqual(added, [], 'nothing added before the description')
+  await calls.remoteDescription(calls.call, { type: 'answer', sdp: 'v=0' })
+  assert.deepEqual(added, [host, 'not json'], 'the kept ones, in order; the unopenable and the other call\'s dropped')
+  for (let i = 0; i < MAX_TRICKLED + 10; i++) calls.onMessage({ kind: 'call.signal', payload: iceSignal('c', { candidate: `${host} ${i}` }) })
+  await new Promise((resolve) => setImmediate(resolve))
+  assert.equal(added.length, MAX_TRICKLED - 1, 'at most MAX_TRICKLED taken per call: the garbage one counted too')
+  assert.equal(calls.call.signals.length, 0, 'candidates are not kept as signals')
+})
+
+test('our candidates wait until our description has gone, then trickle one by one', () => {
+  const sent = []
+  const session = { publish: (kind, p) => sent.push([kind, p.signal_type, JSON.parse(p.payload).body]) }
+  const view = { incoming () {}, state () {}, endCall () {}, showCall () {}, sas () {} }
+  const calls = new Calls({ session, e2ee: {}, seal: (_k, text) => text, open: (_k, p) => p, guid: 'me', view })
+  const call = { id: 'c', peerKey: 'k', signals: [] }
+  const pc = {}
+  const flush = calls.trickle(call, pc)
+  const cand = (n) => ({ toJSON: () => ({ candidate: `${host} ${n}`, sdpMid: '0', sdpMLineIndex: 0 }) })
+  pc.onicecandidate({ candidate: cand(1) })
+  pc.onicecandidate({ candidate: cand(2) })
+  assert.equal(sent.length, 0)
+  flush()
+  assert.equal(sent.length, 2)
+  pc.onicecandidate({ candidate: cand(3) })
+  pc.onicecandidate({ candidate: null })
+  assert.deepEqual(sent.map(([k, t]) => `${k}/${t}`), Array(4).fill('call.signal/ice'))
+  const opened = sent.map(([, , b]) => parseCandidate(Uint8Array.from(atob(b), (c) => c.charCodeAt(0))))
+  assert.deepEqual(opened.map((c) => c?.candidate ?? null), [`${host} 1`, `${host} 2`, `${host} 3`, null])
 })

@@ -1,5 +1,6 @@
-//! One active call at a time: a call that arrives during another is rejected `busy`, and the
-//! busy user cannot start or accept another call.
+//! One active call at a time: a call that arrives during another rings as a waiting call, to be
+//! declined, missed or taken (taking it ends the call in progress); a user in a call cannot start
+//! another; past the bounds on ringing calls a vault is busy.
 
 mod common;
 
@@ -21,30 +22,78 @@ fn incoming_from(p: &Pair, stranger: &Guid, id: &CallId) -> PeerMessage {
     })
 }
 
-#[test]
-fn a_second_caller_is_rejected_busy() {
+/// Alice and Bob in a call (`first`); Carol's call (`second`) has come to Bob.
+fn carol_calls_during_a_call() -> (Pair, CallId, Guid, CallId) {
     let mut p = Pair::new();
     let first = call_id(1);
     p.connect(&first);
-
-    // Carol (a third vault) calls Bob while he talks to Alice.
     let carol = Guid::from_public_key(&[3; 32]);
     let second = call_id(2);
     let m = incoming_from(&p, &carol, &second);
     p.input(Side::B, callvault_call::Input::Peer { message: m, profile: profile("Carol") }).unwrap();
-    let rec = p.b.record(&second);
-    assert_eq!((rec.status, rec.end_reason), (CallStatus::Rejected, Some(EndReason::Busy)));
-    assert!(matches!(p.b.last(), AppNotification::Rejected(n) if n.reason == RejectReason::Busy));
-    // The reject went to Carol, and nothing went to Alice.
-    assert!(
-        matches!(p.elsewhere.as_slice(), [(to, PeerMessage::Reject(r))] if to == &carol && r.reason == RejectReason::Busy)
-    );
-    assert!(p.wire.is_empty());
-    assert_eq!(p.b.status(&first), CallStatus::Active, "the first call is untouched");
+    (p, first, carol, second)
 }
 
 #[test]
-fn the_busy_user_cannot_start_or_accept_another_call() {
+fn a_second_caller_rings_as_waiting_and_can_be_declined() {
+    // Carol (a third vault) calls Bob while he talks to Alice: it rings, as a waiting call.
+    let (mut p, first, carol, second) = carol_calls_during_a_call();
+    assert_eq!(p.b.status(&second), CallStatus::Ringing);
+    assert!(matches!(p.b.last(), AppNotification::Incoming(n) if n.call_id == second));
+    assert!(matches!(p.elsewhere.as_slice(), [(to, PeerMessage::Ringing(_))] if to == &carol), "Carol hears it ring");
+    assert!(p.wire.is_empty(), "nothing went to Alice");
+    assert_eq!(p.b.status(&first), CallStatus::Active, "the first call is untouched");
+
+    // Bob declines it: Carol is told, the call with Alice goes on.
+    p.elsewhere.clear();
+    let r = p.reject(&second, None);
+    p.app(Side::B, r).unwrap();
+    let rec = p.b.record(&second);
+    assert_eq!((rec.status, rec.end_reason), (CallStatus::Rejected, Some(EndReason::Rejected)));
+    assert!(
+        matches!(p.elsewhere.as_slice(), [(to, PeerMessage::Reject(r))] if to == &carol && r.reason == RejectReason::Declined)
+    );
+    assert!(p.wire.is_empty());
+    assert_eq!(p.b.status(&first), CallStatus::Active);
+}
+
+#[test]
+fn taking_a_waiting_call_ends_the_call_in_progress() {
+    let (mut p, first, carol, second) = carol_calls_during_a_call();
+    p.elsewhere.clear();
+    let before = p.b.app.len();
+
+    let r = p.accept(&second);
+    assert_eq!(p.app(Side::B, r), Ok(callvault_call::Disposition::Applied));
+    // Bob hung up on Alice (he was her callee) and answered Carol, in that order.
+    let rec = p.b.record(&first);
+    assert_eq!((rec.status, rec.end_reason), (CallStatus::Ended, Some(EndReason::Callee)));
+    assert_eq!(p.b.status(&second), CallStatus::Active);
+    let told: Vec<&'static str> = p.b.kinds()[before..].to_vec();
+    assert_eq!(told, ["call.ended", "call.accepted"], "the app hears the end first");
+    assert!(matches!(p.wire.front(), Some((Side::A, PeerMessage::End(_)))), "Alice's vault hears the hang-up");
+    assert!(matches!(p.elsewhere.as_slice(), [(to, PeerMessage::Accept(_))] if to == &carol), "Carol is answered");
+    p.settle();
+    assert_eq!(p.a.status(&first), CallStatus::Ended, "Alice's side agrees");
+    let active = p.b.bucket.values().filter(|r| r.status == CallStatus::Active).count();
+    assert_eq!(active, 1, "one active call");
+}
+
+#[test]
+fn a_waiting_call_left_alone_is_missed_and_cannot_be_taken_after() {
+    let (mut p, first, _carol, second) = carol_calls_during_a_call();
+    p.advance(secs(61));
+    assert_eq!(p.b.status(&second), CallStatus::Missed);
+    assert_eq!(p.b.status(&first), CallStatus::Active, "the call in progress has no ring timeout");
+    // Too late to take: refused, and the call in progress does not end for it.
+    let r = p.accept(&second);
+    assert!(p.app(Side::B, r).is_err());
+    assert_eq!(p.b.status(&first), CallStatus::Active);
+    assert!(p.wire.is_empty(), "nothing went to Alice");
+}
+
+#[test]
+fn a_user_in_a_call_cannot_start_another() {
     let mut p = Pair::new();
     let first = call_id(1);
     p.connect(&first);
