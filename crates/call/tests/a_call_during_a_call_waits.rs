@@ -23,6 +23,7 @@ fn incoming_from(p: &Pair, stranger: &Guid, id: &CallId) -> PeerMessage {
 }
 
 /// Alice and Bob in a call (`first`); Carol's call (`second`) has come to Bob.
+#[allow(clippy::unwrap_used)]
 fn carol_calls_during_a_call() -> (Pair, CallId, Guid, CallId) {
     let mut p = Pair::new();
     let first = call_id(1);
