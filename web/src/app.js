@@ -65,6 +65,15 @@ async function showHistory () {
   view.history(m.payload.calls || [], nameOf)
 }
 
+// Back after the app connection was lost: the bus kept nothing meanwhile, so the vault says what
+// became of the calls (its newest records) and who is connected.
+async function resume () {
+  const m = await session.request('history.list', { limit: 20 })
+  if (m.kind.endsWith('.error')) throw new Error(m.payload.message)
+  await refreshConnections()
+  calls.resume(m.payload.calls || [], (guid) => state.connections.find((c) => c.guid === guid))
+}
+
 async function refreshConnections () {
   const m = await session.request('connection.list', {})
   state.connections = m.payload.connections || []
@@ -113,7 +122,11 @@ async function start () {
       if (m.kind === 'connection.accepted') refreshConnections().catch(fail)
     },
     onError: fail,
-    onClose: () => view.state('disconnected'),
+    onOffline: () => view.link('reconnecting'),
+    onReconnect: () => {
+      view.link('online')
+      resume().catch(fail)
+    },
   })
   calls = new Calls({
     session,
@@ -138,6 +151,7 @@ async function start () {
   })
   if (hooks) state.stats = () => calls.stats()
   await session.connect()
+  view.link('online')
   view.state('ready')
   await refreshConnections()
 }

@@ -83,6 +83,28 @@ export class Calls {
     return true
   }
 
+  /**
+   * Back online: `records`, the vault's newest call records, say what became of the calls while
+   * the app connection was down. A call that ended meanwhile ends here; one that rings still
+   * (and was not shown) shows; one shown that no longer rings goes. `connectionOf(guid)` names
+   * callers.
+   */
+  resume (records, connectionOf = () => null) {
+    const byId = new Map(records.map((r) => [r.call_id, r]))
+    const rec = this.call && byId.get(this.call.id)
+    if (rec && ['ended', 'missed', 'rejected'].includes(rec.status)) this.end(rec.status)
+    if (this.incoming && byId.get(this.incoming.call_id)?.status !== 'ringing') {
+      this.incoming = null
+      this.view.incoming(null)
+    }
+    const ringing = records.find((r) => r.direction === 'incoming' && r.status === 'ringing' && r.call_id !== this.call?.id)
+    if (ringing && !this.incoming) {
+      const c = connectionOf(ringing.peer_guid)
+      this.incoming = { call_id: ringing.call_id, peer_guid: ringing.peer_guid, call_type: ringing.call_type, peer_profile: { display_name: c?.display_name ?? ringing.peer_guid } }
+      this.view.incoming(this.incoming)
+    }
+  }
+
   sendSignal (call, type, bytes) {
     const payload = this.seal(call.peerKey, envelope(call.id, type, bytes))
     this.session.publish('call.signal', { type: 'call.signal', message_id: crypto.randomUUID(), timestamp: stamp(), call_id: call.id, signal_type: type, payload })

@@ -1,18 +1,31 @@
 // The app connection (docs/APP-API.md): one WebSocket to `/app`; it answers the challenge and
 // registers with the identity's signatures, then carries requests to the user's vault and what
-// the vault sends back. No DOM: the page (and the node tests, with a stand-in WebSocket) drive it.
+// the vault sends back. A connection lost after it was ready is opened again, after 0.5 s, 1 s,
+// 2 s ... up to every 15 s (each ±20 %), until it is back. No DOM: the page (and the node tests,
+// with a stand-in WebSocket) drive it.
 
 const now = () => Math.floor(Date.now() / 1000)
+
+/** The waits before each attempt to connect again, the last repeated. */
+export const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 15000]
 
 export class AppSession {
   /**
    * url: `ws(s)://host/app`; guid and name: the user's; sign(event) -> signed event;
-   * onMessage({kind, payload}) for what no request waits for; onError(text); onClose().
+   * onMessage({kind, payload}) for what no request waits for; onError(text); onOffline() when a
+   * ready connection is lost; onReconnect() when it is ready again (the bus kept nothing meanwhile:
+   * ask the vault what changed).
    */
-  constructor ({ url, guid, name, sign, WebSocketImpl = globalThis.WebSocket, onMessage = () => {}, onError = () => {}, onClose = () => {} }) {
-    Object.assign(this, { url, guid, name, sign, WebSocketImpl, onMessage, onError, onClose })
+  constructor ({
+    url, guid, name, sign, WebSocketImpl = globalThis.WebSocket, onMessage = () => {}, onError = () => {},
+    onOffline = () => {}, onReconnect = () => {}, backoff = BACKOFF_MS, random = Math.random,
+  }) {
+    Object.assign(this, { url, guid, name, sign, WebSocketImpl, onMessage, onError, onOffline, onReconnect, backoff, random })
     this.ws = null
     this.ready = null
+    this.online = false
+    this.closed = false
+    this.retryTimer = null
     this.waiters = []
     this.turnWaiter = null
   }
@@ -21,12 +34,30 @@ export class AppSession {
   connect () {
     return new Promise((resolve, reject) => {
       const ws = (this.ws = new this.WebSocketImpl(this.url))
-      ws.onmessage = (e) => this.onFrame(JSON.parse(e.data), resolve, reject)
+      let opened = false
+      const ready = (f) => { opened = true; this.online = true; resolve(f) }
+      ws.onmessage = (e) => this.onFrame(JSON.parse(e.data), ready, reject)
       ws.onclose = () => {
-        if (!this.ready) reject(new Error('closed'))
-        this.onClose()
+        if (!opened) reject(new Error('closed'))
+        else if (this.ws === ws) this.lost()
       }
     })
+  }
+
+  lost () {
+    this.online = false
+    if (this.closed) return
+    this.onOffline()
+    this.retry(0)
+  }
+
+  /** Attempt `n` to connect again, after its wait. */
+  retry (n) {
+    const wait = this.backoff[Math.min(n, this.backoff.length - 1)]
+    this.retryTimer = setTimeout(() => {
+      if (this.closed) return
+      this.connect().then(() => this.onReconnect(), () => this.retry(n + 1))
+    }, Math.round(wait * (0.8 + 0.4 * this.random())))
   }
 
   onFrame (f, resolve, reject) {
@@ -60,8 +91,9 @@ export class AppSession {
 
   send (frame) { this.ws.send(JSON.stringify(frame)) }
 
-  /** Publishes `payload` to the user's own `forVault.<kind>`. */
+  /** Publishes `payload` to the user's own `forVault.<kind>`; throws while reconnecting. */
   publish (kind, payload) {
+    if (!this.online) throw new Error('not connected to the server: reconnecting')
     this.send({ type: 'publish', subject: `OwnerSpace.${this.guid}.forVault.${kind}`, payload })
   }
 
@@ -70,9 +102,9 @@ export class AppSession {
    * when the caller chose it (a sealed message body is bound to it).
    */
   request (kind, body, match, messageId = crypto.randomUUID()) {
-    const answered = this.waitFor((m) => m.payload.in_reply_to === messageId || (match && match(m)))
+    // Published first (it throws while reconnecting); the answer comes in a later frame.
     this.publish(kind, { type: kind, message_id: messageId, timestamp: new Date().toISOString(), ...body })
-    return answered
+    return this.waitFor((m) => m.payload.in_reply_to === messageId || (match && match(m)))
   }
 
   /** The next message `pred` takes (others go to onMessage), within `ms`. */
@@ -97,5 +129,9 @@ export class AppSession {
     })
   }
 
-  close () { this.ws?.close() }
+  close () {
+    this.closed = true
+    clearTimeout(this.retryTimer)
+    this.ws?.close()
+  }
 }

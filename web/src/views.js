@@ -10,6 +10,13 @@ export function makeView (state, { ringer = null } = {}) {
       $('state').textContent = s
       document.body.dataset.state = s
     },
+    /** The app connection: `online`, or `reconnecting` (calls go on; the server is out of reach). */
+    link (how) {
+      state.link = how
+      state.links = [...(state.links ?? []), how].slice(-20)
+      $('link').hidden = how === 'online'
+      $('link').textContent = how === 'online' ? '' : 'Reconnecting to the server…'
+    },
     fail (message) {
       state.lastError = message
       $('error').textContent = message

@@ -9,9 +9,11 @@
 // shows its answer), keyfile (a key file `callvault id export` wrote, $CALLVAULT_KEYFILE under
 // $CALLVAULT_PASSPHRASE, imports; storage holds no raw key; a reload asks for the passphrase; the
 // backups of it and of an identity made in the browser are saved for the CLI to import),
-// waiting (a second call during a call: declined, then taken), first-frame (accept -> first decoded video frame, $CV_CALLS calls, each answered after ringing
+// waiting (a second call during a call: declined, then taken), reconnect (Bob through a proxy that
+// cuts his app connection during a call, then for 4 s while Alice hangs up), first-frame (accept -> first decoded video frame, $CV_CALLS calls, each answered after ringing
 // $CV_RING_MS). Prints
 // one JSON object with what it saw.
+import net from 'node:net'
 import { chromium } from 'playwright-core'
 
 const [base, scenario, artifacts, fakeAudio] = process.argv.slice(2)
@@ -27,12 +29,12 @@ const logs = []
 // What the pages' identities are sealed under.
 const PASSPHRASE = 'a browser passphrase'
 
-async function page(name, query = '') {
+async function page(name, query = '', at = base) {
   const ctx = await browser.newContext({ permissions: ['camera', 'microphone', 'notifications'], viewport: { width: 1000, height: 720 } })
   const p = await ctx.newPage()
   p.on('console', (m) => logs.push(`${name}: ${m.text()}`))
   p.on('pageerror', (e) => logs.push(`${name} error: ${e.message}`))
-  await p.goto(`${base}/${query}`)
+  await p.goto(`${at}/${query}`)
   await p.fill('#name', name)
   await p.fill('#passphrase', PASSPHRASE)
   await p.click('#create-identity')
@@ -59,6 +61,15 @@ async function connectPages(a, b) {
   await b.click('#connect-btn')
   await b.waitForSelector('.call-video', { timeout: 10000 })
   await a.waitForSelector('.call-video', { timeout: 10000 })
+}
+
+/** `a` calls `b` (the button `which`), `b` answers; both in the call. */
+async function callAndAnswer (a, b, which) {
+  await a.click(which)
+  await waitState(b, 'incoming call')
+  await b.click('#accept')
+  await waitState(a, 'in call')
+  await waitState(b, 'in call')
 }
 
 async function sample(p, seconds) {
@@ -222,11 +233,7 @@ try {
     const c = await page('Carol')
     await connectPages(a, b)
     await connectPages(c, b)
-    await a.click('.call-audio')
-    await waitState(b, 'incoming call')
-    await b.click('#accept')
-    await waitState(a, 'in call')
-    await waitState(b, 'in call')
+    await callAndAnswer(a, b, '.call-audio')
     await c.click('.call-audio')
     await b.waitForFunction(() => !!window.cv.waiting, null, { timeout: 15000 })
     out.bobWaiting = await b.evaluate(() => ({
@@ -258,6 +265,36 @@ try {
     await b.click('#history-btn')
     await b.waitForFunction(() => window.cv.history?.length === 3, null, { timeout: 10000 })
     out.bobHistory = await b.evaluate(() => window.cv.history.map((r) => [r.direction, r.status, r.end_reason ?? null]))
+  } else if (scenario === 'reconnect') {
+    // Bob reaches the server through the test kit's proxy ($CV_PROXY_BASE; cut through
+    // $CV_PROXY_CONTROL); Alice directly. Cut during a call, the call goes on and Bob's app
+    // connects again; cut for longer while Alice hangs up, Bob's app learns it from his vault.
+    const cut = (ms) => new Promise((resolve, reject) => {
+      const c = net.connect(Number(process.env.CV_PROXY_CONTROL), '127.0.0.1', () => c.write(`cut ${ms}\n`))
+      c.on('data', (d) => { resolve(d.toString().trim()); c.end() })
+      c.on('error', reject)
+    })
+    const a = await page('Alice')
+    const b = await page('Bob', '', process.env.CV_PROXY_BASE)
+    await connectPages(a, b)
+    await callAndAnswer(a, b, '.call-video')
+    await b.waitForFunction(() => window.cv.e2ee.decrypted > 30, null, { timeout: 15000 })
+    const frames = async () => (await b.evaluate(() => window.cv.stats())).video?.framesDecoded ?? 0
+    out.cut1 = await cut(0)
+    await b.waitForFunction(() => window.cv.links.includes('reconnecting') && window.cv.link === 'online', null, { timeout: 15000 })
+    const f0 = await frames()
+    await b.waitForTimeout(2000)
+    out.afterReconnect = { state: await state(b), framesGained: (await frames()) - f0, links: await b.evaluate(() => window.cv.links) }
+    await b.screenshot({ path: `${artifacts}/reconnect-in-call-bob.png` })
+    // An outage of 4 s; Alice hangs up during it. Bob's vault hears it; his app, offline, not.
+    out.cut2 = await cut(4000)
+    await b.waitForFunction(() => window.cv.link === 'reconnecting', null, { timeout: 5000 })
+    await b.screenshot({ path: `${artifacts}/reconnect-offline-bob.png` })
+    out.offlineText = await b.textContent('#link')
+    await a.click('#hangup')
+    out.bobDuringOutage = await state(b)
+    await b.waitForFunction(() => window.cv.state.startsWith('call '), null, { timeout: 30000 })
+    out.bobAfterOutage = { state: await state(b), link: await b.evaluate(() => window.cv.link), links: await b.evaluate(() => window.cv.links) }
   } else if (scenario === 'first-frame') {
     // Accept -> first decoded video frame on each side, $CV_CALLS calls in a row (a benchmark:
     // crates/callvault/benches/first_frame.rs). Both pages share the browser's clock.

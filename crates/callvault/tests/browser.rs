@@ -174,6 +174,34 @@ fn a_second_call_during_a_call_waits_to_be_declined_or_taken() {
 }
 
 #[test]
+fn a_call_survives_the_app_connection_being_cut_and_the_app_catches_up() {
+    let s = serve();
+    let target = s.base.trim_start_matches("http://").parse().unwrap();
+    let proxy = callvault_testkit::CuttingProxy::start(target);
+    let proxy_base = format!("http://127.0.0.1:{}", proxy.port());
+    let control = proxy.control_port().to_string();
+    let v = browser(
+        &s.base,
+        "reconnect",
+        None,
+        &[("CV_PROXY_BASE", proxy_base.as_str()), ("CV_PROXY_CONTROL", control.as_str())],
+    );
+    // The first cut closed Bob's app connection; the call went on and the app connected again.
+    let closed: usize = v["cut1"].as_str().unwrap().trim_start_matches("cut ").parse().unwrap();
+    assert!(closed >= 1, "the app connection (and the page's idle HTTP ones) closed: {v:#}");
+    assert_eq!(v["afterReconnect"]["state"], "in call", "{v:#}");
+    assert!(n(&v, &["afterReconnect", "framesGained"]) > 20.0, "media kept flowing: {v:#}");
+    assert_eq!(v["afterReconnect"]["links"], serde_json::json!(["online", "reconnecting", "online"]));
+    // The outage: Bob's page said so, and Alice's hang-up reached him only through his vault
+    // once he was back.
+    assert_eq!(v["offlineText"], "Reconnecting to the server…");
+    assert_eq!(v["bobDuringOutage"], "in call");
+    assert_eq!(v["bobAfterOutage"]["state"], "call ended", "{v:#}");
+    assert_eq!(v["bobAfterOutage"]["link"], "online");
+    assert!(proxy.refused() >= 1, "an attempt during the outage was refused and tried again");
+}
+
+#[test]
 fn a_wrong_key_shows_cannot_decrypt_and_decodes_nothing() {
     let s = serve();
     let v = browser(&s.base, "tamper", None, &[]);

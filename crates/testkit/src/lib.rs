@@ -5,6 +5,7 @@
 //!   restartable in place (same port, same JetStream store).
 //! - [`ServeProcess`]: `callvault serve` as a process (for the binary's tests and benches).
 //! - [`Coturn`]: coturn with TURN REST credentials, and its `turnutils_uclient` to allocate relays.
+//! - [`CuttingProxy`]: a TCP proxy that drops every connection through it on demand.
 #![forbid(unsafe_code)]
 // A harness for tests: failing loudly is its job.
 #![allow(clippy::panic, clippy::expect_used, clippy::arithmetic_side_effects)]
@@ -12,9 +13,11 @@
 mod coturn;
 mod nats;
 mod process;
+mod proxy;
 mod serve;
 
 pub use coturn::Coturn;
 pub use nats::{MAX_PAYLOAD, NatsServer, NatsUser, Permissions};
 pub use process::free_port;
+pub use proxy::CuttingProxy;
 pub use serve::{ServeProcess, http_get, series};

@@ -93,3 +93,33 @@ test('our candidates wait until our description has gone, then trickle one by on
   const opened = sent.map(([, , b]) => parseCandidate(Uint8Array.from(atob(b), (c) => c.charCodeAt(0))))
   assert.deepEqual(opened.map((c) => c?.candidate ?? null), [`${host} 1`, `${host} 2`, `${host} 3`, null])
 })
+
+test('back online, the vault\'s records end what ended, show what rings, drop what no longer does', () => {
+  const shown = []
+  let ended = null
+  const view = { incoming: (p) => shown.push(p?.call_id ?? null), state () {}, endCall: (why) => { ended = why }, showCall () {}, sas () {} }
+  const calls = new Calls({ session: {}, e2ee: {}, seal: () => '', open: () => '', guid: 'me', view })
+  const closed = []
+  calls.call = { id: 'talking', signals: [], pc: { close: () => closed.push('pc') }, local: { getTracks: () => [{ stop: () => closed.push('track') }] } }
+  calls.incoming = { call_id: 'gone' }
+  const records = [
+    { call_id: 'talking', peer_guid: 'p1', direction: 'outgoing', call_type: 'video', status: 'ended' },
+    { call_id: 'gone', peer_guid: 'p2', direction: 'incoming', call_type: 'audio', status: 'missed' },
+    { call_id: 'rings', peer_guid: 'p3', direction: 'incoming', call_type: 'audio', status: 'ringing' },
+  ]
+  calls.resume(records, (guid) => (guid === 'p3' ? { display_name: 'Carol' } : null))
+  assert.equal(ended, 'ended', 'the call that ended while away ends here')
+  assert.deepEqual(closed, ['pc', 'track'], 'its media is let go')
+  assert.equal(calls.call, null)
+  assert.deepEqual(shown, [null, 'rings'], 'the missed one goes, the ringing one shows')
+  assert.equal(calls.incoming.peer_profile.display_name, 'Carol')
+  // Nothing changed: nothing happens.
+  calls.resume(records)
+  assert.deepEqual(shown, [null, 'rings'])
+  // A call still active stays.
+  calls.call = { id: 'on', signals: [] }
+  ended = null
+  calls.resume([{ call_id: 'on', peer_guid: 'p1', direction: 'incoming', call_type: 'audio', status: 'active' }])
+  assert.equal(ended, null)
+  assert.equal(calls.call.id, 'on')
+})

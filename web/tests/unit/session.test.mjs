@@ -2,7 +2,7 @@
 // requests answered by in_reply_to, other messages passed on, timeouts, TURN credentials.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { AppSession } from '../../src/session.js'
+import { AppSession, BACKOFF_MS } from '../../src/session.js'
 
 class FakeSocket {
   static last = null
@@ -84,4 +84,58 @@ test('TURN credentials, or null when the server has none', async () => {
   const some = s.turnCredentials(false)
   ws.push({ type: 'turn_credentials', request_id: 'r', credentials: { ice_servers: [1] } })
   assert.deepEqual(await some, { ice_servers: [1] })
+})
+
+test('a lost connection is opened again with backoff; publishing meanwhile throws', async () => {
+  const events = []
+  const waits = []
+  const realSetTimeout = globalThis.setTimeout
+  // Timers run at once, recording their waits.
+  globalThis.setTimeout = (f, ms) => { waits.push(ms); queueMicrotask(f); return 0 }
+  try {
+    const { s } = session({ onOffline: () => events.push('offline'), onReconnect: () => events.push('back'), random: () => 0.5 })
+    s.connect()
+    const first = FakeSocket.last
+    first.push({ type: 'ready', delegation: 'd' })
+    assert.equal(s.online, true)
+    first.close()
+    assert.deepEqual(events, ['offline'])
+    assert.equal(s.online, false)
+    assert.throws(() => s.publish('call.end', {}), /reconnecting/)
+    await new Promise((resolve) => realSetTimeout(resolve, 0))
+    // The first attempt fails before it is ready; the second, after a longer wait, holds.
+    const second = FakeSocket.last
+    assert.notEqual(second, first)
+    second.close()
+    await new Promise((resolve) => realSetTimeout(resolve, 0))
+    const third = FakeSocket.last
+    assert.notEqual(third, second)
+    third.push({ type: 'challenge', challenge: 'c', server_time: Math.floor(Date.now() / 1000) })
+    assert.equal(third.sent[0].type, 'auth', 'it authenticates again')
+    third.push({ type: 'ready', delegation: 'd' })
+    await new Promise((resolve) => realSetTimeout(resolve, 0))
+    assert.deepEqual(events, ['offline', 'back'])
+    assert.equal(s.online, true)
+    assert.deepEqual(waits.slice(0, 2), BACKOFF_MS.slice(0, 2), 'waits grow (jitter 0 at random 0.5)')
+    // Closed on purpose: no attempt after.
+    s.close()
+    assert.equal(FakeSocket.last, third)
+    assert.deepEqual(events, ['offline', 'back'])
+  } finally {
+    globalThis.setTimeout = realSetTimeout
+  }
+})
+
+test('the waits stop growing at the last', () => {
+  const waits = []
+  const realSetTimeout = globalThis.setTimeout
+  globalThis.setTimeout = (_f, ms) => { waits.push(ms); return 0 }
+  try {
+    const { s } = session({ random: () => 1 })
+    for (let n = 0; n < 9; n++) s.retry(n)
+  } finally {
+    globalThis.setTimeout = realSetTimeout
+  }
+  assert.equal(waits.at(-1), Math.round(BACKOFF_MS.at(-1) * 1.2))
+  assert.equal(waits.at(-2), waits.at(-1))
 })
