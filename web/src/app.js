@@ -12,6 +12,7 @@ import { createIdentity, keyFileBytes, keyFileText, storedIdentity, unlockIdenti
 import { displayNameProblem } from './names.js'
 import { makeView } from './views.js'
 import { Ringer, systemNotification, webAudioRing } from './ringer.js'
+import { Devices } from './devices.js'
 
 const $ = (id) => document.getElementById(id)
 // Test hooks (window.cv, ?tamper=1, ?transform=streams, ?relay=1) exist only when the server
@@ -33,8 +34,12 @@ const ringer = new Ringer({
   state,
 })
 const view = makeView(state, { ringer })
+// A call takes the camera: the devices panel's preview lets it go.
+const showCall = view.showCall
+view.showCall = (call) => { stopPreview(); showCall(call) }
 const fail = (e) => view.fail(e instanceof Error ? e.message : String(e))
 
+const devices = new Devices()
 let identity = null
 let session = null
 let calls = null
@@ -138,6 +143,7 @@ async function start () {
     // Hide this device's addresses from the peer: media only through the TURN relay.
     relayOnly: () => params.get('relay') === '1' || $('relay-only').checked,
     tamper: params.get('tamper') === '1',
+    devices,
   })
   conversations = new Conversations({
     session,
@@ -152,6 +158,7 @@ async function start () {
   if (hooks) state.stats = () => calls.stats()
   await session.connect()
   view.link('online')
+  view.speaker(devices.of('audiooutput'))?.catch(() => devices.choose('audiooutput', null))
   view.state('ready')
   await refreshConnections()
 }
@@ -237,6 +244,31 @@ $('chat-form').onsubmit = (e) => {
 }
 $('chat-close').onclick = () => { chatWith = null; showChat() }
 $('history-btn').onclick = () => showHistory().catch(fail)
+
+// Devices: a preview out of a call (which also lets the browser name the devices), the call's
+// own tracks in one; a choice applies at once, to the call too.
+let preview = null
+const stopPreview = () => { preview?.getTracks().forEach((t) => t.stop()); preview = null; view.preview(null) }
+async function showPreview () {
+  stopPreview()
+  if (calls?.call) return
+  preview = await navigator.mediaDevices.getUserMedia(devices.constraints('video'))
+  view.preview(preview)
+}
+async function openDevices () {
+  await showPreview()
+  view.devices(await devices.list(), devices.chosen, (kind, id) => chooseDevice(kind, id).catch(fail))
+}
+async function chooseDevice (kind, id) {
+  devices.choose(kind, id || null)
+  state.devices.chosen = { ...devices.chosen }
+  if (kind === 'audiooutput') return view.speaker(id)
+  if (calls?.call) await calls.switchDevice(kind)
+  else await showPreview()
+}
+$('devices-btn').onclick = () => openDevices().catch(fail)
+$('call-devices').onclick = () => openDevices().catch(fail)
+$('devices-close').onclick = () => { stopPreview(); view.closeDevices() }
 document.addEventListener('visibilitychange', () => {
   if (chatWith && document.visibilityState === 'visible') conversations.markRead(chatWith.guid)
   // Still ringing when the tab goes to the background: the notification shows then.

@@ -57,10 +57,11 @@ export class Calls {
   /**
    * session: an AppSession; e2ee: an E2ee; seal(peerKey, text) and open(peerKey, payload): NIP-44
    * with the user's key; guid: the user's; view: {state, showCall, endCall, sas, remote, local};
-   * relayOnly(): whether to hide this device's addresses; tamper: corrupt the receive key (tests).
+   * relayOnly(): whether to hide this device's addresses; tamper: corrupt the receive key (tests);
+   * devices: a Devices (devices.js), the microphone and camera the user chose.
    */
-  constructor ({ session, e2ee, seal, open, guid, view, relayOnly = () => false, tamper = false, media = globalThis.navigator?.mediaDevices, PeerConnection = globalThis.RTCPeerConnection }) {
-    Object.assign(this, { session, e2ee, seal, open, guid, view, relayOnly, tamper, media, PeerConnection })
+  constructor ({ session, e2ee, seal, open, guid, view, relayOnly = () => false, tamper = false, media = globalThis.navigator?.mediaDevices, devices = null, PeerConnection = globalThis.RTCPeerConnection }) {
+    Object.assign(this, { session, e2ee, seal, open, guid, view, relayOnly, tamper, media, devices, PeerConnection })
     this.call = null
     this.incoming = null
   }
@@ -150,7 +151,7 @@ export class Calls {
   async peerConnection (call) {
     const [turn, local] = await Promise.all([
       this.session.turnCredentials(this.relayOnly()),
-      this.media.getUserMedia({ audio: true, video: call.type === 'video' }),
+      this.media.getUserMedia(this.devices?.constraints(call.type) ?? { audio: true, video: call.type === 'video' }),
     ])
     if (this.call !== call) {
       local.getTracks().forEach((t) => t.stop())
@@ -174,6 +175,28 @@ export class Calls {
     for (const track of local.getTracks()) this.e2ee.protectSender(pc.addTrack(track, local), track.kind)
     if (this.e2ee.insertable) for (const t of pc.getTransceivers()) this.e2ee.protectReceiver(t.receiver, t.receiver.track.kind)
     return pc
+  }
+
+  /**
+   * The call's microphone or camera (`audioinput` / `videoinput`) becomes the one chosen in
+   * `devices`: the new track replaces the old on the same sender (its E2EE transform stays), muted
+   * or off as the old one was, and the old one stops.
+   */
+  async switchDevice (kind) {
+    const call = this.call
+    if (!call?.pc || !call.local || !this.devices) return false
+    const media = kind === 'audioinput' ? 'audio' : 'video'
+    const old = call.local.getTracks().find((t) => t.kind === media)
+    const sender = call.pc.getSenders().find((s) => s.track?.kind === media || (old && s.track === old))
+    if (!sender) return false
+    const track = (await this.devices.open(kind)).getTracks()[0]
+    if (this.call !== call) { track.stop(); return false }
+    if (old) track.enabled = old.enabled
+    await sender.replaceTrack(track)
+    if (old) { call.local.removeTrack(old); old.stop() }
+    call.local.addTrack(track)
+    this.view.local(call.local)
+    return true
   }
 
   show (call) {

@@ -124,6 +124,28 @@ export function makeView (state, { ringer = null } = {}) {
       }
       ol.lastElementChild?.scrollIntoView?.({ block: 'nearest' })
     },
+    /**
+     * The devices panel: a list per kind (`lists` from Devices.list), the chosen one selected;
+     * `onChoose(kind, id)` when the user picks (id '' for the browser's default).
+     */
+    devices (lists, chosen, onChoose) {
+      state.devices = { lists, chosen: { ...chosen } }
+      $('devices').hidden = false
+      for (const [kind, list] of Object.entries(lists)) {
+        const select = $(`${kind}-select`)
+        if (!select) continue
+        const none = Object.assign(document.createElement('option'), { value: '', textContent: 'Default' })
+        select.replaceChildren(none, ...list.map((d) => Object.assign(document.createElement('option'), { value: d.id, textContent: d.label })))
+        select.value = chosen[kind] && list.some((d) => d.id === chosen[kind]) ? chosen[kind] : ''
+        // Browsers that cannot choose the speaker (no setSinkId) offer no choice.
+        select.disabled = kind === 'audiooutput' && !('setSinkId' in HTMLMediaElement.prototype)
+        select.onchange = () => onChoose(kind, select.value)
+      }
+    },
+    closeDevices () { $('devices').hidden = true; view.preview(null) },
+    preview (stream) { $('preview').srcObject = stream },
+    /** Plays the far end on speaker `id` ('' for the default), where the browser can choose. */
+    speaker (id) { return $('remote').setSinkId?.(id ?? '') },
     invite (token) { $('invite-token').value = token },
     /** The call that rings, or none; during a call it shows as waiting (taking it ends the call). */
     incoming (payload) {

@@ -9,7 +9,8 @@
 // shows its answer), keyfile (a key file `callvault id export` wrote, $CALLVAULT_KEYFILE under
 // $CALLVAULT_PASSPHRASE, imports; storage holds no raw key; a reload asks for the passphrase; the
 // backups of it and of an identity made in the browser are saved for the CLI to import),
-// waiting (a second call during a call: declined, then taken), reconnect (Bob through a proxy that
+// waiting (a second call during a call: declined, then taken), devices (choose and change
+// camera), reconnect (Bob through a proxy that
 // cuts his app connection during a call, then for 4 s while Alice hangs up), first-frame (accept -> first decoded video frame, $CV_CALLS calls, each answered after ringing
 // $CV_RING_MS). Prints
 // one JSON object with what it saw.
@@ -19,7 +20,9 @@ import { chromium } from 'playwright-core'
 const [base, scenario, artifacts, fakeAudio] = process.argv.slice(2)
 const args = [
   '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+  '--disable-component-update', '--disable-sync', '--use-fake-ui-for-media-stream',
+  // Two fake cameras and microphones where a scenario asks ($CV_FAKE_DEVICES: device-count=2).
+  process.env.CV_FAKE_DEVICES ? `--use-fake-device-for-media-stream=${process.env.CV_FAKE_DEVICES}` : '--use-fake-device-for-media-stream',
   '--allow-loopback-in-peer-connection', '--disable-features=WebRtcHideLocalIpsWithMdns',
 ]
 if (fakeAudio) args.push(`--use-file-for-fake-audio-capture=${fakeAudio}`)
@@ -295,6 +298,40 @@ try {
     out.bobDuringOutage = await state(b)
     await b.waitForFunction(() => window.cv.state.startsWith('call '), null, { timeout: 30000 })
     out.bobAfterOutage = { state: await state(b), link: await b.evaluate(() => window.cv.link), links: await b.evaluate(() => window.cv.links) }
+  } else if (scenario === 'devices') {
+    // Fake cameras ($CV_FAKE_DEVICES=device-count=3): Alice previews and picks one before a call,
+    // then changes camera during a video call with Bob; Bob keeps decoding her video. (Chromium's
+    // second fake camera is a Y16 depth camera that no encoder takes: the first and the last.)
+    const a = await page('Alice')
+    const b = await page('Bob')
+    await connectPages(a, b)
+    await a.click('#devices-btn')
+    await a.waitForFunction(() => window.cv.devices?.lists.videoinput.length === 3, null, { timeout: 10000 })
+    out.lists = await a.evaluate(() => window.cv.devices.lists)
+    await a.waitForFunction(() => document.getElementById('preview').videoWidth > 0, null, { timeout: 10000 })
+    out.previewLabel = await a.evaluate(() => document.getElementById('preview').srcObject.getVideoTracks()[0].label)
+    await a.screenshot({ path: `${artifacts}/devices-preview.png` })
+    const [first, other] = [out.lists.videoinput[0], out.lists.videoinput.at(-1)]
+    await a.selectOption('#videoinput-select', first.id)
+    await a.waitForFunction((l) => document.getElementById('preview').srcObject?.getVideoTracks()[0]?.label === l, first.label, { timeout: 10000 })
+    await a.click('#devices-close')
+    out.previewAfterClose = await a.evaluate(() => document.getElementById('preview').srcObject)
+    await callAndAnswer(a, b, '.call-video')
+    const sent = () => a.evaluate(() => window.cv.call.pc.getSenders().find((s) => s.track?.kind === 'video').track.label)
+    out.sentBefore = await sent()
+    await b.waitForFunction(() => window.cv.e2ee.decrypted > 30, null, { timeout: 15000 })
+    await a.click('#call-devices')
+    await a.selectOption('#videoinput-select', other.id)
+    await a.waitForFunction((l) => window.cv.call.local.getVideoTracks()[0]?.label === l, other.label, { timeout: 10000 })
+    out.sentAfter = await sent()
+    out.chosenKept = await a.evaluate(() => JSON.parse(localStorage.getItem('callvault.devices')))
+    const bob = async () => b.evaluate(async () => ({ frames: (await window.cv.stats()).video?.framesDecoded ?? 0, ...window.cv.e2ee }))
+    const before = await bob()
+    await b.waitForTimeout(2500)
+    const after = await bob()
+    out.bobAfterSwitch = { frames: after.frames - before.frames, decrypted: after.decrypted - before.decrypted, failed: after.failed }
+    await a.screenshot({ path: `${artifacts}/devices-in-call.png` })
+    await a.click('#hangup')
   } else if (scenario === 'first-frame') {
     // Accept -> first decoded video frame on each side, $CV_CALLS calls in a row (a benchmark:
     // crates/callvault/benches/first_frame.rs). Both pages share the browser's clock.

@@ -202,6 +202,26 @@ fn a_call_survives_the_app_connection_being_cut_and_the_app_catches_up() {
 }
 
 #[test]
+fn a_camera_is_chosen_with_a_preview_and_changed_during_a_call() {
+    let s = serve();
+    let v = browser(&s.base, "devices", None, &[("CV_FAKE_DEVICES", "device-count=3")]);
+    let cams: Vec<&str> =
+        v["lists"]["videoinput"].as_array().unwrap().iter().map(|d| d["label"].as_str().unwrap()).collect();
+    assert_eq!(cams.len(), 3, "{v:#}");
+    assert_ne!(cams[0], cams[2]);
+    assert!(!v["lists"]["audioinput"].as_array().unwrap().is_empty(), "{v:#}");
+    assert!(cams.contains(&v["previewLabel"].as_str().unwrap()), "the preview shows a camera: {v:#}");
+    assert!(v["previewAfterClose"].is_null(), "closing the panel lets the camera go");
+    // Chosen before the call, used by it; changed during it, sent instead, on the same sender.
+    assert_eq!(v["sentBefore"], cams[0], "{v:#}");
+    assert_eq!(v["sentAfter"], cams[2], "{v:#}");
+    assert_eq!(v["chosenKept"]["videoinput"], v["lists"]["videoinput"][2]["id"], "the choice is kept");
+    assert!(n(&v, &["bobAfterSwitch", "frames"]) > 20.0, "Bob decodes the new camera: {v:#}");
+    assert!(n(&v, &["bobAfterSwitch", "decrypted"]) > 20.0, "through SFrame: {v:#}");
+    assert_eq!(n(&v, &["bobAfterSwitch", "failed"]), 0.0);
+}
+
+#[test]
 fn a_wrong_key_shows_cannot_decrypt_and_decodes_nothing() {
     let s = serve();
     let v = browser(&s.base, "tamper", None, &[]);

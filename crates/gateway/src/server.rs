@@ -63,6 +63,7 @@ pub const WEB_FILES: &[(&str, &[u8])] = &[
     ("names.js", include_bytes!("../../../web/src/names.js")),
     ("messages.js", include_bytes!("../../../web/src/messages.js")),
     ("ringer.js", include_bytes!("../../../web/src/ringer.js")),
+    ("devices.js", include_bytes!("../../../web/src/devices.js")),
     ("wasm.js", include_bytes!("../../../web/src/wasm.js")),
     ("e2ee-worker.js", include_bytes!("../../../web/src/e2ee-worker.js")),
 ];

@@ -123,3 +123,28 @@ test('back online, the vault\'s records end what ended, show what rings, drop wh
   assert.equal(ended, null)
   assert.equal(calls.call.id, 'on')
 })
+
+test('a new camera replaces the old on the same sender, off if the old was off', async () => {
+  const events = []
+  const track = (kind, label, enabled = true) => ({ kind, label, enabled, stop () { events.push(`stop ${label}`) } })
+  const oldCam = track('video', 'cam 1', false)
+  const mic = track('audio', 'mic')
+  const local = {
+    tracks: [mic, oldCam],
+    getTracks () { return this.tracks },
+    removeTrack (t) { this.tracks = this.tracks.filter((x) => x !== t) },
+    addTrack (t) { this.tracks.push(t) },
+  }
+  const videoSender = { track: oldCam, async replaceTrack (t) { events.push(`replace ${t.label}`); this.track = t } }
+  const pc = { getSenders: () => [{ track: mic }, videoSender] }
+  const devices = { open: async (kind) => { events.push(`open ${kind}`); return { getTracks: () => [track('video', 'cam 2')] } } }
+  const view = { incoming () {}, state () {}, endCall () {}, showCall () {}, sas () {}, local: () => events.push('shown') }
+  const calls = new Calls({ session: {}, e2ee: {}, seal: () => '', open: () => '', guid: 'me', view, devices })
+  assert.equal(await calls.switchDevice('videoinput'), false, 'no call: nothing to switch')
+  calls.call = { id: 'c', signals: [], pc, local }
+  assert.equal(await calls.switchDevice('videoinput'), true)
+  assert.deepEqual(events, ['open videoinput', 'replace cam 2', 'stop cam 1', 'shown'])
+  assert.equal(videoSender.track.label, 'cam 2')
+  assert.equal(videoSender.track.enabled, false, 'the camera stays off as it was')
+  assert.deepEqual(local.getTracks().map((t) => t.label), ['mic', 'cam 2'])
+})
