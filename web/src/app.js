@@ -269,6 +269,11 @@ async function chooseDevice (kind, id) {
 $('devices-btn').onclick = () => openDevices().catch(fail)
 $('call-devices').onclick = () => openDevices().catch(fail)
 $('devices-close').onclick = () => { stopPreview(); view.closeDevices() }
+// The network changed: a call restarts ICE to find its way on the new one.
+window.addEventListener('online', () => calls?.networkChanged())
+navigator.connection?.addEventListener?.('change', () => calls?.networkChanged())
+// Installable: the shell is kept by a service worker.
+navigator.serviceWorker?.register('/sw.js').catch((e) => console.log('no service worker:', e.message))
 document.addEventListener('visibilitychange', () => {
   if (chatWith && document.visibilityState === 'visible') conversations.markRead(chatWith.guid)
   // Still ringing when the tab goes to the background: the notification shows then.

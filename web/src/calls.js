@@ -3,6 +3,8 @@
 // and ICE candidates trickled as they are found), with media protected by the E2EE worker. No
 // DOM: it tells its `view` what to show.
 
+import { quality, sampleOf } from './quality.js'
+
 const enc = new TextEncoder()
 const dec = new TextDecoder()
 export const b64 = (bytes) => btoa(String.fromCharCode(...bytes))
@@ -36,7 +38,10 @@ export function parseCandidate (bytes) {
   const c = JSON.parse(dec.decode(bytes))
   if (typeof c !== 'object' || c === null || typeof c.candidate !== 'string' || c.candidate.length > 512) throw new Error('not a candidate')
   if (c.candidate === '') return null
-  return { candidate: c.candidate, sdpMid: typeof c.sdpMid === 'string' ? c.sdpMid : null, sdpMLineIndex: Number.isInteger(c.sdpMLineIndex) ? c.sdpMLineIndex : 0 }
+  const out = { candidate: c.candidate, sdpMid: typeof c.sdpMid === 'string' ? c.sdpMid : null, sdpMLineIndex: Number.isInteger(c.sdpMLineIndex) ? c.sdpMLineIndex : 0 }
+  // After an ICE restart a candidate says which generation it is for.
+  if (typeof c.usernameFragment === 'string' && c.usernameFragment.length <= 256) out.usernameFragment = c.usernameFragment
+  return out
 }
 
 /** The next signal of `type` of `call`: one already received, or the next to come. */
@@ -76,6 +81,10 @@ export class Calls {
       if (this.incoming && m.payload.call_id === this.incoming.call_id) { this.incoming = null; this.view.incoming(null) }
     } else if (m.kind === 'call.signal' && this.call && m.payload.call_id === this.call.id) {
       if (m.payload.signal_type === 'ice') return this.trickled(this.call, m.payload), true
+      if (this.call.established && ['offer', 'answer'].includes(m.payload.signal_type)) {
+        this.renegotiated(this.call, m.payload).catch((e) => this.view.media?.(`Media could not reconnect: ${e.message}`))
+        return true
+      }
       this.call.signals.push(m.payload)
       this.call.onSignal?.()
     } else {
@@ -125,13 +134,19 @@ export class Calls {
     let c
     try { c = parseCandidate(body(this.open(call.peerKey, signal.payload), signal)) } catch { return }
     if (!c) return
-    if (call.pc?.remoteDescription) call.pc.addIceCandidate(c).catch(() => {})
+    if (call.pc?.remoteDescription && !call.describing) call.pc.addIceCandidate(c).catch(() => {})
     else (call.remoteIce ??= []).push(c)
   }
 
   /** The peer's description: set, then the candidates it trickled before it. */
   async remoteDescription (call, description) {
-    await call.pc.setRemoteDescription(description)
+    // Candidates that come while it is being set are for it (an ICE restart's new generation).
+    call.describing = true
+    try {
+      await call.pc.setRemoteDescription(description)
+    } finally {
+      call.describing = false
+    }
     for (const c of call.remoteIce?.splice(0) ?? []) await call.pc.addIceCandidate(c).catch(() => {})
   }
 
@@ -169,7 +184,7 @@ export class Calls {
     }
     pc.onconnectionstatechange = () => {
       mark(call, pc.connectionState)
-      if (pc.connectionState === 'connected') this.view.state('in call')
+      this.mediaState(call, pc.connectionState)
     }
     this.view.local(local)
     for (const track of local.getTracks()) this.e2ee.protectSender(pc.addTrack(track, local), track.kind)
@@ -197,6 +212,84 @@ export class Calls {
     call.local.addTrack(track)
     this.view.local(call.local)
     return true
+  }
+
+  /**
+   * What the media connection's state means to the person in the call: connected, interrupted
+   * (ICE restarted if it does not come back within 3 s), lost (restarted at once), failed.
+   */
+  mediaState (call, s) {
+    if (this.call !== call) return
+    clearTimeout(call.restartTimer)
+    if (s === 'connected') {
+      call.restarts = 0
+      this.view.state('in call')
+      this.view.media?.(null)
+      this.watchQuality(call)
+    } else if (s === 'disconnected') {
+      this.view.media?.('Media interrupted: reconnecting…')
+      call.restartTimer = setTimeout(() => this.restartIce(call), 3000)
+    } else if (s === 'failed') {
+      if ((call.restarts ?? 0) < 3) {
+        this.view.media?.('Media connection lost: trying again…')
+        this.restartIce(call)
+      } else {
+        this.view.media?.('Media connection failed. Hang up and call again.')
+      }
+    }
+  }
+
+  /**
+   * Restarts ICE (new credentials, new candidates; the same call, keys and tracks): a new offer
+   * to the peer, answered through the vaults like the first. Also when the network changes.
+   */
+  async restartIce (call = this.call) {
+    if (!call?.established || this.call !== call || call.pc.signalingState !== 'stable') return false
+    call.restarts = (call.restarts ?? 0) + 1
+    mark(call, 'restart')
+    call.pc.restartIce()
+    await call.pc.setLocalDescription(await call.pc.createOffer({ iceRestart: true }))
+    this.sendSignal(call, 'offer', enc.encode(call.pc.localDescription.sdp))
+    return true
+  }
+
+  /**
+   * An offer or answer after the call was set up: an ICE restart, ours answered or the peer's to
+   * answer. When both restart at once, the callee gives way (its offer is rolled back).
+   */
+  async renegotiated (call, signal) {
+    const sdp = dec.decode(body(this.open(call.peerKey, signal.payload), signal))
+    const pc = call.pc
+    if (signal.signal_type === 'answer') {
+      if (pc.signalingState === 'have-local-offer') await this.remoteDescription(call, { type: 'answer', sdp })
+      return
+    }
+    if (pc.signalingState === 'have-local-offer' && call.outgoing) return
+    await this.remoteDescription(call, { type: 'offer', sdp })
+    await pc.setLocalDescription(await pc.createAnswer())
+    this.sendSignal(call, 'answer', enc.encode(pc.localDescription.sdp))
+  }
+
+  /** Every 2 s while the call is up: the quality from getStats, in words the call view shows. */
+  watchQuality (call) {
+    if (call.qualityTimer) return
+    let before = null
+    const tick = async () => {
+      if (this.call !== call) return
+      try {
+        const now = sampleOf(await call.pc.getStats())
+        call.quality = quality(before, now)
+        before = now
+        this.view.quality?.(call.quality)
+      } catch { /* the connection closed meanwhile */ }
+    }
+    tick()
+    call.qualityTimer = setInterval(tick, 2000)
+  }
+
+  /** The network changed (the browser went online again): the call's media finds its way anew. */
+  networkChanged () {
+    if (this.call?.established) this.restartIce(this.call).catch(() => {})
   }
 
   show (call) {
@@ -233,6 +326,7 @@ export class Calls {
     const answer = dec.decode(await nextSignal(call, 'answer', this.open))
     mark(call, 'answer')
     await this.remoteDescription(call, { type: 'answer', sdp: answer })
+    call.established = true
   }
 
   /**
@@ -266,6 +360,7 @@ export class Calls {
     this.sendSignal(call, 'answer', enc.encode(pc.localDescription.sdp))
     call.flushIce()
     mark(call, 'answered')
+    call.established = true
   }
 
   /** Declines the incoming call. */
@@ -279,6 +374,8 @@ export class Calls {
   end (why) {
     const call = this.call
     if (!call) return
+    clearInterval(call.qualityTimer)
+    clearTimeout(call.restartTimer)
     call.pc?.close()
     call.local?.getTracks().forEach((t) => t.stop())
     this.call = null
@@ -294,7 +391,7 @@ export class Calls {
   /** Decoded frames and audio energy per kind, the selected local candidate's type, and when each
    * step of the setup came (ms since the epoch). */
   async stats () {
-    const out = { audio: null, video: null, localCandidateType: null, marks: this.call?.marks ?? null }
+    const out = { audio: null, video: null, localCandidateType: null, marks: this.call?.marks ?? null, quality: this.call?.quality ?? null, restarts: this.call?.restarts ?? 0 }
     if (!this.call?.pc) return out
     const stats = await this.call.pc.getStats()
     for (const r of stats.values()) {

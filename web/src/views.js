@@ -172,7 +172,20 @@ export function makeView (state, { ringer = null } = {}) {
       state.lastCallEnd = why
       $('call').hidden = true
       $('decrypt').textContent = ''
+      view.media(null)
+      view.quality(null)
       view.state(`call ${why}`)
+    },
+    /** Words for the media connection when it is not simply up (interrupted, lost, failed). */
+    media (words) {
+      state.mediaWords = words
+      $('media-state').textContent = words ?? ''
+    },
+    /** The call's quality (quality.js): its level and words. */
+    quality (q) {
+      state.quality = q
+      $('quality').textContent = q?.words ?? ''
+      $('quality').dataset.level = q?.level ?? ''
     },
     sas (sas) {
       state.sas = sas

@@ -11,10 +11,13 @@
 // backups of it and of an identity made in the browser are saved for the CLI to import),
 // waiting (a second call during a call: declined, then taken), devices (choose and change
 // camera), reconnect (Bob through a proxy that
-// cuts his app connection during a call, then for 4 s while Alice hangs up), first-frame (accept -> first decoded video frame, $CV_CALLS calls, each answered after ringing
+// cuts his app connection during a call, then for 4 s while Alice hangs up), screens (axe-core,
+// a phone's width, a screenshot of each screen; the manifest and service worker), first-frame (accept -> first decoded video frame, $CV_CALLS calls, each answered after ringing
 // $CV_RING_MS). Prints
 // one JSON object with what it saw.
 import net from 'node:net'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { chromium } from 'playwright-core'
 
 const [base, scenario, artifacts, fakeAudio] = process.argv.slice(2)
@@ -107,6 +110,7 @@ try {
     out.alice = sa
     out.bob = sb
     out.bobRingingInCall = await b.evaluate(() => window.cv.ringing)
+    out.aliceQuality = await a.evaluate(() => ({ ...window.cv.quality, shown: document.getElementById('quality').textContent }))
     await a.screenshot({ path: `${artifacts}/call-${scenario}-alice.png` })
     await b.screenshot({ path: `${artifacts}/call-${scenario}-bob.png` })
     // Mute and camera off act on the local tracks (the peer receives silence and black frames).
@@ -226,6 +230,16 @@ try {
     out.made = await q.evaluate(() => window.cv.guid)
     out.made_storage = await q.evaluate(() => Object.fromEntries(Object.entries(localStorage)))
     out.backup_of_made = await backup(q, 'keyfile-made-backup.cvkey')
+    // Restored in a second browser profile from that backup: the same identity.
+    const r = await (await browser.newContext({ viewport: { width: 1000, height: 720 } })).newPage()
+    await r.goto(`${base}/`)
+    await r.fill('#name', 'Fay')
+    await r.fill('#passphrase', PASSPHRASE)
+    await r.setInputFiles('#import-file', out.backup_of_made)
+    await r.click('#create-identity')
+    await waitState(r, 'ready')
+    out.restored = await r.evaluate(() => window.cv.guid)
+    out.restored_storage_keys = await r.evaluate(() => Object.keys(localStorage).sort())
     out.passphrase = PASSPHRASE
     await q.screenshot({ path: `${artifacts}/keyfile-signed-in.png` })
   } else if (scenario === 'waiting') {
@@ -265,8 +279,15 @@ try {
     out.bobSas = await b.evaluate(() => window.cv.sas)
     out.carolSas = await c.evaluate(() => window.cv.sas)
     await b.click('#hangup')
+    // Carol once more, giving up before Bob answers: a missed call, marked in his history.
+    await waitState(c, 'call ended')
+    await c.click('.call-audio')
+    await waitState(b, 'incoming call')
+    await c.click('#hangup')
+    await b.waitForFunction(() => window.cv.state === 'ready' && !window.cv.incoming, null, { timeout: 15000 })
     await b.click('#history-btn')
-    await b.waitForFunction(() => window.cv.history?.length === 3, null, { timeout: 10000 })
+    await b.waitForFunction(() => window.cv.history?.length === 4, null, { timeout: 10000 })
+    out.bobMissedMarked = await b.evaluate(() => Array.from(document.querySelectorAll('#history-list li.missed'), (li) => li.textContent))
     out.bobHistory = await b.evaluate(() => window.cv.history.map((r) => [r.direction, r.status, r.end_reason ?? null]))
   } else if (scenario === 'reconnect') {
     // Bob reaches the server through the test kit's proxy ($CV_PROXY_BASE; cut through
@@ -289,6 +310,16 @@ try {
     await b.waitForTimeout(2000)
     out.afterReconnect = { state: await state(b), framesGained: (await frames()) - f0, links: await b.evaluate(() => window.cv.links) }
     await b.screenshot({ path: `${artifacts}/reconnect-in-call-bob.png` })
+    // Alice's network changes: her call restarts ICE (new credentials, through both vaults) and
+    // goes on.
+    const ufrag = (p) => p.evaluate(() => window.cv.call.pc.remoteDescription.sdp.match(/a=ice-ufrag:(\S+)/)[1])
+    const bobSawBefore = await ufrag(b)
+    await a.evaluate(() => window.dispatchEvent(new Event('online')))
+    await b.waitForFunction((u) => !window.cv.call.pc.remoteDescription.sdp.includes(`a=ice-ufrag:${u}`), bobSawBefore, { timeout: 15000 })
+    await a.waitForFunction(() => window.cv.call.pc.signalingState === 'stable' && window.cv.call.pc.connectionState === 'connected', null, { timeout: 15000 })
+    const f1 = await frames()
+    await b.waitForTimeout(2000)
+    out.afterRestart = { restarts: (await a.evaluate(() => window.cv.stats())).restarts, ufragChanged: (await ufrag(b)) !== bobSawBefore, framesGained: (await frames()) - f1, state: await state(b) }
     // An outage of 4 s; Alice hangs up during it. Bob's vault hears it; his app, offline, not.
     out.cut2 = await cut(4000)
     await b.waitForFunction(() => window.cv.link === 'reconnecting', null, { timeout: 5000 })
@@ -332,9 +363,113 @@ try {
     out.bobAfterSwitch = { frames: after.frames - before.frames, decrypted: after.decrypted - before.decrypted, failed: after.failed }
     await a.screenshot({ path: `${artifacts}/devices-in-call.png` })
     await a.click('#hangup')
+  } else if (scenario === 'screens') {
+    // Every screen, on a desktop (Alice, 1000x720) and a phone (Bob, 390x844): axe-core finds no
+    // serious or critical violation, the phone has no horizontal scroll, and a screenshot of
+    // each is saved. Then: the manifest and the service worker.
+    const axeSource = readFileSync(new URL('../node_modules/axe-core/axe.min.js', import.meta.url), 'utf8')
+    out.screens = {}
+    const look = async (p, who, name) => {
+      if (!(await p.evaluate(() => typeof window.axe !== 'undefined'))) await p.evaluate(axeSource)
+      const found = await p.evaluate(async () => {
+        const r = await window.axe.run(document, { resultTypes: ['violations'] })
+        return r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`)
+      })
+      const width = await p.evaluate(() => ({ scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth }))
+      await p.screenshot({ path: `${artifacts}/screen-${name}-${who}.png`, fullPage: true })
+      out.screens[`${name}/${who}`] = { violations: found, ...width }
+    }
+    const phone = { width: 390, height: 844 }
+    const fresh = async (who, viewport) => {
+      const ctx = await browser.newContext({ permissions: ['camera', 'microphone', 'notifications'], viewport })
+      const p = await ctx.newPage()
+      p.on('pageerror', (e) => logs.push(`${who} error: ${e.message}`))
+      await p.goto(`${base}/`)
+      await p.waitForFunction(() => document.body.dataset.state === 'signed out', null, { timeout: 10000 })
+      return p
+    }
+    const a = await fresh('Alice', { width: 1000, height: 720 })
+    const b = await fresh('Bob', phone)
+    await look(a, 'desktop', 'sign-up')
+    await look(b, 'phone', 'sign-up')
+    for (const [p, name] of [[a, 'Alice'], [b, 'Bob']]) {
+      await p.fill('#name', name)
+      await p.fill('#passphrase', PASSPHRASE)
+      await p.click('#create-identity')
+      await p.waitForFunction(() => window.cv?.state === 'ready', null, { timeout: 30000 })
+    }
+    await connectPages(a, b)
+    await look(a, 'desktop', 'connections')
+    await look(b, 'phone', 'connections')
+    for (const [p, who] of [[a, 'desktop'], [b, 'phone']]) {
+      await p.click('.open-chat')
+      await p.fill('#chat-text', `hello from the ${who}`)
+      await p.click('#chat-send')
+      await p.waitForFunction(() => window.cv.chat?.messages.length > 0, null, { timeout: 10000 })
+      await look(p, who, 'messages')
+      await p.click('#chat-close')
+      await p.click('#history-btn')
+      await p.waitForFunction(() => Array.isArray(window.cv.history), null, { timeout: 10000 })
+      await p.click('#devices-btn')
+      await p.waitForFunction(() => document.getElementById('preview').videoWidth > 0, null, { timeout: 10000 })
+      await look(p, who, 'history-and-devices')
+      await p.click('#devices-close')
+    }
+    await a.click('.call-video')
+    await waitState(b, 'incoming call')
+    await look(b, 'phone', 'incoming-call')
+    await b.click('#accept')
+    await waitState(a, 'in call')
+    await waitState(b, 'in call')
+    await a.waitForFunction(() => window.cv.quality?.level, null, { timeout: 10000 })
+    for (const p of [a, b]) {
+      await p.waitForFunction(() => document.getElementById('remote').videoWidth > 0 && document.getElementById('local').videoWidth > 0, null, { timeout: 10000 })
+    }
+    await a.waitForTimeout(500)
+    await look(a, 'desktop', 'in-call')
+    await look(b, 'phone', 'in-call')
+    await a.click('#hangup')
+    await b.reload()
+    await waitState(b, 'locked')
+    await look(b, 'phone', 'unlock')
+    // Installable: the manifest, and the service worker that keeps the shell.
+    out.manifest = await a.evaluate(async () => {
+      const href = document.querySelector('link[rel=manifest]').href
+      return (await fetch(href)).json()
+    })
+    out.worker = await a.evaluate(async () => {
+      const reg = await navigator.serviceWorker.ready
+      return { scope: reg.scope, script: reg.active?.scriptURL ?? null, kept: (await (await caches.open('callvault-shell-v1')).keys()).length }
+    })
+    // Chromium's own verdict, in a profile on disk (a test context is incognito, never installable).
+    const profile = mkdtempSync(`${tmpdir()}/cv-profile-`)
+    const installed = await chromium.launchPersistentContext(profile, { executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true, args })
+    const ip = installed.pages()[0] ?? await installed.newPage()
+    await ip.goto(`${base}/`)
+    await ip.evaluate(() => navigator.serviceWorker.ready)
+    const cdp = await installed.newCDPSession(ip)
+    out.installability = (await cdp.send('Page.getInstallabilityErrors')).installabilityErrors.map((e) => e.errorId)
+    await installed.close()
+    rmSync(profile, { recursive: true, force: true })
   } else if (scenario === 'first-frame') {
     // Accept -> first decoded video frame on each side, $CV_CALLS calls in a row (a benchmark:
-    // crates/callvault/benches/first_frame.rs). Both pages share the browser's clock.
+    // crates/callvault/benches/first_frame.rs). Both pages share the browser's clock. First, the
+    // page's load: a fresh profile until the sign-up form works (its WASM loaded), then again.
+    const loadOnce = async (p) => {
+      await p.goto(`${base}/`)
+      await p.waitForFunction(() => document.body.dataset.state === 'signed out', null, { timeout: 30000 })
+      return p.evaluate(() => {
+        const entries = [...performance.getEntriesByType('navigation'), ...performance.getEntriesByType('resource')]
+        return {
+          ready_ms: Math.round(performance.now()),
+          files: entries.length,
+          transfer_bytes: entries.reduce((n, e) => n + (e.transferSize || 0), 0),
+          body_bytes: entries.reduce((n, e) => n + (e.encodedBodySize || 0), 0),
+        }
+      })
+    }
+    const fresh = await (await browser.newContext()).newPage()
+    out.load = { first: await loadOnce(fresh), again: await loadOnce(fresh) }
     const a = await page('Alice')
     const b = await page('Bob')
     await connectPages(a, b)

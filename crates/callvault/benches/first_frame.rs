@@ -48,7 +48,7 @@ fn run(what: &str, calls: usize, env: &[(&str, &str)]) {
     all.extend_from_slice(env);
     let bin = std::env::var("CALLVAULT_BENCH_BIN").unwrap_or_else(|_| BIN.to_owned());
     let serve = ServeProcess::start(Path::new(&bin), dir.path(), &[], &all);
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let repo = callvault_testkit::manifest_dir(env!("CARGO_MANIFEST_DIR")).join("../..");
     let artifacts = tempfile::tempdir().unwrap();
     let out = Command::new("node")
         .current_dir(repo.join("web"))
@@ -62,6 +62,13 @@ fn run(what: &str, calls: usize, env: &[(&str, &str)]) {
     let v: Value = serde_json::from_str(text.trim())
         .unwrap_or_else(|e| panic!("no JSON from the browser ({e}): {text}\n{}", String::from_utf8_lossy(&out.stderr)));
     assert!(v.get("error").is_none(), "the browser run failed: {v:#}");
+    for which in ["first", "again"] {
+        let l = &v["load"][which];
+        println!(
+            "  page load ({which}): ready in {} ms, {} files, {} bytes transferred ({} bytes of bodies)",
+            l["ready_ms"], l["files"], l["transfer_bytes"], l["body_bytes"]
+        );
+    }
     let mut later = Vec::new();
     for (i, c) in v["calls"].as_array().unwrap().iter().enumerate() {
         let (callee, caller) = (c["callee_ms"].as_u64().unwrap(), c["caller_ms"].as_u64().unwrap());

@@ -23,7 +23,7 @@ use serde_json::Value;
 const BIN: &str = env!("CARGO_BIN_EXE_callvault");
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    callvault_testkit::manifest_dir(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
 }
 
 fn artifacts() -> PathBuf {
@@ -103,6 +103,9 @@ fn video_call_on(s: &Serve, query: &str, path: &str) -> Value {
     // stopped ringing.
     assert_eq!(v["bobRinging"], serde_json::json!({"ringing": true, "notifications": 1}), "{v:#}");
     assert_eq!(v["bobRingingInCall"], false, "{v:#}");
+    // The quality indicator, from getStats: a loopback call is good, and says so.
+    assert_eq!(v["aliceQuality"]["level"], "good", "{v:#}");
+    assert!(v["aliceQuality"]["shown"].as_str().unwrap().starts_with("Good connection ("), "{v:#}");
     assert_eq!(v["bobAfterHangup"], "call ended");
     // The call, from Bob's vault: incoming video, ended, with its length; shown by name.
     assert_eq!(v["bobHistory"], serde_json::json!([["incoming", "video", "ended"]]), "{v:#}");
@@ -158,7 +161,8 @@ fn a_second_call_during_a_call_waits_to_be_declined_or_taken() {
     assert_eq!(v["aliceAfterTaken"], "call ended");
     assert_eq!(v["bobPeer"], "Carol");
     assert_eq!(v["bobSas"], v["carolSas"]);
-    // Bob's vault has all three: Alice's (ended by him), Carol's declined, Carol's answered.
+    // Bob's vault has all four: Alice's (ended by him), Carol's declined, Carol's answered,
+    // Carol's given up before he answered (missed, and marked so).
     let mut h: Vec<String> = v["bobHistory"].as_array().unwrap().iter().map(|r| r.to_string()).collect();
     h.sort();
     assert_eq!(
@@ -166,10 +170,14 @@ fn a_second_call_during_a_call_waits_to_be_declined_or_taken() {
         [
             r#"["incoming","ended","callee"]"#,
             r#"["incoming","ended","callee"]"#,
+            r#"["incoming","missed","caller"]"#,
             r#"["incoming","rejected","rejected"]"#
         ],
         "{v:#}"
     );
+    let missed = v["bobMissedMarked"].as_array().unwrap();
+    assert_eq!(missed.len(), 1, "{v:#}");
+    assert!(missed[0].as_str().unwrap().contains("Carol") && missed[0].as_str().unwrap().contains("missed"));
     assert!(std::fs::metadata(artifacts().join("waiting-call.png")).unwrap().len() > 10_000);
 }
 
@@ -192,6 +200,11 @@ fn a_call_survives_the_app_connection_being_cut_and_the_app_catches_up() {
     assert_eq!(v["afterReconnect"]["state"], "in call", "{v:#}");
     assert!(n(&v, &["afterReconnect", "framesGained"]) > 20.0, "media kept flowing: {v:#}");
     assert_eq!(v["afterReconnect"]["links"], serde_json::json!(["online", "reconnecting", "online"]));
+    // A network change on Alice's side restarted ICE: new credentials reached Bob, media flows.
+    assert_eq!(v["afterRestart"]["restarts"], 1, "{v:#}");
+    assert_eq!(v["afterRestart"]["ufragChanged"], true);
+    assert!(n(&v, &["afterRestart", "framesGained"]) > 20.0, "{v:#}");
+    assert_eq!(v["afterRestart"]["state"], "in call");
     // The outage: Bob's page said so, and Alice's hang-up reached him only through his vault
     // once he was back.
     assert_eq!(v["offlineText"], "Reconnecting to the server…");
@@ -219,6 +232,32 @@ fn a_camera_is_chosen_with_a_preview_and_changed_during_a_call() {
     assert!(n(&v, &["bobAfterSwitch", "frames"]) > 20.0, "Bob decodes the new camera: {v:#}");
     assert!(n(&v, &["bobAfterSwitch", "decrypted"]) > 20.0, "through SFrame: {v:#}");
     assert_eq!(n(&v, &["bobAfterSwitch", "failed"]), 0.0);
+}
+
+#[test]
+fn every_screen_is_accessible_fits_a_phone_and_the_app_installs() {
+    let s = serve();
+    let v = browser(&s.base, "screens", None, &[]);
+    let screens = v["screens"].as_object().unwrap();
+    assert!(screens.len() >= 10, "{v:#}");
+    let violations: Vec<String> = screens
+        .iter()
+        .flat_map(|(name, screen)| screen["violations"].as_array().unwrap().iter().map(move |v| format!("{name}: {v}")))
+        .collect();
+    assert!(violations.is_empty(), "axe-core finds serious or critical violations: {violations:#?}");
+    for (name, screen) in screens {
+        if name.ends_with("/phone") {
+            assert!(screen["scroll"].as_u64() <= screen["client"].as_u64(), "{name} scrolls sideways: {screen:#}");
+        }
+        let shot = artifacts().join(format!("screen-{}.png", name.replace('/', "-")));
+        assert!(std::fs::metadata(&shot).unwrap().len() > 5_000, "a screenshot of {name}");
+    }
+    assert_eq!(v["manifest"]["display"], "standalone", "{v:#}");
+    assert_eq!(v["manifest"]["start_url"], "/");
+    assert_eq!(v["manifest"]["icons"].as_array().unwrap().len(), 2);
+    assert!(v["worker"]["script"].as_str().unwrap().ends_with("/sw.js"), "{v:#}");
+    assert!(n(&v, &["worker", "kept"]) >= 20.0, "the shell is kept: {v:#}");
+    assert_eq!(v["installability"], serde_json::json!([]), "Chromium finds it installable: {v:#}");
 }
 
 #[test]
@@ -423,6 +462,9 @@ fn a_key_file_moves_between_the_cli_and_the_browser_both_ways() {
     }
     let made_storage = v["made_storage"].as_object().unwrap();
     assert!(!made_storage.contains_key("callvault.sk"), "{v:#}");
+    // Browser -> browser: the backup restores in a second browser profile, as the same user.
+    assert_eq!(v["restored"], v["made"], "{v:#}");
+    assert!(v["restored_storage_keys"].as_array().unwrap().iter().all(|k| k != "callvault.sk"), "{v:#}");
     assert!(made_storage.contains_key("callvault.keyfile"), "{v:#}");
     assert!(v["logs"].as_array().unwrap().iter().all(|l| !l.as_str().unwrap().contains("error:")), "{v:#}");
 }

@@ -12,7 +12,7 @@ use callvault_crypto::SecretIdentity;
 use callvault_crypto::giftwrap::{self, CALL_RUMOR_KIND};
 
 fn interop_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
+    let dir = callvault_testkit::manifest_dir(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
     assert!(
         dir.join("node_modules/nostr-tools").is_dir(),
         "nostr-tools is not installed: run `npm ci --prefix {}` (.ci/run does)",

@@ -117,7 +117,7 @@ fn keys_events_and_payloads_agree_with_rust_nostr() {
 
 #[test]
 fn nostr_tools_verifies_our_events_and_opens_our_payloads() {
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../crypto/tests/interop");
+    let dir = callvault_testkit::manifest_dir(env!("CARGO_MANIFEST_DIR")).join("../crypto/tests/interop");
     assert!(
         dir.join("node_modules/nostr-tools").is_dir(),
         "run `npm ci --prefix crates/crypto/tests/interop` first (.ci/run does)"

@@ -64,6 +64,11 @@ pub const WEB_FILES: &[(&str, &[u8])] = &[
     ("messages.js", include_bytes!("../../../web/src/messages.js")),
     ("ringer.js", include_bytes!("../../../web/src/ringer.js")),
     ("devices.js", include_bytes!("../../../web/src/devices.js")),
+    ("quality.js", include_bytes!("../../../web/src/quality.js")),
+    ("sw.js", include_bytes!("../../../web/src/sw.js")),
+    ("manifest.webmanifest", include_bytes!("../../../web/src/manifest.webmanifest")),
+    ("icon-192.png", include_bytes!("../../../web/src/icon-192.png")),
+    ("icon-512.png", include_bytes!("../../../web/src/icon-512.png")),
     ("wasm.js", include_bytes!("../../../web/src/wasm.js")),
     ("e2ee-worker.js", include_bytes!("../../../web/src/e2ee-worker.js")),
 ];
@@ -492,6 +497,8 @@ impl<B: Bus + Clone, S: Store> Gateway<B, S> {
             Some("html") => "text/html; charset=utf-8",
             Some("js") => "text/javascript; charset=utf-8",
             Some("css") => "text/css; charset=utf-8",
+            Some("webmanifest") => "application/manifest+json",
+            Some("png") => "image/png",
             _ => return StatusCode::NOT_FOUND.into_response(),
         };
         let plain =

@@ -21,3 +21,11 @@ pub use nats::{MAX_PAYLOAD, NatsServer, NatsUser, Permissions};
 pub use process::free_port;
 pub use proxy::CuttingProxy;
 pub use serve::{ServeProcess, http_get, series};
+
+/// The directory of the crate under test: `CARGO_MANIFEST_DIR` as cargo sets it when it runs the
+/// test, else `compiled` (the test's `env!("CARGO_MANIFEST_DIR")`). Two checkouts that share a
+/// target directory can each be handed a test binary the other compiled, with the other's path
+/// baked in; the path cargo gives at run time is this checkout's.
+pub fn manifest_dir(compiled: &str) -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| compiled.into(), std::path::PathBuf::from)
+}

@@ -31,7 +31,7 @@ const PROBE_V1: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe_family_v
 const PROBE_V2: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe_family_v2.wasm"));
 
 fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../protocol/schemas/kernel/v1")
+    callvault_testkit::manifest_dir(env!("CARGO_MANIFEST_DIR")).join("../../protocol/schemas/kernel/v1")
 }
 
 fn schema(file: &str) -> jsonschema::Validator {

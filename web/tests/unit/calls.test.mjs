@@ -43,7 +43,7 @@ const iceSignal = (callId, c) => ({ call_id: callId, signal_type: 'ice', payload
 
 test('a trickled candidate round-trips; bad ones are refused', () => {
   const c = { toJSON: () => ({ candidate: host, sdpMid: '0', sdpMLineIndex: 0, usernameFragment: 'u' }) }
-  assert.deepEqual(parseCandidate(candidateBody(c)), { candidate: host, sdpMid: '0', sdpMLineIndex: 0 })
+  assert.deepEqual(parseCandidate(candidateBody(c)), { candidate: host, sdpMid: '0', sdpMLineIndex: 0, usernameFragment: 'u' })
   assert.equal(parseCandidate(candidateBody(null)), null, 'the end of candidates')
   assert.throws(() => parseCandidate(enc.encode('[1]')))
   assert.throws(() => parseCandidate(enc.encode('{"candidate": 5}')))

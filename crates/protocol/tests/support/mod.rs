@@ -25,7 +25,8 @@ pub struct Schemas {
 }
 
 pub fn schema_dir(module: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../protocol/schemas/modules/{module}/v1"))
+    callvault_testkit::manifest_dir(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../../protocol/schemas/modules/{module}/v1"))
 }
 
 fn read_dir(module: &str) -> (BTreeMap<String, Value>, Value) {

@@ -1,0 +1,35 @@
+// The service worker: the app's shell (the page, its modules, styles, icons and the E2EE
+// module) kept so that the app opens and installs like an app. Network first, so that an updated
+// server's client is what runs; the kept copy only when the server is out of reach. The app
+// connection (/app, a WebSocket), TURN credentials and anything not in the shell are never
+// touched: they go to the network as they would without a worker.
+
+const SHELL = 'callvault-shell-v1'
+const FILES = [
+  '/', '/index.html', '/style.css', '/app.js', '/session.js', '/calls.js', '/quality.js', '/e2ee.js',
+  '/views.js', '/keystore.js', '/identity.js', '/names.js', '/messages.js', '/ringer.js',
+  '/devices.js', '/wasm.js', '/e2ee-worker.js', '/e2ee.wasm', '/test-hooks.js',
+  '/manifest.webmanifest', '/icon-192.png', '/icon-512.png',
+]
+
+self.addEventListener('install', (e) => {
+  e.waitUntil(caches.open(SHELL).then((c) => c.addAll(FILES)).then(() => self.skipWaiting()))
+})
+
+self.addEventListener('activate', (e) => {
+  e.waitUntil(caches.keys()
+    .then((keys) => Promise.all(keys.filter((k) => k !== SHELL).map((k) => caches.delete(k))))
+    .then(() => self.clients.claim()))
+})
+
+self.addEventListener('fetch', (e) => {
+  const url = new URL(e.request.url)
+  if (e.request.method !== 'GET' || url.origin !== self.location.origin || !FILES.includes(url.pathname)) return
+  e.respondWith(fetch(e.request).then((answer) => {
+    if (answer.ok) {
+      const copy = answer.clone()
+      caches.open(SHELL).then((c) => c.put(e.request, copy))
+    }
+    return answer
+  }).catch(() => caches.match(e.request).then((kept) => kept ?? Response.error())))
+})
