@@ -392,12 +392,17 @@ try {
     const b = await fresh('Bob', phone)
     await look(a, 'desktop', 'sign-up')
     await look(b, 'phone', 'sign-up')
-    for (const [p, name] of [[a, 'Alice'], [b, 'Bob']]) {
-      await p.fill('#name', name)
-      await p.fill('#passphrase', PASSPHRASE)
-      await p.click('#create-identity')
-      await p.waitForFunction(() => window.cv?.state === 'ready', null, { timeout: 30000 })
-    }
+    // Alice signs up with the keyboard alone: type, Tab, type, Enter.
+    await a.focus('#name')
+    await a.keyboard.type('Alice')
+    await a.keyboard.press('Tab')
+    out.tabbedTo = await a.evaluate(() => document.activeElement.id)
+    await a.keyboard.type(PASSPHRASE)
+    await a.keyboard.press('Enter')
+    await b.fill('#name', 'Bob')
+    await b.fill('#passphrase', PASSPHRASE)
+    await b.click('#create-identity')
+    for (const p of [a, b]) await p.waitForFunction(() => window.cv?.state === 'ready', null, { timeout: 30000 })
     await connectPages(a, b)
     await look(a, 'desktop', 'connections')
     await look(b, 'phone', 'connections')

@@ -252,6 +252,7 @@ fn every_screen_is_accessible_fits_a_phone_and_the_app_installs() {
         let shot = artifacts().join(format!("screen-{}.png", name.replace('/', "-")));
         assert!(std::fs::metadata(&shot).unwrap().len() > 5_000, "a screenshot of {name}");
     }
+    assert_eq!(v["tabbedTo"], "passphrase", "Tab goes from the name to the passphrase: {v:#}");
     assert_eq!(v["manifest"]["display"], "standalone", "{v:#}");
     assert_eq!(v["manifest"]["start_url"], "/");
     assert_eq!(v["manifest"]["icons"].as_array().unwrap().len(), 2);

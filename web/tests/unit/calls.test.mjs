@@ -148,3 +148,48 @@ test('a new camera replaces the old on the same sender, off if the old was off',
   assert.equal(videoSender.track.enabled, false, 'the camera stays off as it was')
   assert.deepEqual(local.getTracks().map((t) => t.label), ['mic', 'cam 2'])
 })
+
+test('the media connection\'s states in words: interrupted, then restarted; lost; failed for good', async () => {
+  const words = []
+  const realSetTimeout = globalThis.setTimeout
+  const timers = []
+  globalThis.setTimeout = (f, ms) => { timers.push({ f, ms }); return timers.length }
+  try {
+    const view = { incoming () {}, state () {}, endCall () {}, showCall () {}, sas () {}, media: (w) => words.push(w), quality () {} }
+    const sent = []
+    const session = { publish: (kind, p) => sent.push(p.signal_type) }
+    const calls = new Calls({ session, e2ee: {}, seal: (_k, t) => t, open: () => '', guid: 'me', view })
+    const pc = {
+      signalingState: 'stable',
+      restarted: 0,
+      restartIce () { this.restarted++ },
+      async createOffer (o) { assert.deepEqual(o, { iceRestart: true }); return { type: 'offer', sdp: 'v=0 restart' } },
+      async setLocalDescription (d) { this.localDescription = d; this.signalingState = 'have-local-offer' },
+      async getStats () { return new Map() },
+    }
+    const call = { id: 'c', peerKey: 'k', signals: [], pc, established: true }
+    calls.call = call
+    calls.mediaState(call, 'disconnected')
+    assert.equal(words.at(-1), 'Media interrupted: reconnecting…')
+    assert.equal(timers.at(-1).ms, 3000, 'a restart if it does not come back within 3 s')
+    await timers.at(-1).f()
+    assert.equal(pc.restarted, 1)
+    assert.deepEqual(sent, ['offer'], 'the restart offer goes to the peer')
+    calls.mediaState(call, 'connected')
+    assert.equal(words.at(-1), null, 'back: no words')
+    clearInterval(call.qualityTimer)
+    call.qualityTimer = null
+    for (let i = 0; i < 3; i++) {
+      pc.signalingState = 'stable'
+      calls.mediaState(call, 'failed')
+      await new Promise((resolve) => queueMicrotask(resolve))
+      assert.equal(words.at(-1), 'Media connection lost: trying again…')
+    }
+    calls.mediaState(call, 'failed')
+    assert.equal(words.at(-1), 'Media connection failed. Hang up and call again.')
+    assert.equal(calls.restartIce({ established: false }) instanceof Promise, true)
+    assert.equal(await calls.restartIce({ established: false }), false, 'no restart before the call is set up')
+  } finally {
+    globalThis.setTimeout = realSetTimeout
+  }
+})
