@@ -47,6 +47,8 @@ static REFUSALS: RateLimitedLog = RateLimitedLog::per_second(10);
 
 /// The browser client's E2EE module (`crates/e2ee-wasm`, built by this crate's build script).
 pub const E2EE_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/e2ee.wasm"));
+/// The same module gzipped (by the build script), for the browsers that take gzip.
+pub const E2EE_WASM_GZ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/e2ee.wasm.gz"));
 
 /// The browser client: plain ES modules and their page, embedded as written in `web/src` (no
 /// build step, no third-party JavaScript).
@@ -462,7 +464,7 @@ impl<B: Bus + Clone, S: Store> Gateway<B, S> {
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/readyz", get(Self::readyz))
             .route("/metrics", get(Self::metrics_text))
-            .route("/e2ee.wasm", get(|| async { ([(header::CONTENT_TYPE, "application/wasm")], E2EE_WASM) }))
+            .route("/e2ee.wasm", get(Self::e2ee_wasm))
             .route("/", get(Self::web_file))
             .route("/{file}", get(Self::web_file))
             .layer(middleware::map_response(security_headers))
@@ -524,6 +526,29 @@ impl<B: Bus + Clone, S: Store> Gateway<B, S> {
         match found {
             Some(body) => ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "no-cache")], body).into_response(),
             None => StatusCode::NOT_FOUND.into_response(),
+        }
+    }
+
+    /// The E2EE module: gzipped when the browser takes gzip.
+    async fn e2ee_wasm(headers: HeaderMap) -> Response {
+        let gzip = headers
+            .get_all(header::ACCEPT_ENCODING)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|coding| {
+                let mut parts = coding.split(';');
+                let name = parts.next().unwrap_or_default().trim();
+                let refused = parts.any(|p| matches!(p.trim(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
+                name.eq_ignore_ascii_case("gzip") && !refused
+            });
+        let kind = (header::CONTENT_TYPE, "application/wasm");
+        let vary = (header::VARY, "accept-encoding");
+        let fresh = (header::CACHE_CONTROL, "no-cache");
+        if gzip {
+            ([kind, vary, fresh, (header::CONTENT_ENCODING, "gzip")], E2EE_WASM_GZ).into_response()
+        } else {
+            ([kind, vary, fresh], E2EE_WASM).into_response()
         }
     }
 

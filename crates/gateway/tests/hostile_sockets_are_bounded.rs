@@ -380,3 +380,32 @@ async fn behind_a_trusted_proxy_limits_follow_the_forwarded_client() {
     assert!(upgrade("").await.is_err(), "no X-Forwarded-For through a trusted proxy");
     drop(held);
 }
+
+#[tokio::test]
+async fn the_e2ee_module_is_served_gzipped_to_browsers_that_take_it() {
+    let s = common::start(GatewayConfig::default()).await;
+    let get = |encoding: &'static str| async move {
+        let mut t = TcpStream::connect(s.addr).await.unwrap();
+        let req = format!("GET /e2ee.wasm HTTP/1.1\r\nHost: x\r\n{encoding}Connection: close\r\n\r\n");
+        t.write_all(req.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        t.read_to_end(&mut out).await.unwrap();
+        let at = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let head = String::from_utf8_lossy(&out[..at]).to_lowercase();
+        (head, out[at + 4..].to_vec())
+    };
+    let module = callvault_gateway::server::E2EE_WASM;
+    let (head, body) = get("Accept-Encoding: gzip, deflate, br, zstd\r\n").await;
+    assert!(head.contains("content-encoding: gzip") && head.contains("content-type: application/wasm"), "{head}");
+    assert!(head.contains("vary: accept-encoding"), "{head}");
+    assert!(body.len() * 3 < module.len(), "gzip takes it to under a third: {} of {}", body.len(), module.len());
+    let mut plain = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(body.as_slice()), &mut plain).unwrap();
+    assert!(plain == module, "the gzipped module is the module");
+    // No gzip asked, or gzip refused (q=0): the module as it is.
+    for asked in ["", "Accept-Encoding: br, gzip;q=0\r\n"] {
+        let (head, body) = get(asked).await;
+        assert!(!head.contains("content-encoding"), "{asked}: {head}");
+        assert!(body == module, "{asked}");
+    }
+}
