@@ -30,6 +30,9 @@ export function makeView (state, { ringer = null } = {}) {
     connections (list, onCall, onChat, unread = () => 0, onRevoke = () => {}) {
       const ul = $('connections')
       ul.replaceChildren()
+      if (!list.length) {
+        ul.append(Object.assign(document.createElement('li'), { className: 'empty', textContent: 'No connections yet: create an invite and give it to someone, or paste theirs below.' }))
+      }
       for (const c of list) {
         const li = document.createElement('li')
         li.textContent = `${c.display_name} `
