@@ -130,7 +130,8 @@ async function start () {
     onOffline: () => view.link('reconnecting'),
     onReconnect: () => {
       view.link('online')
-      resume().catch(fail)
+      // Back on what is likely another network: the call's media finds its way again too.
+      resume().then(() => calls.networkChanged(), fail)
     },
   })
   calls = new Calls({
@@ -234,6 +235,7 @@ $('accept').onclick = async () => {
   const from = calls.incoming?.peer_guid
   let c = state.connections.find((x) => x.guid === from)
   if (!c) { await refreshConnections(); c = state.connections.find((x) => x.guid === from) }
+  if (!c) return fail('That call is from no one among your connections.')
   calls.accept(c).catch(fail)
 }
 $('chat-form').onsubmit = (e) => {

@@ -58,6 +58,9 @@ export function nextSignal (call, type, open) {
   })
 }
 
+/** Thrown inside a call's setup when the call is no longer the current one: nothing to report. */
+class Gone extends Error {}
+
 export class Calls {
   /**
    * session: an AppSession; e2ee: an E2ee; seal(peerKey, text) and open(peerKey, payload): NIP-44
@@ -69,6 +72,10 @@ export class Calls {
     Object.assign(this, { session, e2ee, seal, open, guid, view, relayOnly, tamper, media, devices, PeerConnection })
     this.call = null
     this.incoming = null
+    // The incoming call being answered (its signals are kept for it before it shows).
+    this.accepting = null
+    // Calls whose hang-up could not be sent (the app connection was down): sent on resume.
+    this.unsent = []
   }
 
   /** A message from the vault that concerns calls; true if it was one. */
@@ -79,14 +86,17 @@ export class Calls {
     } else if (m.kind === 'call.ended' || m.kind === 'call.rejected') {
       if (this.call && m.payload.call_id === this.call.id) this.end(m.kind === 'call.rejected' ? 'rejected' : 'ended')
       if (this.incoming && m.payload.call_id === this.incoming.call_id) { this.incoming = null; this.view.incoming(null) }
-    } else if (m.kind === 'call.signal' && this.call && m.payload.call_id === this.call.id) {
-      if (m.payload.signal_type === 'ice') return this.trickled(this.call, m.payload), true
-      if (this.call.established && ['offer', 'answer'].includes(m.payload.signal_type)) {
-        this.renegotiated(this.call, m.payload).catch((e) => this.view.media?.(`Media could not reconnect: ${e.message}`))
+    } else if (m.kind === 'call.signal' && [this.call, this.accepting].some((c) => c?.id === m.payload.call_id)) {
+      const call = this.call?.id === m.payload.call_id ? this.call : this.accepting
+      if (m.payload.signal_type === 'ice') return this.trickled(call, m.payload), true
+      if (call.established && ['offer', 'answer'].includes(m.payload.signal_type)) {
+        this.renegotiated(call, m.payload).catch((e) => this.view.media?.(`Media could not reconnect: ${e.message}`))
         return true
       }
-      this.call.signals.push(m.payload)
-      this.call.onSignal?.()
+      // A peer's setup signals, bounded: a repeated one replaces none, the oldest go.
+      call.signals.push(m.payload)
+      if (call.signals.length > 16) call.signals.shift()
+      call.onSignal?.()
     } else {
       return false
     }
@@ -101,8 +111,16 @@ export class Calls {
    */
   resume (records, connectionOf = () => null) {
     const byId = new Map(records.map((r) => [r.call_id, r]))
+    // Hang-ups this app could not send while it was away: sent now to the calls still open.
+    for (const id of this.unsent.splice(0)) {
+      if (['initiating', 'ringing', 'active'].includes(byId.get(id)?.status)) this.publishEnd(id)
+    }
     const rec = this.call && byId.get(this.call.id)
     if (rec && ['ended', 'missed', 'rejected'].includes(rec.status)) this.end(rec.status)
+    else if (rec?.status === 'active' && !this.call.established) {
+      // Answered while away, but its setup was lost with the connection: it cannot go on.
+      this.hangUp('could not be set up')
+    }
     if (this.incoming && byId.get(this.incoming.call_id)?.status !== 'ringing') {
       this.incoming = null
       this.view.incoming(null)
@@ -164,13 +182,21 @@ export class Calls {
   }
 
   async peerConnection (call) {
-    const [turn, local] = await Promise.all([
+    const [asked, opened] = await Promise.allSettled([
       this.session.turnCredentials(this.relayOnly()),
       this.media.getUserMedia(this.devices?.constraints(call.type) ?? { audio: true, video: call.type === 'video' }),
     ])
-    if (this.call !== call) {
+    if (opened.status === 'rejected') throw opened.reason
+    const local = opened.value
+    if (asked.status === 'rejected') { local.getTracks().forEach((t) => t.stop()); throw asked.reason }
+    const turn = asked.value
+    if (this.call !== call && this.accepting !== call) {
       local.getTracks().forEach((t) => t.stop())
       throw new Error('the call is over')
+    }
+    if (this.relayOnly() && !turn) {
+      local.getTracks().forEach((t) => t.stop())
+      throw new Error('Hiding your address needs the server\'s relay, and it did not answer: not calling')
     }
     call.local = local
     const pc = new this.PeerConnection(this.e2ee.peerConfig({ iceServers: turn?.ice_servers || [], iceTransportPolicy: turn?.ice_transport_policy || 'all' }))
@@ -204,10 +230,18 @@ export class Calls {
     const old = call.local.getTracks().find((t) => t.kind === media)
     const sender = call.pc.getSenders().find((s) => s.track?.kind === media || (old && s.track === old))
     if (!sender) return false
+    const turn = (call.switching = (call.switching ?? 0) + 1)
     const track = (await this.devices.open(kind)).getTracks()[0]
-    if (this.call !== call) { track.stop(); return false }
+    // The call ended, or a later switch overtook this one: this track is not wanted.
+    if (this.call !== call || call.switching !== turn) { track.stop(); return false }
     if (old) track.enabled = old.enabled
-    await sender.replaceTrack(track)
+    try {
+      await sender.replaceTrack(track)
+    } catch (e) {
+      track.stop()
+      throw e
+    }
+    if (this.call !== call) { track.stop(); return false }
     if (old) { call.local.removeTrack(old); old.stop() }
     call.local.addTrack(track)
     this.view.local(call.local)
@@ -228,11 +262,11 @@ export class Calls {
       this.watchQuality(call)
     } else if (s === 'disconnected') {
       this.view.media?.('Media interrupted: reconnecting…')
-      call.restartTimer = setTimeout(() => this.restartIce(call), 3000)
+      call.restartTimer = setTimeout(() => this.restartIce(call).catch(() => {}), 3000)
     } else if (s === 'failed') {
       if ((call.restarts ?? 0) < 3) {
         this.view.media?.('Media connection lost: trying again…')
-        this.restartIce(call)
+        this.restartIce(call).catch(() => {})
       } else {
         this.view.media?.('Media connection failed. Hang up and call again.')
       }
@@ -245,11 +279,24 @@ export class Calls {
    */
   async restartIce (call = this.call) {
     if (!call?.established || this.call !== call || call.pc.signalingState !== 'stable') return false
+    // Away from the server the offer cannot go: the restart comes when the app is back.
+    if (!this.session.online) return false
     call.restarts = (call.restarts ?? 0) + 1
     mark(call, 'restart')
     call.pc.restartIce()
     await call.pc.setLocalDescription(await call.pc.createOffer({ iceRestart: true }))
-    this.sendSignal(call, 'offer', enc.encode(call.pc.localDescription.sdp))
+    try {
+      this.sendSignal(call, 'offer', enc.encode(call.pc.localDescription.sdp))
+    } catch {
+      await call.pc.setLocalDescription({ type: 'rollback' })
+      return false
+    }
+    // Unanswered (lost, or a peer that does not renegotiate, as the Rust client): taken back, so
+    // that a later restart can be made.
+    clearTimeout(call.rollbackTimer)
+    call.rollbackTimer = setTimeout(() => {
+      if (this.call === call && call.pc.signalingState === 'have-local-offer') call.pc.setLocalDescription({ type: 'rollback' }).catch(() => {})
+    }, 5000)
     return true
   }
 
@@ -259,6 +306,8 @@ export class Calls {
    */
   async renegotiated (call, signal) {
     const sdp = dec.decode(body(this.open(call.peerKey, signal.payload), signal))
+    // A new generation of candidates comes with it.
+    call.trickledIn = 0
     const pc = call.pc
     if (signal.signal_type === 'answer') {
       if (pc.signalingState === 'have-local-offer') await this.remoteDescription(call, { type: 'answer', sdp })
@@ -278,6 +327,7 @@ export class Calls {
       if (this.call !== call) return
       try {
         const now = sampleOf(await call.pc.getStats())
+        if (this.call !== call) return
         call.quality = quality(before, now)
         before = now
         this.view.quality?.(call.quality)
@@ -298,11 +348,23 @@ export class Calls {
     this.view.state(call.outgoing ? 'calling' : 'connecting')
   }
 
-  /** Calls connection `c` (`audio` or `video`). */
+  /** Calls connection `c` (`audio` or `video`). A failure on the way hangs the call up. */
   async place (c, type) {
     const call = { id: crypto.randomUUID(), peer: c.guid, peerKey: c.user_key, peerName: c.display_name, type, outgoing: true, signals: [] }
     this.show(call)
+    try {
+      await this.setUpOutgoing(call, c, type)
+    } catch (e) {
+      if (e instanceof Gone) return
+      if (this.call === call) this.hangUp('failed')
+      throw e
+    }
+  }
+
+  async setUpOutgoing (call, c, type) {
+    const still = () => { if (this.call !== call) throw new Gone() }
     await this.session.request('call.initiate', { call_id: call.id, peer_guid: c.guid, call_type: type }, (m) => m.kind === 'call.initiated' && m.payload.call_id === call.id)
+    still()
     this.view.state('ringing')
     // While it rings: the camera and microphone, the peer connection and the offer (its
     // candidates wait), and our half of the key exchange, so that an answer needs only the sends.
@@ -313,17 +375,21 @@ export class Calls {
     })()
     ready.catch(() => {})
     const settled = await this.session.waitFor((m) => m.payload.call_id === call.id && ['call.accepted', 'call.rejected', 'call.ended', 'call.error'].includes(m.kind), 120000)
-    if (settled.kind !== 'call.accepted') { this.end(settled.kind.replace('call.', '')); return }
+    still()
+    if (settled.kind !== 'call.accepted') { this.end(settled.kind.replace('call.', ''), call); return }
     mark(call, 'accepted')
     this.view.state('connecting')
     const { pc, mine } = await ready
+    still()
     mark(call, 'ready')
     await this.agree(call, settled.payload.public_key)
+    still()
     this.sendSignal(call, 'key_exchange', unb64(mine))
     this.sendSignal(call, 'offer', enc.encode(pc.localDescription.sdp))
     call.flushIce()
     mark(call, 'offered')
     const answer = dec.decode(await nextSignal(call, 'answer', this.open))
+    still()
     mark(call, 'answer')
     await this.remoteDescription(call, { type: 'answer', sdp: answer })
     call.established = true
@@ -331,61 +397,102 @@ export class Calls {
 
   /**
    * Answers the incoming call; `connection` is the caller's. A call in progress ends for it: the
-   * vault hangs it up as it accepts this one (docs/PROTOCOL.md, "Busy"), this side drops its media.
+   * vault hangs it up as it accepts this one (docs/PROTOCOL.md, "Busy and waiting calls"), and
+   * this side lets its media go once the accept is taken. An accept the vault refuses (the call
+   * gave up meanwhile) or that cannot be sent leaves the call in progress as it was.
    */
   async accept (connection) {
     const inc = this.incoming
-    if (!inc) return
+    if (!inc || !connection) return
     this.incoming = null
     this.view.incoming(null)
-    if (this.call) this.end('ended')
     const call = { id: inc.call_id, peer: inc.peer_guid, peerKey: connection.user_key, peerName: connection.display_name, type: inc.call_type, outgoing: false, signals: [] }
-    this.show(call)
+    this.accepting = call
     mark(call, 'accept')
-    const mine = await this.e2ee.newKey()
-    await this.session.request('call.accept', { call_id: call.id, public_key: mine, key_id: crypto.randomUUID() }, (m) => m.kind === 'call.accepted' && m.payload.call_id === call.id)
+    let answer
+    try {
+      const mine = await this.e2ee.newKey()
+      answer = await this.session.request('call.accept', { call_id: call.id, public_key: mine, key_id: crypto.randomUUID() }, (m) => m.kind === 'call.accepted' && m.payload.call_id === call.id)
+    } finally {
+      if (this.accepting === call) this.accepting = null
+    }
+    if (answer.kind !== 'call.accepted') throw new Error(answer.payload.message || 'the call could not be taken')
+    if (this.call) this.end('ended')
+    this.show(call)
+    try {
+      await this.setUpIncoming(call)
+    } catch (e) {
+      if (e instanceof Gone) return
+      if (this.call === call) this.hangUp('failed')
+      throw e
+    }
+  }
+
+  async setUpIncoming (call) {
+    const still = () => { if (this.call !== call) throw new Gone() }
     // The camera and the peer connection while the caller's key and offer are on their way.
     const ready = this.peerConnection(call)
     ready.catch(() => {})
     mark(call, 'accepted')
     const theirs = await nextSignal(call, 'key_exchange', this.open)
+    still()
     mark(call, 'key')
     await this.agree(call, b64(theirs))
     const offer = dec.decode(await nextSignal(call, 'offer', this.open))
+    still()
     mark(call, 'offer')
     const pc = await ready
+    still()
     mark(call, 'ready')
     await this.remoteDescription(call, { type: 'offer', sdp: offer })
     await pc.setLocalDescription(await pc.createAnswer())
+    still()
     this.sendSignal(call, 'answer', enc.encode(pc.localDescription.sdp))
     call.flushIce()
     mark(call, 'answered')
     call.established = true
   }
 
-  /** Declines the incoming call. */
+  /** Declines the incoming call (sent when the app is back, if it is away). */
   reject () {
     if (!this.incoming) return
-    this.session.publish('call.reject', { type: 'call.reject', message_id: crypto.randomUUID(), timestamp: stamp(), call_id: this.incoming.call_id })
+    const id = this.incoming.call_id
+    try {
+      this.session.publish('call.reject', { type: 'call.reject', message_id: crypto.randomUUID(), timestamp: stamp(), call_id: id })
+    } catch {
+      this.unsent.push(id)
+    }
     this.incoming = null
     this.view.incoming(null)
   }
 
-  end (why) {
-    const call = this.call
-    if (!call) return
+  /** Ends `call` here (its media, timers and view), if it is the current one. */
+  end (why, call = this.call) {
+    if (!call || call !== this.call) return
     clearInterval(call.qualityTimer)
     clearTimeout(call.restartTimer)
+    clearTimeout(call.rollbackTimer)
     call.pc?.close()
     call.local?.getTracks().forEach((t) => t.stop())
     this.call = null
     this.view.endCall(why)
   }
 
-  hangUp () {
-    if (!this.call) return
-    this.session.publish('call.end', { type: 'call.end', message_id: crypto.randomUUID(), timestamp: stamp(), call_id: this.call.id })
-    this.end('ended')
+  publishEnd (id) {
+    this.session.publish('call.end', { type: 'call.end', message_id: crypto.randomUUID(), timestamp: stamp(), call_id: id })
+  }
+
+  /** Hangs up: the vault is told (when the app is back, if it is away); the call ends here now. */
+  hangUp (why = 'ended') {
+    const call = this.call
+    if (!call) return
+    try {
+      this.publishEnd(call.id)
+    } catch {
+      this.unsent.push(call.id)
+    } finally {
+      this.end(why, call)
+    }
   }
 
   /** Decoded frames and audio energy per kind, the selected local candidate's type, and when each

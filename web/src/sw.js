@@ -4,11 +4,12 @@
 // connection (/app, a WebSocket), TURN credentials and anything not in the shell are never
 // touched: they go to the network as they would without a worker.
 
-const SHELL = 'callvault-shell-v1'
+const PREFIX = 'callvault-shell-'
+const SHELL = `${PREFIX}v1`
 const FILES = [
   '/', '/index.html', '/style.css', '/app.js', '/session.js', '/calls.js', '/quality.js', '/e2ee.js',
   '/views.js', '/keystore.js', '/identity.js', '/names.js', '/messages.js', '/ringer.js',
-  '/devices.js', '/wasm.js', '/e2ee-worker.js', '/e2ee.wasm', '/test-hooks.js',
+  '/devices.js', '/wasm.js', '/e2ee-worker.js', '/e2ee.wasm',
   '/manifest.webmanifest', '/icon-192.png', '/icon-512.png',
 ]
 
@@ -18,18 +19,19 @@ self.addEventListener('install', (e) => {
 
 self.addEventListener('activate', (e) => {
   e.waitUntil(caches.keys()
-    .then((keys) => Promise.all(keys.filter((k) => k !== SHELL).map((k) => caches.delete(k))))
+    .then((keys) => Promise.all(keys.filter((k) => k.startsWith(PREFIX) && k !== SHELL).map((k) => caches.delete(k))))
     .then(() => self.clients.claim()))
 })
 
 self.addEventListener('fetch', (e) => {
   const url = new URL(e.request.url)
   if (e.request.method !== 'GET' || url.origin !== self.location.origin || !FILES.includes(url.pathname)) return
+  // (`/test-hooks.js` is not in the shell: what a test server says is never kept.)
   e.respondWith(fetch(e.request).then((answer) => {
     if (answer.ok) {
       const copy = answer.clone()
-      caches.open(SHELL).then((c) => c.put(e.request, copy))
+      e.waitUntil(caches.open(SHELL).then((c) => c.put(url.pathname, copy)).catch(() => {}))
     }
     return answer
-  }).catch(() => caches.match(e.request).then((kept) => kept ?? Response.error())))
+  }).catch(() => caches.match(url.pathname).then((kept) => kept ?? Response.error())))
 })

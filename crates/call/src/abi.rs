@@ -11,13 +11,14 @@
 //! | --- | --- | --- |
 //! | `initiate` | app `call.initiate` | the active call, the live calls with the peer, the live count |
 //! | `incoming` | peer `call.incoming` | the same |
-//! | `accept` | app `call.accept`, peer `call.accept` | the active call |
+//! | `accept` | app `call.accept`, peer `call.accept` | the active call, one's own unanswered calls |
 //! | `reject` | app `call.reject`, peer `call.reject` | none |
 //! | `end` | app `call.end`, peer `call.end` | none |
 //! | `signal` | app `call.signal`, peer `call.signal`, peer `call.ringing` | none |
 //! | `timeout` | the call's timer; stored calls to restore | none |
 //!
-//! Tags: every unsettled call carries `live` and `with.<peer>`; an answered one `active`. Each
+//! Tags: every unsettled call carries `live` and `with.<peer>`; an answered one `active`; one's
+//! own unanswered one `dialing`. Each
 //! call's timer is its own deadline. So an event's input and fuel do not grow with the number of
 //! calls the vault holds.
 
@@ -135,7 +136,7 @@ fn tag(s: &str) -> Option<Tag> {
 pub fn manifest() -> Result<Manifest, ManifestError> {
     let shape = |e: callvault_protocol::family::FamilySubjectError| ManifestError::Shape(e.to_string());
     let wide = ["active".to_owned(), "with.{peer}".to_owned()];
-    let active = ["active".to_owned()];
+    let active = ["active".to_owned(), "dialing".to_owned()];
     let spec = |name: HandlerName, app: &[RequestKind], peer: &[PeerKind], context: &[String], counts: &[&str]| {
         Ok::<_, ManifestError>(HandlerSpec {
             name: Kind::parse(name.as_str()).map_err(shape)?,
@@ -191,7 +192,8 @@ pub fn manifest_json() -> Vec<u8> {
     manifest().ok().and_then(|m| serde_json::to_vec(&m).ok()).unwrap_or_default()
 }
 
-/// A call's tags: `live` and `with.<peer>` while unsettled, `active` while answered.
+/// A call's tags: `live` and `with.<peer>` while unsettled, `active` while answered, `dialing`
+/// while one's own call is unanswered (taking another call cancels it).
 pub fn tags_of(call: &Call) -> Vec<Tag> {
     if call.record().status.is_terminal() {
         return Vec::new();
@@ -203,6 +205,9 @@ pub fn tags_of(call: &Call) -> Vec<Tag> {
         .collect();
     if call.is_active() {
         t.extend(tag("active"));
+    }
+    if call.record().direction == Direction::Outgoing && call.is_live_unanswered() {
+        t.extend(tag("dialing"));
     }
     t.sort();
     t

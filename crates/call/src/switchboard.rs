@@ -61,7 +61,8 @@ pub enum RestoreError {
 /// Policies that span calls:
 /// - **One active call, others waiting.** `initiate` is refused while a call is active; a call that
 ///   arrives meanwhile rings as a waiting call, which the user may decline, leave to time out, or
-///   take: accepting it ends the call in progress first (there is no hold).
+///   take: accepting it ends the call in progress first (there is no hold), and cancels the user's
+///   own calls still ringing; a peer's answer that comes while another call is active is hung up.
 /// - **A bound on unsettled calls.** With [`CallConfig::max_unsettled`] calls ringing or active,
 ///   a call that arrives is rejected `busy` and `initiate` is refused (`busy`); a peer with
 ///   [`CallConfig::max_ringing_per_peer`] calls already ringing here is rejected `busy` too.
@@ -244,6 +245,21 @@ impl Switchboard {
                 // The call must be one to take before the one in progress ends for it.
                 let mut accepted = Outbox::new();
                 call.accept(now, r, &mut accepted)?;
+                // One's own calls still ringing are cancelled: answered later, they would make a
+                // second active call.
+                let dialing: Vec<CallId> = self
+                    .calls
+                    .values()
+                    .filter(|c| c.record().direction == Direction::Outgoing && c.is_live_unanswered())
+                    .map(|c| c.id().clone())
+                    .collect();
+                for id in dialing {
+                    let mut mine = self.copy_of(&id)?;
+                    let at = out.len();
+                    if mine.end(now, out)? == Disposition::Applied {
+                        stored(out, at, &mine);
+                    }
+                }
                 let current = self.active_call().map(|a| a.id().clone()).filter(|a| a != call.id());
                 if let Some(current) = current {
                     let mut current = self.copy_of(&current)?;
@@ -339,7 +355,16 @@ impl Switchboard {
         let disposition = match message {
             PeerMessage::Incoming(m) => return self.incoming(now, m, profile, out),
             PeerMessage::Ringing(_) => call.on_ringing(now, out),
-            PeerMessage::Accept(m) => call.on_accept(now, m, out),
+            PeerMessage::Accept(m) => {
+                let d = call.on_accept(now, m, out)?;
+                // Answered while another call is active (a race with taking that one): hung up at
+                // once, so that one call stays active.
+                if d == Disposition::Applied && call.is_active() && self.active_call().is_some_and(|a| a.id() != call.id())
+                {
+                    call.end(now, out)?;
+                }
+                Ok(d)
+            }
             PeerMessage::Reject(m) => call.on_reject(now, m, out),
             PeerMessage::End(m) => call.on_end(now, m, out),
             PeerMessage::Signal(m) => call.on_signal(now, m, &self.config, out),

@@ -5,9 +5,11 @@
 mod common;
 
 use callvault_call::CallError;
-use callvault_protocol::calling::{AppNotification, CallIncomingSignal, PeerMessage, tags};
-use callvault_protocol::fields::{CallStatus, CallType, EndReason, ErrorCode, RejectReason};
-use callvault_protocol::{CallId, Guid, MessageId};
+use callvault_protocol::calling::{
+    AppNotification, AppRequest, CallAcceptedSignal, CallIncomingSignal, CallInitiateRequest, PeerMessage, tags,
+};
+use callvault_protocol::fields::{CallStatus, CallType, EndReason, ErrorCode, PublicKey, RejectReason};
+use callvault_protocol::{CallId, Guid, KeyId, MessageId};
 use common::*;
 
 fn incoming_from(p: &Pair, stranger: &Guid, id: &CallId) -> PeerMessage {
@@ -161,4 +163,50 @@ fn one_peer_gets_only_so_many_calls_ringing() {
     let m = incoming_from(&p, &carol, &call_id(99));
     p.input(Side::B, callvault_call::Input::Peer { message: m, profile: profile("Carol") }).unwrap();
     assert_eq!(p.b.status(&call_id(99)), CallStatus::Ringing);
+}
+
+#[test]
+fn taking_a_call_cancels_ones_own_call_still_ringing_and_a_late_answer_is_hung_up() {
+    let mut p = Pair::new();
+    // Bob calls Carol (a third vault); it is unanswered when Alice calls him and he takes hers.
+    let carol = Guid::from_public_key(&[3; 32]);
+    let to_carol = call_id(7);
+    let r = AppRequest::Initiate(CallInitiateRequest {
+        kind: tags::Initiate,
+        message_id: MessageId::from_bytes([0x71; 16]),
+        timestamp: p.now,
+        call_id: to_carol.clone(),
+        peer_guid: carol.clone(),
+        call_type: CallType::Audio,
+        ext: None,
+    });
+    p.app(Side::B, r).unwrap();
+    let from_alice = call_id(1);
+    p.ring(&from_alice);
+    p.elsewhere.clear();
+    let r = p.accept(&from_alice);
+    assert_eq!(p.app(Side::B, r), Ok(callvault_call::Disposition::Applied));
+    assert_eq!(p.b.status(&from_alice), CallStatus::Active);
+    // Bob's own call is cancelled (his vault waits for Carol's to settle it, as for any cancel).
+    assert!(!p.b.sb.call(&to_carol).unwrap().is_live_unanswered(), "Bob's own call is cancelled");
+    assert!(
+        p.b.app.iter().any(|n| matches!(n, AppNotification::Ended(e) if e.call_id == to_carol)),
+        "his app hears it ended"
+    );
+    assert!(matches!(p.elsewhere.as_slice(), [(to, PeerMessage::End(_))] if to == &carol), "Carol's vault hears so");
+    // Carol's answer, already on its way: it makes no second active call.
+    let late = PeerMessage::Accept(CallAcceptedSignal {
+        kind: tags::Accept,
+        message_id: MessageId::from_bytes([0x72; 16]),
+        timestamp: p.now,
+        call_id: to_carol.clone(),
+        from_guid: carol.clone(),
+        public_key: PublicKey::new("q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=").unwrap(),
+        key_id: KeyId::from_bytes([9; 16]),
+        ext: None,
+    });
+    let _ = p.input(Side::B, callvault_call::Input::Peer { message: late, profile: profile("Carol") });
+    let active = p.b.bucket.values().filter(|r| r.status == CallStatus::Active).count();
+    assert_eq!(active, 1, "one active call");
+    assert_eq!(p.b.status(&from_alice), CallStatus::Active);
 }

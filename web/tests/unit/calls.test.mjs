@@ -117,11 +117,22 @@ test('back online, the vault\'s records end what ended, show what rings, drop wh
   calls.resume(records)
   assert.deepEqual(shown, [null, 'rings'])
   // A call still active stays.
-  calls.call = { id: 'on', signals: [] }
+  calls.call = { id: 'on', signals: [], established: true }
   ended = null
   calls.resume([{ call_id: 'on', peer_guid: 'p1', direction: 'incoming', call_type: 'audio', status: 'active' }])
   assert.equal(ended, null)
   assert.equal(calls.call.id, 'on')
+  // One answered while away whose setup was lost: hung up (the hang-up waits, the app being away).
+  calls.call = { id: 'half', signals: [] }
+  calls.resume([{ call_id: 'half', peer_guid: 'p1', direction: 'outgoing', call_type: 'audio', status: 'active' }])
+  assert.equal(ended, 'could not be set up')
+  assert.deepEqual(calls.unsent, ['half'])
+  // Back again: the hang-up goes to the call still open, once.
+  const sent = []
+  calls.session = { publish: (kind, p) => sent.push([kind, p.call_id]) }
+  calls.resume([{ call_id: 'half', peer_guid: 'p1', direction: 'outgoing', call_type: 'audio', status: 'active' }])
+  calls.resume([{ call_id: 'half', peer_guid: 'p1', direction: 'outgoing', call_type: 'audio', status: 'active' }])
+  assert.deepEqual(sent, [['call.end', 'half']])
 })
 
 test('a new camera replaces the old on the same sender, off if the old was off', async () => {
@@ -157,7 +168,7 @@ test('the media connection\'s states in words: interrupted, then restarted; lost
   try {
     const view = { incoming () {}, state () {}, endCall () {}, showCall () {}, sas () {}, media: (w) => words.push(w), quality () {} }
     const sent = []
-    const session = { publish: (kind, p) => sent.push(p.signal_type) }
+    const session = { online: true, publish: (kind, p) => sent.push(p.signal_type) }
     const calls = new Calls({ session, e2ee: {}, seal: (_k, t) => t, open: () => '', guid: 'me', view })
     const pc = {
       signalingState: 'stable',
