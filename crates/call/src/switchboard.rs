@@ -359,7 +359,9 @@ impl Switchboard {
                 let d = call.on_accept(now, m, out)?;
                 // Answered while another call is active (a race with taking that one): hung up at
                 // once, so that one call stays active.
-                if d == Disposition::Applied && call.is_active() && self.active_call().is_some_and(|a| a.id() != call.id())
+                if d == Disposition::Applied
+                    && call.is_active()
+                    && self.active_call().is_some_and(|a| a.id() != call.id())
                 {
                     call.end(now, out)?;
                 }
