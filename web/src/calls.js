@@ -76,16 +76,30 @@ export class Calls {
     this.accepting = null
     // Calls whose hang-up could not be sent (the app connection was down): sent on resume.
     this.unsent = []
+    // Incoming calls that came while another was shown, oldest first.
+    this.queued = []
+  }
+
+  /** The shown incoming call is settled: the next waiting one shows, or none. */
+  nextIncoming () {
+    this.incoming = this.queued.shift() ?? null
+    this.view.incoming(this.incoming)
   }
 
   /** A message from the vault that concerns calls; true if it was one. */
   onMessage (m) {
     if (m.kind === 'call.incoming') {
-      this.incoming = m.payload
-      this.view.incoming(m.payload)
+      // One shown at a time; others wait their turn (at most 8 kept: past that they ring out).
+      if (this.incoming && this.incoming.call_id !== m.payload.call_id) {
+        if (!this.queued.some((q) => q.call_id === m.payload.call_id) && this.queued.length < 8) this.queued.push(m.payload)
+      } else {
+        this.incoming = m.payload
+        this.view.incoming(m.payload)
+      }
     } else if (m.kind === 'call.ended' || m.kind === 'call.rejected') {
       if (this.call && m.payload.call_id === this.call.id) this.end(m.kind === 'call.rejected' ? 'rejected' : 'ended')
-      if (this.incoming && m.payload.call_id === this.incoming.call_id) { this.incoming = null; this.view.incoming(null) }
+      this.queued = this.queued.filter((q) => q.call_id !== m.payload.call_id)
+      if (this.incoming && m.payload.call_id === this.incoming.call_id) this.nextIncoming()
     } else if (m.kind === 'call.signal' && [this.call, this.accepting].some((c) => c?.id === m.payload.call_id)) {
       const call = this.call?.id === m.payload.call_id ? this.call : this.accepting
       if (m.payload.signal_type === 'ice') return this.trickled(call, m.payload), true
@@ -121,10 +135,8 @@ export class Calls {
       // Answered while away, but its setup was lost with the connection: it cannot go on.
       this.hangUp('could not be set up')
     }
-    if (this.incoming && byId.get(this.incoming.call_id)?.status !== 'ringing') {
-      this.incoming = null
-      this.view.incoming(null)
-    }
+    this.queued = this.queued.filter((q) => byId.get(q.call_id)?.status === 'ringing')
+    if (this.incoming && byId.get(this.incoming.call_id)?.status !== 'ringing') this.nextIncoming()
     const ringing = records.find((r) => r.direction === 'incoming' && r.status === 'ringing' && r.call_id !== this.call?.id)
     if (ringing && !this.incoming) {
       const c = connectionOf(ringing.peer_guid)
@@ -404,8 +416,7 @@ export class Calls {
   async accept (connection) {
     const inc = this.incoming
     if (!inc || !connection) return
-    this.incoming = null
-    this.view.incoming(null)
+    this.nextIncoming()
     const call = { id: inc.call_id, peer: inc.peer_guid, peerKey: connection.user_key, peerName: connection.display_name, type: inc.call_type, outgoing: false, signals: [] }
     this.accepting = call
     mark(call, 'accept')
@@ -462,8 +473,7 @@ export class Calls {
     } catch {
       this.unsent.push(id)
     }
-    this.incoming = null
-    this.view.incoming(null)
+    this.nextIncoming()
   }
 
   /** Ends `call` here (its media, timers and view), if it is the current one. */

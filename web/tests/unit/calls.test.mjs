@@ -204,3 +204,24 @@ test('the media connection\'s states in words: interrupted, then restarted; lost
     globalThis.setTimeout = realSetTimeout
   }
 })
+
+test('a second incoming call waits its turn behind the one shown', () => {
+  const shown = []
+  const view = { incoming: (p) => shown.push(p?.call_id ?? null), state () {}, endCall () {}, showCall () {}, sas () {} }
+  const published = []
+  const session = { publish: (kind, p) => published.push([kind, p.call_id]) }
+  const calls = new Calls({ session, e2ee: {}, seal: () => '', open: () => '', guid: 'me', view })
+  calls.onMessage({ kind: 'call.incoming', payload: { call_id: 'c1', peer_guid: 'p1' } })
+  calls.onMessage({ kind: 'call.incoming', payload: { call_id: 'c2', peer_guid: 'p2' } })
+  calls.onMessage({ kind: 'call.incoming', payload: { call_id: 'c2', peer_guid: 'p2' } })
+  calls.onMessage({ kind: 'call.incoming', payload: { call_id: 'c3', peer_guid: 'p3' } })
+  assert.deepEqual(shown, ['c1'], 'the first stays shown')
+  calls.reject()
+  assert.deepEqual(published, [['call.reject', 'c1']])
+  assert.deepEqual(shown, ['c1', 'c2'], 'declined: the next shows (once, though it came twice)')
+  calls.onMessage({ kind: 'call.ended', payload: { call_id: 'c3' } })
+  calls.onMessage({ kind: 'call.ended', payload: { call_id: 'c2' } })
+  assert.deepEqual(shown, ['c1', 'c2', null], 'the caller gave up; the third gave up while waiting')
+  for (let i = 0; i < 20; i++) calls.onMessage({ kind: 'call.incoming', payload: { call_id: `f${i}`, peer_guid: 'p' } })
+  assert.equal(calls.queued.length, 8, 'a flood keeps at most 8 waiting')
+})
