@@ -200,16 +200,12 @@ export class Calls {
     ])
     if (opened.status === 'rejected') throw opened.reason
     const local = opened.value
-    if (asked.status === 'rejected') { local.getTracks().forEach((t) => t.stop()); throw asked.reason }
+    // Refused past this point: the camera and microphone are let go.
+    const refuse = (e) => { local.getTracks().forEach((t) => t.stop()); throw e }
+    if (asked.status === 'rejected') refuse(asked.reason)
     const turn = asked.value
-    if (this.call !== call && this.accepting !== call) {
-      local.getTracks().forEach((t) => t.stop())
-      throw new Error('the call is over')
-    }
-    if (this.relayOnly() && !turn) {
-      local.getTracks().forEach((t) => t.stop())
-      throw new Error('Hiding your address needs the server\'s relay, and it did not answer: not calling')
-    }
+    if (this.call !== call && this.accepting !== call) refuse(new Error('the call is over'))
+    if (this.relayOnly() && !turn) refuse(new Error('Hiding your address needs the server\'s relay, and it did not answer: not calling'))
     call.local = local
     const pc = new this.PeerConnection(this.e2ee.peerConfig({ iceServers: turn?.ice_servers || [], iceTransportPolicy: turn?.ice_transport_policy || 'all' }))
     call.pc = pc
@@ -364,8 +360,13 @@ export class Calls {
   async place (c, type) {
     const call = { id: crypto.randomUUID(), peer: c.guid, peerKey: c.user_key, peerName: c.display_name, type, outgoing: true, signals: [] }
     this.show(call)
+    await this.setUp(call, () => this.setUpOutgoing(call, c, type))
+  }
+
+  /** Runs `call`'s setup: a call no longer current stops quietly, a failure hangs it up. */
+  async setUp (call, steps) {
     try {
-      await this.setUpOutgoing(call, c, type)
+      await steps()
     } catch (e) {
       if (e instanceof Gone) return
       if (this.call === call) this.hangUp('failed')
@@ -373,10 +374,14 @@ export class Calls {
     }
   }
 
+  /** Inside a setup, after each wait: stops it if `call` is no longer the current one. */
+  still (call) {
+    if (this.call !== call) throw new Gone()
+  }
+
   async setUpOutgoing (call, c, type) {
-    const still = () => { if (this.call !== call) throw new Gone() }
     await this.session.request('call.initiate', { call_id: call.id, peer_guid: c.guid, call_type: type }, (m) => m.kind === 'call.initiated' && m.payload.call_id === call.id)
-    still()
+    this.still(call)
     this.view.state('ringing')
     // While it rings: the camera and microphone, the peer connection and the offer (its
     // candidates wait), and our half of the key exchange, so that an answer needs only the sends.
@@ -387,21 +392,21 @@ export class Calls {
     })()
     ready.catch(() => {})
     const settled = await this.session.waitFor((m) => m.payload.call_id === call.id && ['call.accepted', 'call.rejected', 'call.ended', 'call.error'].includes(m.kind), 120000)
-    still()
+    this.still(call)
     if (settled.kind !== 'call.accepted') { this.end(settled.kind.replace('call.', ''), call); return }
     mark(call, 'accepted')
     this.view.state('connecting')
     const { pc, mine } = await ready
-    still()
+    this.still(call)
     mark(call, 'ready')
     await this.agree(call, settled.payload.public_key)
-    still()
+    this.still(call)
     this.sendSignal(call, 'key_exchange', unb64(mine))
     this.sendSignal(call, 'offer', enc.encode(pc.localDescription.sdp))
     call.flushIce()
     mark(call, 'offered')
     const answer = dec.decode(await nextSignal(call, 'answer', this.open))
-    still()
+    this.still(call)
     mark(call, 'answer')
     await this.remoteDescription(call, { type: 'answer', sdp: answer })
     call.established = true
@@ -430,34 +435,27 @@ export class Calls {
     if (answer.kind !== 'call.accepted') throw new Error(answer.payload.message || 'the call could not be taken')
     if (this.call) this.end('ended')
     this.show(call)
-    try {
-      await this.setUpIncoming(call)
-    } catch (e) {
-      if (e instanceof Gone) return
-      if (this.call === call) this.hangUp('failed')
-      throw e
-    }
+    await this.setUp(call, () => this.setUpIncoming(call))
   }
 
   async setUpIncoming (call) {
-    const still = () => { if (this.call !== call) throw new Gone() }
     // The camera and the peer connection while the caller's key and offer are on their way.
     const ready = this.peerConnection(call)
     ready.catch(() => {})
     mark(call, 'accepted')
     const theirs = await nextSignal(call, 'key_exchange', this.open)
-    still()
+    this.still(call)
     mark(call, 'key')
     await this.agree(call, b64(theirs))
     const offer = dec.decode(await nextSignal(call, 'offer', this.open))
-    still()
+    this.still(call)
     mark(call, 'offer')
     const pc = await ready
-    still()
+    this.still(call)
     mark(call, 'ready')
     await this.remoteDescription(call, { type: 'offer', sdp: offer })
     await pc.setLocalDescription(await pc.createAnswer())
-    still()
+    this.still(call)
     this.sendSignal(call, 'answer', enc.encode(pc.localDescription.sdp))
     call.flushIce()
     mark(call, 'answered')
@@ -467,12 +465,7 @@ export class Calls {
   /** Declines the incoming call (sent when the app is back, if it is away). */
   reject () {
     if (!this.incoming) return
-    const id = this.incoming.call_id
-    try {
-      this.session.publish('call.reject', { type: 'call.reject', message_id: crypto.randomUUID(), timestamp: stamp(), call_id: id })
-    } catch {
-      this.unsent.push(id)
-    }
+    this.tellOrKeep('call.reject', this.incoming.call_id)
     this.nextIncoming()
   }
 
@@ -488,21 +481,26 @@ export class Calls {
     this.view.endCall(why)
   }
 
-  publishEnd (id) {
-    this.session.publish('call.end', { type: 'call.end', message_id: crypto.randomUUID(), timestamp: stamp(), call_id: id })
+  /** Tells the vault `kind` (`call.end`, `call.reject`) for call `id`. */
+  publishEnd (id, kind = 'call.end') {
+    this.session.publish(kind, { type: kind, message_id: crypto.randomUUID(), timestamp: stamp(), call_id: id })
+  }
+
+  /** As publishEnd; while the app is away, the call is kept to be hung up on resume. */
+  tellOrKeep (kind, id) {
+    try {
+      this.publishEnd(id, kind)
+    } catch {
+      this.unsent.push(id)
+    }
   }
 
   /** Hangs up: the vault is told (when the app is back, if it is away); the call ends here now. */
   hangUp (why = 'ended') {
     const call = this.call
     if (!call) return
-    try {
-      this.publishEnd(call.id)
-    } catch {
-      this.unsent.push(call.id)
-    } finally {
-      this.end(why, call)
-    }
+    this.tellOrKeep('call.end', call.id)
+    this.end(why, call)
   }
 
   /** Decoded frames and audio energy per kind, the selected local candidate's type, and when each

@@ -206,7 +206,7 @@ pub fn tags_of(call: &Call) -> Vec<Tag> {
     if call.is_active() {
         t.extend(tag("active"));
     }
-    if call.record().direction == Direction::Outgoing && call.is_live_unanswered() {
+    if call.is_dialing() {
         t.extend(tag("dialing"));
     }
     t.sort();

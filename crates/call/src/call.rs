@@ -141,6 +141,11 @@ impl Call {
         self.is_unanswered() && self.pending.is_none()
     }
 
+    /// One's own call, not answered yet and not being given up: taking another call cancels it.
+    pub fn is_dialing(&self) -> bool {
+        self.outgoing() && self.is_live_unanswered()
+    }
+
     /// Answered and not over.
     pub fn is_active(&self) -> bool {
         self.record.status == CallStatus::Active

@@ -247,12 +247,8 @@ impl Switchboard {
                 call.accept(now, r, &mut accepted)?;
                 // One's own calls still ringing are cancelled: answered later, they would make a
                 // second active call.
-                let dialing: Vec<CallId> = self
-                    .calls
-                    .values()
-                    .filter(|c| c.record().direction == Direction::Outgoing && c.is_live_unanswered())
-                    .map(|c| c.id().clone())
-                    .collect();
+                let dialing: Vec<CallId> =
+                    self.calls.values().filter(|c| c.is_dialing()).map(|c| c.id().clone()).collect();
                 for id in dialing {
                     let mut mine = self.copy_of(&id)?;
                     let at = out.len();

@@ -12,8 +12,10 @@ use callvault_protocol::fields::{CallStatus, CallType, EndReason, ErrorCode, Pub
 use callvault_protocol::{CallId, Guid, KeyId, MessageId};
 use common::*;
 
-fn incoming_from(p: &Pair, stranger: &Guid, id: &CallId) -> PeerMessage {
-    PeerMessage::Incoming(CallIncomingSignal {
+/// `stranger` (a third vault, shown as `name`) calls Bob with `id`; his vault takes it.
+#[allow(clippy::unwrap_used)]
+fn calls_bob(p: &mut Pair, stranger: &Guid, id: &CallId, name: &str) {
+    let message = PeerMessage::Incoming(CallIncomingSignal {
         kind: tags::Incoming,
         message_id: MessageId::from_bytes([0x5c; 16]),
         timestamp: p.now,
@@ -21,7 +23,8 @@ fn incoming_from(p: &Pair, stranger: &Guid, id: &CallId) -> PeerMessage {
         from_guid: stranger.clone(),
         call_type: CallType::Video,
         ext: None,
-    })
+    });
+    p.input(Side::B, callvault_call::Input::Peer { message, profile: profile(name) }).unwrap();
 }
 
 /// Alice and Bob in a call (`first`); Carol's call (`second`) has come to Bob.
@@ -32,8 +35,7 @@ fn carol_calls_during_a_call() -> (Pair, CallId, Guid, CallId) {
     p.connect(&first);
     let carol = Guid::from_public_key(&[3; 32]);
     let second = call_id(2);
-    let m = incoming_from(&p, &carol, &second);
-    p.input(Side::B, callvault_call::Input::Peer { message: m, profile: profile("Carol") }).unwrap();
+    calls_bob(&mut p, &carol, &second, "Carol");
     (p, first, carol, second)
 }
 
@@ -116,15 +118,13 @@ fn a_vault_takes_only_so_many_unsettled_calls_at_once() {
     // Three strangers' calls ring at Bob's (no call is active).
     for n in 1..=3u8 {
         let from = Guid::from_public_key(&[10 + n; 32]);
-        let m = incoming_from(&p, &from, &call_id(n));
-        p.input(Side::B, callvault_call::Input::Peer { message: m, profile: profile("Caller") }).unwrap();
+        calls_bob(&mut p, &from, &call_id(n), "Caller");
         assert_eq!(p.b.status(&call_id(n)), CallStatus::Ringing);
     }
     // A fourth is rejected busy, and its caller told so.
     let fourth = Guid::from_public_key(&[20; 32]);
     p.elsewhere.clear();
-    let m = incoming_from(&p, &fourth, &call_id(4));
-    p.input(Side::B, callvault_call::Input::Peer { message: m, profile: profile("Caller") }).unwrap();
+    calls_bob(&mut p, &fourth, &call_id(4), "Caller");
     let rec = p.b.record(&call_id(4));
     assert_eq!((rec.status, rec.end_reason), (CallStatus::Rejected, Some(EndReason::Busy)));
     assert!(
@@ -140,8 +140,7 @@ fn a_vault_takes_only_so_many_unsettled_calls_at_once() {
     for n in 1..=3u8 {
         assert_eq!(p.b.status(&call_id(n)), CallStatus::Missed);
     }
-    let m = incoming_from(&p, &fourth, &call_id(5));
-    p.input(Side::B, callvault_call::Input::Peer { message: m, profile: profile("Caller") }).unwrap();
+    calls_bob(&mut p, &fourth, &call_id(5), "Caller");
     assert_eq!(p.b.status(&call_id(5)), CallStatus::Ringing);
 }
 
@@ -151,8 +150,7 @@ fn one_peer_gets_only_so_many_calls_ringing() {
     let limit = callvault_call::CallConfig::default().max_ringing_per_peer;
     let mallory = Guid::from_public_key(&[30; 32]);
     for n in 1..=limit as u8 + 2 {
-        let m = incoming_from(&p, &mallory, &call_id(n));
-        p.input(Side::B, callvault_call::Input::Peer { message: m, profile: profile("Mallory") }).unwrap();
+        calls_bob(&mut p, &mallory, &call_id(n), "Mallory");
     }
     let ringing = (1..=limit as u8 + 2).filter(|n| p.b.status(&call_id(*n)) == CallStatus::Ringing).count();
     assert_eq!(ringing, limit);
@@ -160,8 +158,7 @@ fn one_peer_gets_only_so_many_calls_ringing() {
     assert_eq!((rec.status, rec.end_reason), (CallStatus::Rejected, Some(EndReason::Busy)));
     // Someone else's call still rings.
     let carol = Guid::from_public_key(&[31; 32]);
-    let m = incoming_from(&p, &carol, &call_id(99));
-    p.input(Side::B, callvault_call::Input::Peer { message: m, profile: profile("Carol") }).unwrap();
+    calls_bob(&mut p, &carol, &call_id(99), "Carol");
     assert_eq!(p.b.status(&call_id(99)), CallStatus::Ringing);
 }
 
