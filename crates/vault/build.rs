@@ -4,6 +4,7 @@
 //! - the built-in `call` family (`crates/handlers`): `callvault_handlers.wasm`;
 //! - the built-in `message` family (`crates/message`): `callvault_message.wasm`;
 //! - the built-in `profile` family (`crates/profile`): `callvault_profile.wasm`;
+//! - the built-in `connection` family (`crates/connection`): `callvault_connection.wasm`;
 //! - the test family `probe` (`crates/probe-family`) in its two versions, for the kernel's
 //!   tests: `probe_family_v1.wasm`, `probe_family_v2.wasm`.
 //!
@@ -54,6 +55,8 @@ fn main() {
     for dir in [
         "crates/handlers",
         "crates/message",
+        "crates/profile",
+        "crates/connection",
         "crates/probe-family",
         "crates/call/src",
         "crates/kernel/src",
@@ -64,6 +67,7 @@ fn main() {
     build(&workspace, &out, "callvault-handlers", &[], "callvault_handlers.wasm");
     build(&workspace, &out, "callvault-message", &[], "callvault_message.wasm");
     build(&workspace, &out, "callvault-profile", &[], "callvault_profile.wasm");
+    build(&workspace, &out, "callvault-connection", &[], "callvault_connection.wasm");
     build(&workspace, &out, "callvault-probe-family", &[], "probe_family_v1.wasm");
     build(&workspace, &out, "callvault-probe-family", &["v2"], "probe_family_v2.wasm");
 }

@@ -148,6 +148,12 @@ pub fn manifest() -> Result<Manifest, ManifestError> {
             counts: counts.iter().filter_map(|c| tag(c)).collect(),
             page: None,
             connections: false,
+            entity: None,
+            tokens: Vec::new(),
+            peers: None,
+            also: Vec::new(),
+            record: None,
+            all_connections: false,
         })
     };
     let m = Manifest {
@@ -496,9 +502,13 @@ mod tests {
                     display_name: callvault_protocol::fields::DisplayName::new("Bob").unwrap(),
                     avatar_url: None,
                 },
+                user_key: None,
+                revoked: false,
             }),
             page: None,
             connections: Vec::new(),
+            tokens: Default::default(),
+            record: None,
         };
         assert_eq!(run(&input(9_999)).outcome, Outcome::Applied);
         assert!(matches!(run(&input(10_000)).outcome, Outcome::Refused { code: ErrorCode::Busy, .. }));

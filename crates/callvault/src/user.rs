@@ -458,7 +458,8 @@ async fn conversation_with(
     let guid = resolve_peer(c, peer).await?;
     let list = c.connections().await?;
     let found = list.iter().find(|x| x.guid == guid).ok_or(ClientError::NotConnected)?;
-    let key = callvault_crypto::PublicIdentity::parse(&found.user_key).map_err(|_| anyhow!("bad key for {peer}"))?;
+    let key =
+        callvault_crypto::PublicIdentity::parse(found.user_key.as_str()).map_err(|_| anyhow!("bad key for {peer}"))?;
     Ok((guid, found.display_name.as_str().to_owned(), key))
 }
 

@@ -411,7 +411,8 @@ impl Client {
     /// Makes an invite valid `ttl_secs`, records it in the vault, and returns it to share.
     pub async fn invite(&mut self, ttl_secs: u64) -> Result<InviteToken, ClientError> {
         let token = self.own_token(ttl_secs)?;
-        self.request("connection.invite", json!({"token": token.as_str()}), &[], None).await?;
+        self.request("connection.invite", json!({"type": "connection.invite", "token": token.as_str()}), &[], None)
+            .await?;
         Ok(token)
     }
 
@@ -433,7 +434,12 @@ impl Client {
     pub async fn accept_invite(&mut self, token: &str) -> Result<(Guid, String), ClientError> {
         let mine = self.own_token(600)?;
         let e = self
-            .request("connection.connect", json!({"token": token.trim(), "mine": mine.as_str()}), &[], None)
+            .request(
+                "connection.connect",
+                json!({"type": "connection.connect", "token": token.trim(), "mine": mine.as_str()}),
+                &[],
+                None,
+            )
             .await?;
         let guid = e
             .payload
@@ -445,18 +451,32 @@ impl Client {
         Ok((guid, name))
     }
 
-    /// The user's connections.
+    /// The user's connections, in guid order (page after page).
     pub async fn connections(&mut self) -> Result<Vec<ConnectionSummary>, ClientError> {
-        let e = self.request("connection.list", json!({}), &[], None).await?;
-        serde_json::from_value(e.payload.get("connections").cloned().unwrap_or(Value::Null))
-            .map_err(|e| ClientError::Protocol(e.to_string()))
+        let mut all: Vec<ConnectionSummary> = Vec::new();
+        loop {
+            let req = match all.last() {
+                Some(last) => json!({"type": "connection.list", "after": last.guid}),
+                None => json!({"type": "connection.list"}),
+            };
+            let e = self.request("connection.list", req, &[], None).await?;
+            let page: Vec<ConnectionSummary> =
+                serde_json::from_value(e.payload.get("connections").cloned().unwrap_or(Value::Null))
+                    .map_err(|e| ClientError::Protocol(e.to_string()))?;
+            let more = e.payload.get("more").and_then(Value::as_bool).unwrap_or(false);
+            if page.is_empty() || !more {
+                all.extend(page);
+                return Ok(all);
+            }
+            all.extend(page);
+        }
     }
 
     /// A connection's identity key (to seal signals to, and to check the SAS against).
     pub async fn peer_identity(&mut self, peer: &Guid) -> Result<PublicIdentity, ClientError> {
         let list = self.connections().await?;
         let c = list.iter().find(|c| &c.guid == peer).ok_or(ClientError::NotConnected)?;
-        PublicIdentity::parse(&c.user_key).map_err(|_| ClientError::Protocol("bad peer key".into()))
+        PublicIdentity::parse(c.user_key.as_str()).map_err(|_| ClientError::Protocol("bad peer key".into()))
     }
 
     /// Seals `body` to `peer` and sends it as a `call.signal` of `call_id` through both vaults
@@ -609,7 +629,9 @@ impl Client {
 
     /// Revokes a connection.
     pub async fn revoke(&mut self, peer: &Guid) -> Result<(), ClientError> {
-        self.request("connection.revoke", json!({"peer_guid": peer}), &[], None).await.map(|_| ())
+        self.request("connection.revoke", json!({"type": "connection.revoke", "peer_guid": peer}), &[], None)
+            .await
+            .map(|_| ())
     }
 
     /// The user's calls, newest first.

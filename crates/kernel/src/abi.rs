@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use callvault_protocol::fields::{ErrorCode, PeerProfile};
+use callvault_protocol::fields::{DelegationText, DisplayName, ErrorCode, InviteNonce, KeyHex, PeerProfile, Reach};
 use callvault_protocol::{Guid, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -105,6 +105,34 @@ pub struct ConnectionInfo {
     pub guid: Guid,
     /// How to show the peer.
     pub profile: PeerProfile,
+    /// Their identity key (given with every connection, for a list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_key: Option<KeyHex>,
+    /// Revoked (only a handler given every connection sees these).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub revoked: bool,
+}
+
+/// What a checked invite token says (its signature, delegation and expiry held at the event's
+/// time).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifiedToken {
+    /// Whose.
+    pub guid: Guid,
+    /// Their identity key.
+    pub user_key: KeyHex,
+    /// Their vault key, which the delegation names.
+    pub vault_key: KeyHex,
+    /// The delegation.
+    pub delegation: DelegationText,
+    /// The name it carries.
+    pub display_name: DisplayName,
+    /// Where their vault is reached.
+    pub reach: Reach,
+    /// Its one-time nonce.
+    pub nonce: InviteNonce,
+    /// When it is void.
+    pub expires_at: Timestamp,
 }
 
 /// One stored entity as the handler gets it.
@@ -146,9 +174,15 @@ pub struct Input {
     /// The page of the entity's item records, for a handler whose manifest asks for one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page: Option<Page>,
-    /// The user's active connections, for a handler whose manifest asks for them.
+    /// The user's active connections (or every one), for a handler whose manifest asks for them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub connections: Vec<ConnectionInfo>,
+    /// The tokens the kernel checked, by the field that held each.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tokens: BTreeMap<String, VerifiedToken>,
+    /// The event's entity's record in the bucket the handler's manifest names, if stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<Json>,
 }
 
 /// A record for one of the vault's buckets (a call's history entry, a message of a
@@ -219,6 +253,11 @@ pub enum OutputItem {
         /// Records to write with it.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         records: Vec<Record>,
+    },
+    /// Forget an entity: its state, tags and timer (not its records).
+    Forget {
+        /// Which entity.
+        entity: EntityKey,
     },
     /// Seal and send to the peer's vault (`MessageSpace.{to}.{family}.{kind}`).
     Send {

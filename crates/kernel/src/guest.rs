@@ -89,3 +89,14 @@ macro_rules! handler_exports {
         }
     )+};
 }
+
+/// A family's JSON entry point around its `run`: parses the [`crate::Input`], runs handler
+/// `name` on it, and serializes the [`crate::Output`] (an input that does not parse is refused
+/// as internal).
+pub fn run_json(run: fn(&str, &crate::Input) -> crate::Output, name: &str, input: &[u8]) -> Vec<u8> {
+    let output = match serde_json::from_slice::<crate::Input>(input) {
+        Ok(i) => run(name, &i),
+        Err(e) => crate::Output::refused(callvault_protocol::fields::ErrorCode::Internal, format!("input: {e}")),
+    };
+    serde_json::to_vec(&output).unwrap_or_default()
+}

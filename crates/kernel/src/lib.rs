@@ -20,8 +20,9 @@ mod index;
 pub mod manifest;
 
 pub use abi::{
-    ConnectionInfo, EntityState, Event, Input, Json, Outcome, Output, OutputItem, Page, PageRecord, Record, WireMessage,
+    ConnectionInfo, EntityState, Event, Input, Json, Outcome, Output, OutputItem, Page, PageRecord, Record,
+    VerifiedToken, WireMessage,
 };
 pub use entity::{EntityError, EntityKey, Tag};
 pub use index::{Index, Meta};
-pub use manifest::{HandlerId, HandlerSpec, Manifest, ManifestError, PageSpec, PeerPolicy};
+pub use manifest::{HandlerId, HandlerSpec, Manifest, ManifestError, PageSpec, PeerPolicy, TokenSpec, render};

@@ -23,6 +23,23 @@ pub enum PeerPolicy {
     /// Only the user's active connections, and only when sealed by that connection's vault key
     /// (the `from_guid` the message names).
     Connections,
+    /// A vault that is no connection yet, introduced by the handler's first token: the wrap is
+    /// sealed by the vault key that token's delegation names, and the message's `from_guid` is
+    /// the token's guid (an invitee's acceptance). The handler decides whether to take it.
+    Introduced,
+}
+
+/// A message field holding an invite token the kernel checks before the handler runs (its
+/// signature, its delegation and its expiry at the event's time); the handler gets what it says
+/// ([`crate::abi::VerifiedToken`]) under the field's name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSpec {
+    /// The field.
+    pub field: String,
+    /// The token must be the vault's own user's, naming this vault's key.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub own: bool,
 }
 
 /// One handler: its name (the module exports `cv_handle_<name>`) and what it takes.
@@ -31,6 +48,24 @@ pub enum PeerPolicy {
 pub struct HandlerSpec {
     /// The handler's name.
     pub name: Kind,
+    /// The entity its events name, as a template: `{field}` stands for a message field,
+    /// `{field.guid}` and `{field.nonce}` for what a checked token in `field` says, other text
+    /// is kept (`invite-{token.nonce}`). None: the manifest's `entity_field`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity: Option<String>,
+    /// Fields holding invite tokens the kernel checks first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<TokenSpec>,
+    /// Whose messages it takes, when not the family's policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peers: Option<PeerPolicy>,
+    /// Other entities it is given and may store or forget, as templates like `entity`'s (the
+    /// pending invite an acceptance names). A handler with any is *wide*.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<String>,
+    /// A bucket (one of the manifest's `records`) whose record of the event's entity it is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<String>,
     /// Requests of the user's apps it takes (`forVault.<family>.<kind>`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub app: Vec<Kind>,
@@ -59,6 +94,66 @@ pub struct HandlerSpec {
     /// is).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub connections: bool,
+    /// Whether it is given every connection, revoked ones too, with their keys (a list).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all_connections: bool,
+}
+
+/// The most templates of `also` one handler may name.
+pub const MAX_ALSO: usize = 4;
+/// The most tokens one handler may have checked.
+pub const MAX_TOKENS: usize = 2;
+
+/// Fills a template (`invite-{token.nonce}`) from a message and the tokens checked in it;
+/// `None` when a field is missing or the result is no entity key.
+pub fn render(
+    template: &str,
+    message: Option<&serde_json::Value>,
+    tokens: &std::collections::BTreeMap<String, crate::abi::VerifiedToken>,
+) -> Option<crate::EntityKey> {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(rest.get(..open)?);
+        let after = rest.get(open.saturating_add(1)..)?;
+        let close = after.find('}')?;
+        let name = after.get(..close)?;
+        let value = match name.split_once('.') {
+            Some((field, "guid")) => tokens.get(field)?.guid.to_string(),
+            Some((field, "nonce")) => tokens.get(field)?.nonce.as_str().to_owned(),
+            Some(_) => return None,
+            None => message?.get(name)?.as_str()?.to_owned(),
+        };
+        out.push_str(&value);
+        rest = after.get(close.saturating_add(1)..)?;
+    }
+    out.push_str(rest);
+    crate::EntityKey::parse(&out).ok()
+}
+
+/// Whether a template is well formed: balanced braces around a field name (or
+/// `field.guid`/`field.nonce` of a token the handler checks), entity-key text around them.
+fn template_ok(template: &str, tokens: &[TokenSpec]) -> bool {
+    let mut rest = template;
+    let literal = |t: &str| t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'=' || b == b'-');
+    if template.is_empty() || template.len() > 128 {
+        return false;
+    }
+    while let Some(open) = rest.find('{') {
+        let (Some(before), Some(after)) = (rest.get(..open), rest.get(open.saturating_add(1)..)) else { return false };
+        let Some(close) = after.find('}') else { return false };
+        let name = after.get(..close).unwrap_or_default();
+        let named = match name.split_once('.') {
+            Some((field, "guid" | "nonce")) => tokens.iter().any(|t| t.field == field),
+            Some(_) => false,
+            None => !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+        };
+        if !literal(before) || !named {
+            return false;
+        }
+        rest = after.get(close.saturating_add(1)..).unwrap_or_default();
+    }
+    literal(rest) && !rest.contains('}')
 }
 
 /// The most records one page may hold.
@@ -90,9 +185,20 @@ pub struct PageSpec {
 }
 
 impl HandlerSpec {
-    /// Runs alone among the family's events (it reads indexes other events may change).
+    /// Runs alone among the family's events (it reads indexes, or entities, other events may
+    /// change).
     pub fn is_wide(&self) -> bool {
-        !self.context.is_empty()
+        !self.context.is_empty() || !self.also.is_empty()
+    }
+
+    /// The template of its events' entity.
+    pub fn entity_template(&self, manifest: &Manifest) -> String {
+        self.entity.clone().unwrap_or_else(|| format!("{{{}}}", manifest.entity_field))
+    }
+
+    /// Its peer policy.
+    pub fn peer_policy(&self, manifest: &Manifest) -> PeerPolicy {
+        self.peers.unwrap_or(manifest.peers)
     }
 
     /// The context's tags for an event whose peer is `peer`; a template naming `{peer}` is left
@@ -227,6 +333,33 @@ impl Manifest {
                 if p.limit == 0 || p.limit > MAX_PAGE_RECORDS || p.max_bytes == 0 || p.max_bytes > MAX_PAGE_BYTES {
                     return Err(ManifestError::Range("a page holds 1 to 200 records and 1 to 256 KiB"));
                 }
+            }
+            if h.tokens.len() > MAX_TOKENS
+                || h.tokens.iter().any(|t| t.field.is_empty() || t.field.len() > 64)
+                || h.tokens
+                    .iter()
+                    .enumerate()
+                    .any(|(i, t)| h.tokens.iter().skip(i.saturating_add(1)).any(|u| u.field == t.field))
+            {
+                return Err(ManifestError::Range("a handler checks at most 2 tokens, in fields it names once"));
+            }
+            if h.entity.as_ref().is_some_and(|t| !template_ok(t, &h.tokens))
+                || h.also.len() > MAX_ALSO
+                || h.also.iter().any(|t| !template_ok(t, &h.tokens))
+            {
+                return Err(ManifestError::Range("an entity template must name fields and make an entity key"));
+            }
+            let introduced = h.peer_policy(self) == PeerPolicy::Introduced;
+            if (introduced && !h.peer.is_empty() && h.tokens.is_empty())
+                || (h.peers == Some(PeerPolicy::Introduced) && h.peer.is_empty())
+            {
+                return Err(ManifestError::Range("an introduced peer needs a peer message with a token"));
+            }
+            if h.record.as_ref().is_some_and(|b| !self.records.contains(b)) {
+                return Err(ManifestError::Range("a handler's record must be in one of the family's records"));
+            }
+            if h.connections && h.all_connections {
+                return Err(ManifestError::Range("a handler takes active connections or all of them, not both"));
             }
             for t in &h.context {
                 if Tag::parse(&t.replace("{peer}", sample.as_str())).is_err() {

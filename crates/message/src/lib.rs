@@ -247,11 +247,7 @@ pub fn run(name: &str, input: &Input) -> Output {
 
 /// The JSON entry point of the module: input bytes in, output bytes out.
 pub fn run_json(name: &str, input: &[u8]) -> Vec<u8> {
-    let output = match serde_json::from_slice::<Input>(input) {
-        Ok(i) => run(name, &i),
-        Err(e) => refused(ErrorCode::Internal, format!("input: {e}")),
-    };
-    serde_json::to_vec(&output).unwrap_or_default()
+    callvault_kernel::guest::run_json(run, name, input)
 }
 
 /// A handler's answer; `Err` ends it early with a refusal.

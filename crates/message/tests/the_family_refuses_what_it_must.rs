@@ -59,9 +59,13 @@ impl Side {
             connection: connected.then(|| ConnectionInfo {
                 guid: self.peer.clone(),
                 profile: PeerProfile { display_name: DisplayName::new("Bob").unwrap(), avatar_url: None },
+                user_key: None,
+                revoked: false,
             }),
             page,
             connections: Vec::new(),
+            tokens: Default::default(),
+            record: None,
         }
     }
 

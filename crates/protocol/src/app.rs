@@ -243,11 +243,12 @@ pub enum ConnectionState {
 
 /// One connection as the app sees it (`connection.list`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ConnectionSummary {
     /// The peer's guid.
     pub guid: Guid,
     /// Their identity key (hex): the app seals `call.signal` payloads to it.
-    pub user_key: String,
+    pub user_key: crate::fields::KeyHex,
     /// Their display name.
     pub display_name: crate::fields::DisplayName,
     /// Active or revoked.

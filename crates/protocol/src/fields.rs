@@ -352,6 +352,47 @@ bounded_str!(
     |s| s.starts_with("https://") && s.len() > 8 && !s.chars().any(is_ecma_whitespace)
 );
 bounded_str!(
+    /// An invite token as shared: `cvinv1_` and base64url (what `callvault_crypto::invite`
+    /// makes; checking its signature is the vault's work).
+    InviteText,
+    8,
+    16_384,
+    "^cvinv1_[A-Za-z0-9_-]+$",
+    |s| s.strip_prefix("cvinv1_").is_some_and(|b| !b.is_empty() && b.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-'))
+);
+bounded_str!(
+    /// An invite's one-time nonce: 16 bytes in hex.
+    InviteNonce,
+    32,
+    32,
+    "^[0-9a-fA-F]{32}$",
+    |s| s.bytes().all(|c| c.is_ascii_hexdigit())
+);
+bounded_str!(
+    /// An x-only secp256k1 public key in lowercase hex.
+    KeyHex,
+    64,
+    64,
+    "^[0-9a-f]{64}$",
+    |s| s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+);
+bounded_str!(
+    /// A delegation of a vault key, as its Nostr event's JSON.
+    DelegationText,
+    2,
+    8192,
+    "any text",
+    |_| true
+);
+bounded_str!(
+    /// Where a peer's vault is reached: a bus URL, or `local`.
+    Reach,
+    1,
+    512,
+    "any text",
+    |_| true
+);
+bounded_str!(
     /// Human-readable text of an error notification.
     ErrorText,
     1,
@@ -404,6 +445,31 @@ impl fmt::Debug for DisplayName {
 impl fmt::Debug for AvatarUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "AvatarUrl({:?})", self.0)
+    }
+}
+impl fmt::Debug for InviteText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "InviteText({} chars)", self.0.len())
+    }
+}
+impl fmt::Debug for InviteNonce {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("InviteNonce(..)")
+    }
+}
+impl fmt::Debug for KeyHex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyHex({}..)", self.0.get(..8).unwrap_or_default())
+    }
+}
+impl fmt::Debug for DelegationText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DelegationText({} chars)", self.0.len())
+    }
+}
+impl fmt::Debug for Reach {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Reach({:?})", self.0)
     }
 }
 impl fmt::Debug for ErrorText {

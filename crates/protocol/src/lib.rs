@@ -7,6 +7,7 @@
 //! - [`ids`]: [`Guid`], [`CallId`], [`MessageId`], [`KeyId`], parsed once at the edge.
 //! - [`Timestamp`]: RFC 3339 instants with arithmetic that cannot panic.
 //! - [`calling`]: the call record and every message of the calling module.
+//! - [`connection`]: the connection messages (invites, acceptance, revocation, the list).
 //! - [`messaging`]: the messaging module's messages, its record and conversation state.
 //! - [`profile`]: the profile module's messages and record.
 //! - [`subject`]: the NATS subjects the messages travel on.
@@ -18,6 +19,7 @@
 mod macros;
 pub mod app;
 pub mod calling;
+pub mod connection;
 pub mod family;
 pub mod fields;
 pub mod ids;

@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 
 use crate::ParseError;
 use crate::calling::*;
+use crate::connection::*;
 use crate::fields::{CallStatus, PeerProfile};
 use crate::messaging::*;
 use crate::profile::*;
@@ -94,6 +95,20 @@ entries!(
     CallEndedNotification,
     CallSignalNotification,
     CallErrorNotification,
+    ConnectionRecord,
+    ConnectionEntityState,
+    PendingInvite,
+    ConnectionInviteRequest,
+    ConnectionConnectRequest,
+    ConnectionListRequest,
+    ConnectionRevokeRequest,
+    ConnectionAcceptSignal,
+    ConnectionInvitedNotification,
+    ConnectionConnectedNotification,
+    ConnectionAcceptedNotification,
+    ConnectionListNotification,
+    ConnectionRevokedNotification,
+    ConnectionErrorNotification,
 );
 
 entries!(
@@ -139,6 +154,7 @@ pub fn component_names(def: &str) -> Option<Vec<&'static str>> {
         "peer_profile" => Some(introspect::names::<PeerProfile>()),
         "history_item" => Some(introspect::names::<HistoryItem>()),
         "seq_set" => Some(introspect::names::<SeqSet>()),
+        "connection_summary" => Some(introspect::names::<crate::app::ConnectionSummary>()),
         _ => None,
     }
 }

@@ -40,9 +40,13 @@ fn input() -> HandlerInput {
         connection: Some(ConnectionInfo {
             guid: peer,
             profile: PeerProfile { display_name: DisplayName::new("Bob").unwrap(), avatar_url: None },
+            user_key: None,
+            revoked: false,
         }),
         page: None,
         connections: Vec::new(),
+        tokens: Default::default(),
+        record: None,
     }
 }
 

@@ -1,23 +1,17 @@
-//! The user's own requests about their vault that are not call events: invites, connections, and
-//! call history.
+//! The user's own request about their vault that no family handles yet: the call history.
+//! (Invites, connections and their list are the `connection` family's.)
 //!
-//! They arrive on `OwnerSpace.{guid}.forVault.<area>.<verb>` like call requests (the gateway lets
-//! an app publish only into its own `forVault`), are handled by the vault itself (no handler
-//! module: they touch only the vault's own buckets), and are answered on
-//! `OwnerSpace.{guid}.forApp.<area>.<reply>` with `in_reply_to` set to the request's `message_id`.
+//! It arrives on `OwnerSpace.{guid}.forVault.history.list` like call requests (the gateway lets
+//! an app publish only into its own `forVault`), is handled by the vault itself (it reads only
+//! the vault's `calls` bucket), and is answered on `OwnerSpace.{guid}.forApp.history.list` with
+//! `in_reply_to` set to the request's `message_id`.
 //!
 //! | request | body | answer |
 //! | --- | --- | --- |
-//! | `connection.invite` | `token` (signed by the app) | `connection.invited` |
-//! | `connection.connect` | `token` (theirs), `mine` (the app's own token) | `connection.connected` |
-//! | `connection.list` | — | `connection.list` with `connections` |
-//! | `connection.revoke` | `peer_guid` | `connection.revoked` |
 //! | `history.list` | `limit` (1..=200, default 50) | `history.list` with `calls`, newest first |
 //!
 //! A request that fails is answered with `<area>.error` (`code`, `message`, `in_reply_to`).
 
-use callvault_protocol::Guid;
-pub use callvault_protocol::app::ConnectionSummary;
 use callvault_protocol::calling::CallRecord;
 
 /// Most history entries one answer carries.
@@ -28,25 +22,6 @@ pub const DEFAULT_HISTORY: usize = 50;
 /// A parsed admin request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AdminRequest {
-    /// Record an invite the app signed, so its acceptance is taken.
-    Invite {
-        /// The invite token.
-        token: String,
-    },
-    /// Accept someone's invite, sending the app's own token back.
-    Connect {
-        /// Their token.
-        token: String,
-        /// Ours.
-        mine: String,
-    },
-    /// List connections.
-    ListConnections,
-    /// Revoke a connection.
-    Revoke {
-        /// Whom.
-        peer: Guid,
-    },
     /// List calls, newest first.
     History {
         /// How many.
@@ -65,27 +40,15 @@ pub enum AdminError {
     Malformed(&'static str),
 }
 
-/// Which area a subject's request belongs to (`connection` or `history`), for the error answer.
-pub fn area_of(verb_path: &str) -> &'static str {
-    if verb_path.starts_with("history.") { "history" } else { "connection" }
-}
-
-fn text<'a>(json: &'a serde_json::Value, field: &'static str) -> Result<&'a str, AdminError> {
-    json.get(field).and_then(|v| v.as_str()).ok_or(AdminError::Malformed(field))
+/// Which area a subject's request belongs to, for the error answer.
+pub fn area_of(_verb_path: &str) -> &'static str {
+    "history"
 }
 
 impl AdminRequest {
     /// Parses the request `verb_path` (`connection.invite`, ...) with its JSON body.
     pub fn parse(verb_path: &str, json: &serde_json::Value) -> Result<Self, AdminError> {
         match verb_path {
-            "connection.invite" => Ok(Self::Invite { token: text(json, "token")?.to_owned() }),
-            "connection.connect" => {
-                Ok(Self::Connect { token: text(json, "token")?.to_owned(), mine: text(json, "mine")?.to_owned() })
-            }
-            "connection.list" => Ok(Self::ListConnections),
-            "connection.revoke" => Ok(Self::Revoke {
-                peer: Guid::parse(text(json, "peer_guid")?).map_err(|_| AdminError::Malformed("peer_guid"))?,
-            }),
             "history.list" => {
                 let limit = match json.get("limit") {
                     None | Some(serde_json::Value::Null) => DEFAULT_HISTORY,
@@ -126,16 +89,7 @@ mod tests {
         );
         assert_eq!(AdminRequest::parse("history.list", &json!({"limit": 0})), Err(AdminError::Malformed("limit")));
         assert_eq!(AdminRequest::parse("history.list", &json!({"limit": 201})), Err(AdminError::Malformed("limit")));
-        assert_eq!(
-            AdminRequest::parse("connection.connect", &json!({"token": "x"})),
-            Err(AdminError::Malformed("mine"))
-        );
-        assert_eq!(
-            AdminRequest::parse("connection.revoke", &json!({"peer_guid": "nope"})),
-            Err(AdminError::Malformed("peer_guid"))
-        );
-        assert!(matches!(AdminRequest::parse("connection.steal", &json!({})), Err(AdminError::Unknown(_))));
+        assert!(matches!(AdminRequest::parse("history.steal", &json!({})), Err(AdminError::Unknown(_))));
         assert_eq!(area_of("history.list"), "history");
-        assert_eq!(area_of("connection.list"), "connection");
     }
 }

@@ -36,7 +36,7 @@ use callvault_bus::Bus;
 use callvault_crypto::{VaultKey, giftwrap};
 use callvault_kernel::{
     EntityKey, EntityState, Event, HandlerId, HandlerSpec, Index, Input, Json, Manifest, Meta, Outcome, OutputItem,
-    Page, PageRecord, PageSpec, Tag, WireMessage,
+    Page, PageRecord, PageSpec, PeerPolicy, Tag, VerifiedToken, WireMessage,
 };
 use callvault_protocol::calling::CallRecord;
 use callvault_protocol::family::{FamilySubject, Pattern, Space};
@@ -50,9 +50,9 @@ use callvault_store::{BucketConfig, BucketNaming, Kv, KvError, Store};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, OwnedSemaphorePermit, RwLock, Semaphore, oneshot};
 
-use crate::admin::{self, AdminError, AdminRequest, ConnectionSummary};
+use crate::admin::{self, AdminError, AdminRequest};
 use crate::connections::{self, Connection, ConnectionState};
-use crate::invite::{self, InviteAccepted, InviteError, InviteToken, PendingInvite, Verify};
+use crate::invite::{InviteError, InviteToken};
 use crate::modules;
 use crate::runtime::{HandlerError, HandlerLimits, HandlerRuntime};
 pub use crate::stats::VaultStats;
@@ -183,8 +183,9 @@ struct Family {
 }
 
 /// An entity's state in memory: whether it is live, and how many of its writes are under way.
+/// `None`: forgotten, its delete under way.
 struct Cached {
-    state: EntityState,
+    state: Option<EntityState>,
     peer: Option<Guid>,
     live: bool,
     pending: u32,
@@ -199,6 +200,8 @@ struct Staged {
     notified: bool,
     app: Option<Option<MessageId>>,
     entity: EntityKey,
+    /// Its entity is what the message's entity field names (so an error may name it).
+    entity_named: bool,
     t: Timestamp,
     written: Option<writer::Written>,
     /// The entities it stored (their writes are among `written`).
@@ -405,7 +408,10 @@ struct Opened {
     content: String,
     json: serde_json::Value,
     from: Guid,
-    connection: Connection,
+    /// The sender's connection (none for a vault a token introduces).
+    connection: Option<Connection>,
+    /// The tokens checked in it.
+    tokens: BTreeMap<String, VerifiedToken>,
 }
 
 /// A message a family sends at least once: kept until the peer's vault acknowledges it, and sent
@@ -453,13 +459,49 @@ struct Job {
     connection: Option<Connection>,
     /// For an app request: the message it answers, so a refusal gets an answer.
     app: Option<Option<MessageId>>,
+    /// The tokens the kernel checked in the message.
+    tokens: BTreeMap<String, VerifiedToken>,
 }
 
 impl Job {
     /// An event of the vault's own (a timer, a restore): no peer, no app to answer.
     fn internal(family: &Arc<Family>, spec: &HandlerSpec, entity: EntityKey, event: Event) -> Self {
-        Self { family: family.clone(), spec: spec.clone(), entity, event, peer: None, connection: None, app: None }
+        Self {
+            family: family.clone(),
+            spec: spec.clone(),
+            entity,
+            event,
+            peer: None,
+            connection: None,
+            app: None,
+            tokens: BTreeMap::new(),
+        }
     }
+}
+
+/// Why a token in a message was refused.
+#[derive(Debug)]
+struct TokenRefused(ErrorCode, String);
+
+/// What an invite token says, checked at `now` (Unix seconds).
+fn check_token(raw: Option<&str>, now: u64) -> Result<VerifiedToken, TokenRefused> {
+    use callvault_protocol::fields::{DelegationText, InviteNonce, KeyHex, Reach};
+    let bad = |e: InviteError| TokenRefused(ErrorCode::InvalidMessage, e.to_string());
+    let token = InviteToken::parse(raw.ok_or(InviteError::Malformed).map_err(bad)?).map_err(bad)?;
+    let o = token.open(now).map_err(bad)?;
+    let malformed = |_| bad(InviteError::Malformed);
+    Ok(VerifiedToken {
+        guid: o.verified.guid.clone(),
+        user_key: KeyHex::new(o.verified.user.to_hex()).map_err(malformed)?,
+        vault_key: KeyHex::new(o.verified.vault.to_hex()).map_err(malformed)?,
+        delegation: DelegationText::new(o.delegation.to_json()).map_err(malformed)?,
+        display_name: o.body.display_name,
+        reach: Reach::new(o.body.reach).map_err(malformed)?,
+        nonce: InviteNonce::new(o.body.nonce).map_err(malformed)?,
+        expires_at: Timestamp::from_unix_millis(
+            i64::try_from(o.body.expires_at).unwrap_or(i64::MAX / 1000).saturating_mul(1000),
+        ),
+    })
 }
 
 /// One user's vault.
@@ -1065,7 +1107,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         let area = path.split('.').next().unwrap_or_default();
         let parsed = FamilySubject::parse(subj).ok().filter(|s| s.space == Space::ForVault && s.guid == self.guid);
         let result = match (area, parsed) {
-            ("connection" | "history", _) => self.handle_admin(path, payload).await,
+            ("history", _) => self.handle_admin(path, payload).await,
             (_, Some(s)) if self.family(s.family.as_str()).is_some() => {
                 let job = self.app_job(s.family.as_str(), s.kind.as_str(), payload).await;
                 if let Ok(Some(job)) = job {
@@ -1088,14 +1130,6 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         else {
             return;
         };
-        if (s.family.as_str(), s.kind.as_str()) == ("connection", "accept") {
-            if let Err(e) = self.handle_invite_accepted(payload).await
-                && let Some(suppressed) = REFUSALS.allow()
-            {
-                tracing::info!(suppressed, error = %Scrubbed(&e), "invite acceptance refused");
-            }
-            return;
-        }
         if s.kind.as_str() == ACK && self.family(s.family.as_str()).is_some() {
             if let Err(e) = self.handle_ack(s.family.as_str(), payload).await {
                 tracing::warn!(error = %Scrubbed(&e), "acknowledgement failed");
@@ -1165,9 +1199,18 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         };
         let json = request_json(payload);
         let in_reply_to = str_field(&json, "message_id").and_then(|s| MessageId::parse(s).ok());
-        let Some(entity) = str_field(&json, &family.manifest.entity_field).and_then(|s| EntityKey::parse(s).ok())
-        else {
-            // Refused by the kernel, before any handler: handled all the same.
+        let tokens = match self.check_tokens(&spec, &json) {
+            Ok(t) => t,
+            Err(TokenRefused(code, text)) => {
+                // Refused by the kernel, before any handler: handled all the same.
+                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                self.stats.handled.fetch_add(1, Ordering::Relaxed);
+                self.family_error(&family, code, &text, in_reply_to, None).await?;
+                return Ok(None);
+            }
+        };
+        let template = spec.entity_template(&family.manifest);
+        let Some(entity) = callvault_kernel::render(&template, Some(&json), &tokens) else {
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
             self.stats.handled.fetch_add(1, Ordering::Relaxed);
             let text = format!("the request names no valid {}", family.manifest.entity_field);
@@ -1176,7 +1219,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         };
         let peer = guid_field(&json, &family.manifest.peer_fields);
         let event = Event::App(wire(kind, payload));
-        Ok(Some(Job { family, spec, entity, event, peer, connection: None, app: Some(in_reply_to) }))
+        Ok(Some(Job { family, spec, entity, event, peer, connection: None, app: Some(in_reply_to), tokens }))
     }
 
     /// Unwraps a peer vault's message and routes it; `None` when it was dropped (and counted).
@@ -1189,11 +1232,32 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             }
             return Ok(None);
         };
-        let Some(opened) = self.open_wrap(wrap).await? else { return Ok(None) };
-        let Opened { content, json, from, connection: mut conn } = opened;
-        self.shown_as(&mut conn).await;
-        let Some(entity) = str_field(&json, &family.manifest.entity_field).and_then(|s| EntityKey::parse(s).ok())
-        else {
+        let opened = match spec.peer_policy(&family.manifest) {
+            PeerPolicy::Connections => self.open_wrap(wrap).await?,
+            PeerPolicy::Introduced => {
+                self.open_introduced(wrap, spec.tokens.first().map_or("token", |t| t.field.as_str()))
+            }
+        };
+        let Some(opened) = opened else { return Ok(None) };
+        let Opened { content, json, from, connection: mut conn, mut tokens } = opened;
+        if let Some(c) = conn.as_mut() {
+            self.shown_as(c).await;
+        }
+        if tokens.len() != spec.tokens.len() {
+            match self.check_tokens(&spec, &json) {
+                Ok(t) => tokens = t,
+                Err(_) => {
+                    self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                    self.stats.handled.fetch_add(1, Ordering::Relaxed);
+                    if let Some(suppressed) = REFUSALS.allow() {
+                        tracing::info!(suppressed, "message with a token that does not hold dropped");
+                    }
+                    return Ok(None);
+                }
+            }
+        }
+        let template = spec.entity_template(&family.manifest);
+        let Some(entity) = callvault_kernel::render(&template, Some(&json), &tokens) else {
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
             self.stats.handled.fetch_add(1, Ordering::Relaxed);
             if let Some(suppressed) = REFUSALS.allow() {
@@ -1202,13 +1266,33 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             return Ok(None);
         };
         let event = Event::Peer(wire(kind, content.as_bytes()));
-        Ok(Some(Job { family, spec, entity, event, peer: Some(from), connection: Some(conn), app: None }))
+        Ok(Some(Job { family, spec, entity, event, peer: Some(from), connection: conn, app: None, tokens }))
     }
 
-    /// Unwraps a gift wrap and applies the peer policy (`connections`, the only one so far: sealed
-    /// by the vault key of the active connection its `from_guid` names); `None` when it was
-    /// dropped (and counted).
-    async fn open_wrap(&self, wrap: &[u8]) -> Result<Option<Opened>, VaultError> {
+    /// The tokens `spec` has the kernel check in `json`, at the time now; a token that must be
+    /// the user's own names this user and this vault's key.
+    fn check_tokens(
+        &self,
+        spec: &HandlerSpec,
+        json: &serde_json::Value,
+    ) -> Result<BTreeMap<String, VerifiedToken>, TokenRefused> {
+        let mut out = BTreeMap::new();
+        for t in &spec.tokens {
+            let v = check_token(str_field(json, &t.field), unix_secs())?;
+            if t.own && (v.guid != self.guid || v.vault_key.as_str() != self.key.public().to_hex()) {
+                return Err(TokenRefused(
+                    ErrorCode::InvalidMessage,
+                    format!("`{}` is not this user's invite", t.field),
+                ));
+            }
+            out.insert(t.field.clone(), v);
+        }
+        Ok(out)
+    }
+
+    /// Unwraps a gift wrap for this vault: its content, as JSON, and the `from_guid` it names;
+    /// `None` when it does not unwrap or is stale (counted).
+    fn unwrap(&self, wrap: &[u8]) -> Option<(giftwrap::Unwrapped, serde_json::Value, Option<Guid>)> {
         let unwrapped = match giftwrap::unwrap_with(&self.seal_keys, &self.key, wrap, unix_secs()) {
             Ok(u) => u,
             Err(e) => {
@@ -1216,11 +1300,39 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
                 if let Some(suppressed) = REFUSALS.allow() {
                     tracing::info!(suppressed, reason = %Scrubbed(&e), "gift wrap dropped");
                 }
-                return Ok(None);
+                return None;
             }
         };
         let json: serde_json::Value = serde_json::from_str(&unwrapped.content).unwrap_or(serde_json::Value::Null);
         let from = str_field(&json, "from_guid").and_then(|s| Guid::parse(s).ok());
+        Some((unwrapped, json, from))
+    }
+
+    /// Unwraps a gift wrap from a vault that is no connection yet, introduced by the token the
+    /// handler's first token field holds: sealed by the vault key it names, from the guid it
+    /// names. `None` when it was dropped (and counted).
+    fn open_introduced(&self, wrap: &[u8], field: &str) -> Option<Opened> {
+        let (unwrapped, json, from) = self.unwrap(wrap)?;
+        let token = str_field(&json, field).map(|t| check_token(Some(t), unix_secs()));
+        match (from, token) {
+            (Some(from), Some(Ok(t))) if t.guid == from && t.vault_key.as_str() == unwrapped.sender.to_hex() => {
+                let tokens = BTreeMap::from([(field.to_owned(), t)]);
+                Some(Opened { content: unwrapped.content, json, from, connection: None, tokens })
+            }
+            _ => {
+                self.stats.unknown_senders.fetch_add(1, Ordering::Relaxed);
+                if let Some(suppressed) = REFUSALS.allow() {
+                    tracing::info!(suppressed, "gift wrap from a vault no token introduces dropped");
+                }
+                None
+            }
+        }
+    }
+
+    /// Unwraps a gift wrap and applies the `connections` peer policy (sealed by the vault key of
+    /// the active connection its `from_guid` names); `None` when it was dropped (and counted).
+    async fn open_wrap(&self, wrap: &[u8]) -> Result<Option<Opened>, VaultError> {
+        let Some((unwrapped, json, from)) = self.unwrap(wrap) else { return Ok(None) };
         let conn = match from.as_ref() {
             Some(g) => connections::get(&self.buckets.connections, g).await?,
             None => None,
@@ -1231,9 +1343,13 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             .and_then(|c| c.vault_key().ok())
             .is_some_and(|vk| vk == unwrapped.sender);
         match (from, conn) {
-            (Some(from), Some(connection)) if sealed_by_connection => {
-                Ok(Some(Opened { content: unwrapped.content, json, from, connection }))
-            }
+            (Some(from), Some(connection)) if sealed_by_connection => Ok(Some(Opened {
+                content: unwrapped.content,
+                json,
+                from,
+                connection: Some(connection),
+                tokens: BTreeMap::new(),
+            })),
             _ => {
                 self.stats.unknown_senders.fetch_add(1, Ordering::Relaxed);
                 if let Some(suppressed) = REFUSALS.allow() {
@@ -1287,8 +1403,8 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         family: &Family,
         entity: &EntityKey,
     ) -> Result<Option<(EntityState, Option<Guid>)>, VaultError> {
-        if let Some(hit) = family.states().get(entity).map(|c| (c.state.clone(), c.peer.clone())) {
-            return Ok(Some(hit));
+        if let Some(hit) = family.states().get(entity).map(|c| c.state.clone().map(|s| (s, c.peer.clone()))) {
+            return Ok(hit);
         }
         let Some(e) = self.buckets.state.get(&state_key(family.name(), entity)).await? else { return Ok(None) };
         if let Ok(env) = serde_json::from_slice::<Envelope>(&e.value) {
@@ -1409,6 +1525,21 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         Ok(list)
     }
 
+    /// Every connection, revoked ones too, as they show themselves, with their keys.
+    async fn every_connection(&self) -> Result<Vec<callvault_kernel::ConnectionInfo>, VaultError> {
+        let mut list = Vec::new();
+        for key in self.buckets.connections.keys().await? {
+            let Ok(guid) = Guid::parse(&key) else { continue };
+            let Some(mut c) = connections::get(&self.buckets.connections, &guid).await? else { continue };
+            self.shown_as(&mut c).await;
+            let mut info = c.info();
+            info.user_key = callvault_protocol::fields::KeyHex::new(c.user_key.clone()).ok();
+            info.revoked = c.state == ConnectionState::Revoked;
+            list.push(info);
+        }
+        Ok(list)
+    }
+
     fn update_gauges(&self, family: &Family) {
         let ix = family.index();
         for t in &family.gauges {
@@ -1458,12 +1589,13 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         }
         // Counted once its outputs are done: whoever reads the counter finds what it stored.
         self.stats.handled.fetch_add(1, Ordering::Relaxed);
-        if let (Outcome::Refused { code, .. }, false, Some(in_reply_to)) =
+        if let (Outcome::Refused { code, reason }, false, Some(in_reply_to)) =
             (&staged.outcome, staged.notified, staged.app)
         {
             // A request too broken for the handler to answer still gets an answer.
-            let entity = Some(&staged.entity);
-            self.family_error(&family, *code, "the request was refused", in_reply_to, entity).await?;
+            let entity = staged.entity_named.then_some(&staged.entity);
+            let text = if reason.is_empty() { "the request was refused" } else { reason.as_str() };
+            self.family_error(&family, *code, text, in_reply_to, entity).await?;
         }
         Ok(staged.outcome)
     }
@@ -1585,6 +1717,21 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
                 job.spec.counts.iter().map(|t| (t.clone(), u64::try_from(ix.count(t)).unwrap_or(u64::MAX))).collect();
             (keys, counts)
         };
+        let mut context = context;
+        let message = match &job.event {
+            Event::App(w) | Event::Peer(w) => Some(w.value()),
+            Event::Timer | Event::Restore => None,
+        };
+        for t in &job.spec.also {
+            match callvault_kernel::render(t, message.as_ref(), &job.tokens) {
+                Some(k) if k != job.entity && !context.contains(&k) => context.push(k),
+                Some(_) => {}
+                None => {
+                    give_up(family);
+                    return Err(VaultError::Output("the event names no entity its handler is also given"));
+                }
+            }
+        }
         let mut states: Vec<EntityState> = named.into_iter().map(|(s, _)| s).collect();
         let loaded = futures_util::future::join_all(context.iter().map(|k| self.read_entity(family, k))).await;
         for l in loaded {
@@ -1592,7 +1739,26 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
                 states.push(s);
             }
         }
-        let all_connections = if job.spec.connections { self.active_connections().await? } else { Vec::new() };
+        let all_connections = if job.spec.connections {
+            self.active_connections().await?
+        } else if job.spec.all_connections {
+            self.every_connection().await?
+        } else {
+            Vec::new()
+        };
+        let record = match job.spec.record.as_ref().and_then(|b| self.buckets.by_name.get(b)) {
+            Some(bucket) => {
+                // Records are read from the store: the entity's earlier writes land first.
+                self.writer.submit(epoch, Vec::new()).await.unwrap_or_else(|_| Err(writer::closed()))?;
+                bucket.get(job.entity.as_str()).await?.and_then(|e| {
+                    std::str::from_utf8(&e.value)
+                        .ok()
+                        .and_then(|t| serde_json::value::RawValue::from_string(t.to_owned()).ok())
+                        .map(Json)
+                })
+            }
+            None => None,
+        };
         let page = match &job.spec.page {
             Some(spec) => {
                 // Records are read from the store: the entity's earlier writes land first.
@@ -1620,6 +1786,8 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             connection: connection.as_ref().map(Connection::info),
             page,
             connections: all_connections,
+            tokens: job.tokens,
+            record,
         };
         let id = HandlerId::new(fname, job.spec.name.as_str());
         let started = std::time::Instant::now();
@@ -1651,11 +1819,13 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             give_up(family);
             if let (VaultError::EntityBound { .. }, Some(in_reply_to)) = (&e, &job.app) {
                 let text = "this vault holds as many of these as it may";
-                self.family_error(family, ErrorCode::Busy, text, in_reply_to.clone(), Some(&job.entity)).await?;
+                let entity = job.spec.entity.is_none().then_some(&job.entity);
+                self.family_error(family, ErrorCode::Busy, text, in_reply_to.clone(), entity).await?;
             }
             return Err(e);
         }
         let notified = output.outputs.iter().any(|o| matches!(o, OutputItem::Notify(_)));
+        let entity_named = job.spec.entity.is_none();
         // Every write of the event goes in one batch: the entities it stores and the messages
         // it sends at least once. What announces them waits for the batch.
         let timer_of = is_timer.then_some(&job.entity);
@@ -1670,7 +1840,19 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
                     let s = self.stage_entity(family, entity, state, tags, peer, timer, records, t, timer_of)?;
                     writes.extend(s.writes);
                     profiles_written.extend(s.profiles);
-                    entities.push((s.entity, s.cached, s.live, s.meta));
+                    entities.push((s.entity, Some(s.cached), s.live, s.meta));
+                }
+                OutputItem::Forget { entity } => {
+                    let state_bucket = &self.buckets.state;
+                    writes.push(Write { bucket: state_bucket.clone(), key: state_key(fname, &entity), value: None });
+                    if family.index().get(&entity).is_some() {
+                        writes.push(Write {
+                            bucket: state_bucket.clone(),
+                            key: index_key(fname, &entity),
+                            value: None,
+                        });
+                    }
+                    entities.push((entity, None, false, Meta::default()));
                 }
                 OutputItem::Send { to, message } => {
                     if family.manifest.reliable.iter().any(|k| k.as_str() == message.kind) {
@@ -1695,9 +1877,11 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
                 return Err(VaultError::Store(KvError::Backend("a write failed while the event ran".into())));
             }
             let mut ix = family.index();
-            for (entity, (state, peer), live, meta) in entities {
-                // Kept while it is live, and until its write is done (the store has it then).
+            for (entity, cached, live, meta) in entities {
+                // Kept while it is live, and until its write is done (the store has it then);
+                // a forgotten one as forgotten until its delete is done.
                 let pending = states.get(&entity).map_or(0, |c| c.pending).saturating_add(1);
+                let (state, peer) = cached.map_or((None, None), |(s, p)| (Some(s), p));
                 states.insert(entity.clone(), Cached { state, peer, live, pending });
                 let timer_set = meta.timer.is_some();
                 let prior = ix.set(&entity, meta);
@@ -1727,6 +1911,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             notified,
             app: job.app,
             entity: job.entity,
+            entity_named,
             t,
             written,
             stored,
@@ -1766,9 +1951,21 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
                     }) {
                         return refuse("a record for a bucket or key it may not write");
                     }
+                    if records.iter().any(|r| {
+                        r.bucket == connections::BUCKET
+                            && !r.value.as_ref().is_none_or(|v| connections::holds(r.key.as_str(), v.get().as_bytes()))
+                    }) {
+                        return refuse("a connection whose delegation does not hold");
+                    }
                     let was = ix.get(entity).is_some();
                     let will = !tags.is_empty() || timer.is_some();
                     live = live.saturating_add(i64::from(will)).saturating_sub(i64::from(was));
+                }
+                OutputItem::Forget { entity } => {
+                    if !allowed.contains(entity) {
+                        return refuse("forgot an entity it was not given");
+                    }
+                    live = live.saturating_sub(i64::from(ix.get(entity).is_some()));
                 }
                 OutputItem::Send { message, .. } => {
                     if !m.sends.iter().any(|k| k.as_str() == message.kind) {
@@ -1855,7 +2052,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
     ) -> Result<(), VaultError> {
         let fname = family.name();
         match item {
-            OutputItem::Store { .. } => {}
+            OutputItem::Store { .. } | OutputItem::Forget { .. } => {}
             OutputItem::Send { to, message } => {
                 self.seal_and_send(fname, &to, &message.kind, message.json(), t, known).await?;
             }
@@ -1917,67 +2114,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
     }
 
     async fn admin_answer(&self, request: AdminRequest) -> Result<(String, serde_json::Value), AdminFailure> {
-        let refused = |e: VaultError| match e {
-            VaultError::Invite(i) => AdminFailure::Refused(ErrorCode::InvalidMessage, i.to_string()),
-            other => AdminFailure::Vault(other),
-        };
         match request {
-            AdminRequest::Invite { token } => {
-                let token = InviteToken::parse(&token).map_err(|e| refused(e.into()))?;
-                self.record_invite(&token).await.map_err(refused)?;
-                Ok(("connection.invited".into(), serde_json::json!({})))
-            }
-            AdminRequest::Connect { token, mine } => {
-                let theirs = InviteToken::parse(&token).map_err(|e| refused(e.into()))?;
-                let mine = InviteToken::parse(&mine).map_err(|e| refused(e.into()))?;
-                let own = mine.verify(unix_secs()).map_err(|e| refused(e.into()))?;
-                if own.connection.guid != self.guid || own.vault_key != self.key.public() {
-                    return Err(AdminFailure::Refused(
-                        ErrorCode::InvalidMessage,
-                        "`mine` is not this user's invite".into(),
-                    ));
-                }
-                let inviter = theirs.verify(unix_secs()).map_err(|e| refused(e.into()))?;
-                if inviter.connection.guid == self.guid {
-                    return Err(AdminFailure::Refused(ErrorCode::SelfCall, "an invite of one's own".into()));
-                }
-                let peer = self.accept_invite(&theirs, &mine).await.map_err(refused)?;
-                let name = connections::get(&self.buckets.connections, &peer)
-                    .await
-                    .map_err(|e| AdminFailure::Vault(e.into()))?
-                    .map(|c| c.display_name.as_str().to_owned())
-                    .unwrap_or_default();
-                Ok(("connection.connected".into(), serde_json::json!({"peer_guid": peer, "display_name": name})))
-            }
-            AdminRequest::ListConnections => {
-                let mut list = Vec::new();
-                let keys = self.buckets.connections.keys().await.map_err(|e| AdminFailure::Vault(e.into()))?;
-                for key in keys.iter().filter(|k| Guid::parse(k).is_ok()) {
-                    let Ok(guid) = Guid::parse(key) else { continue };
-                    if let Some(mut c) = connections::get(&self.buckets.connections, &guid)
-                        .await
-                        .map_err(|e| AdminFailure::Vault(e.into()))?
-                    {
-                        self.shown_as(&mut c).await;
-                        list.push(ConnectionSummary {
-                            guid: c.guid,
-                            user_key: c.user_key,
-                            display_name: c.display_name,
-                            state: c.state,
-                        });
-                    }
-                }
-                Ok(("connection.list".into(), serde_json::json!({"connections": list})))
-            }
-            AdminRequest::Revoke { peer } => {
-                let found = connections::revoke(&self.buckets.connections, &peer)
-                    .await
-                    .map_err(|e| AdminFailure::Vault(e.into()))?;
-                if !found {
-                    return Err(AdminFailure::Refused(ErrorCode::NotConnected, "no such connection".into()));
-                }
-                Ok(("connection.revoked".into(), serde_json::json!({"peer_guid": peer})))
-            }
             AdminRequest::History { limit } => {
                 let mut records = Vec::new();
                 for key in self.buckets.calls.keys().await.map_err(|e| AdminFailure::Vault(e.into()))? {
@@ -1990,73 +2127,5 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
                 Ok(("history.list".into(), serde_json::json!({"calls": calls})))
             }
         }
-    }
-
-    /// Records an invite this vault's user made, so that its acceptance is taken (once, before
-    /// it expires).
-    pub async fn record_invite(&self, token: &InviteToken) -> Result<(), VaultError> {
-        let v = token.verify(unix_secs())?;
-        if v.connection.guid != self.guid || v.vault_key != self.key.public() {
-            return Err(InviteError::BadSignature.into());
-        }
-        let pending = serde_json::to_vec(&PendingInvite { expires_at: v.expires_at }).unwrap_or_default();
-        self.buckets.connections.create(&invite::pending_key(&v.nonce), Bytes::from(pending)).await?;
-        Ok(())
-    }
-
-    /// Accepts someone's invite: stores the inviter as a connection and sends `mine` (this user's
-    /// own token) to the inviter's vault, sealed to the vault key the invite names.
-    pub async fn accept_invite(&self, theirs: &InviteToken, mine: &InviteToken) -> Result<Guid, VaultError> {
-        let t = unix_secs();
-        let v = theirs.verify(t)?;
-        connections::put(&self.buckets.connections, &v.connection).await?;
-        let msg = InviteAccepted {
-            kind: "connection.accept".into(),
-            nonce: v.nonce,
-            token: mine.as_str().to_owned(),
-            from_guid: self.guid.clone(),
-        };
-        let json = serde_json::to_string(&msg).map_err(|_| InviteError::Malformed)?;
-        let wrap = giftwrap::wrap_with(&self.seal_keys, &self.key, &v.vault_key, &json, t)
-            .map_err(|_| InviteError::Signing)?;
-        self.bus.publish(&format!("MessageSpace.{}.connection.accept", v.connection.guid), Bytes::from(wrap)).await?;
-        Ok(v.connection.guid)
-    }
-
-    /// Takes an invitee's acceptance of one of this vault's pending invites.
-    pub async fn handle_invite_accepted(&self, wrap: &[u8]) -> Result<Guid, VaultError> {
-        let t = unix_secs();
-        let unwrapped = match giftwrap::unwrap_with(&self.seal_keys, &self.key, wrap, t) {
-            Ok(u) => u,
-            Err(e) => {
-                self.stats.bad_wraps.fetch_add(1, Ordering::Relaxed);
-                if let Some(suppressed) = REFUSALS.allow() {
-                    tracing::info!(suppressed, reason = %Scrubbed(&e), "invite acceptance dropped");
-                }
-                return Err(InviteError::Malformed.into());
-            }
-        };
-        let msg: InviteAccepted = serde_json::from_str(&unwrapped.content).map_err(|_| InviteError::Malformed)?;
-        let key = invite::pending_key(&msg.nonce);
-        let pending: PendingInvite = match self.buckets.connections.get(&key).await? {
-            Some(e) => serde_json::from_slice(&e.value).map_err(|_| InviteError::Malformed)?,
-            None => return Err(InviteError::NotPending.into()),
-        };
-        if t > pending.expires_at {
-            return Err(InviteError::Expired.into());
-        }
-        let theirs = InviteToken::parse(&msg.token)?.verify(t)?;
-        if theirs.connection.guid != msg.from_guid || theirs.vault_key != unwrapped.sender {
-            self.stats.unknown_senders.fetch_add(1, Ordering::Relaxed);
-            return Err(InviteError::BadSignature.into());
-        }
-        // Once: the nonce is gone before the connection is stored.
-        self.buckets.connections.delete(&key).await?;
-        connections::put(&self.buckets.connections, &theirs.connection).await?;
-        let note = serde_json::json!({"type": "connection.accepted", "peer_guid": theirs.connection.guid.to_string(), "display_name": theirs.connection.display_name.as_str()});
-        self.bus
-            .publish(&format!("OwnerSpace.{}.forApp.connection.accepted", self.guid), Bytes::from(note.to_string()))
-            .await?;
-        Ok(theirs.connection.guid)
     }
 }

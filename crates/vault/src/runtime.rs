@@ -28,8 +28,12 @@ pub const MESSAGE_MODULE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/call
 /// script.
 pub const PROFILE_MODULE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/callvault_profile.wasm"));
 
+/// The built-in `connection` family's module, built from `crates/connection` by this crate's
+/// build script.
+pub const CONNECTION_MODULE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/callvault_connection.wasm"));
+
 /// The modules of the families built into this callvault.
-pub const BUILTIN_FAMILIES: &[&[u8]] = &[BUILTIN_MODULE, MESSAGE_MODULE, PROFILE_MODULE];
+pub const BUILTIN_FAMILIES: &[&[u8]] = &[BUILTIN_MODULE, MESSAGE_MODULE, PROFILE_MODULE, CONNECTION_MODULE];
 
 /// The built-in families' manifests (read from their modules once).
 pub fn builtin_manifests() -> &'static [(Manifest, &'static [u8])] {

@@ -51,10 +51,10 @@ async fn an_upgrade_replaces_builtin_copies_and_keeps_modules_installed_by_hand(
     by_hand.extend_from_slice(&[0, 5, 4, b'n', b'o', b't', b'e']); // a custom section: other bytes
     bucket.put("call.initiate", Bytes::from(by_hand.clone())).await.unwrap();
 
-    // Four of the call family's keys were missing (and the message and profile families' ten), two held
-    // the old built-in, one a module installed by hand: all seventeen now hold references; the
+    // Four of the call family's keys were missing (and the message, profile and connection families' sixteen), two held
+    // the old built-in, one a module installed by hand: all twenty-three now hold references; the
     // hand-installed module is stored once, by its digest.
-    assert_eq!(modules::install_builtins(&bucket).await.unwrap(), 17);
+    assert_eq!(modules::install_builtins(&bucket).await.unwrap(), 23);
     for k in ["call.end", "call.timeout", "call.accept", "call.signal"] {
         assert_eq!(bucket.get(k).await.unwrap().unwrap().value, Bytes::from_static(modules::BUILTIN), "{k}");
     }
@@ -86,10 +86,14 @@ async fn builtins_are_installed_and_a_new_version_takes_over_without_restart() {
     let store = EmbeddedStore::open(dir.path().join("vault.redb")).unwrap();
     let bucket = store.bucket(&BucketConfig::seed("handlers").unwrap()).await.unwrap();
 
-    assert_eq!(modules::install_builtins(&bucket).await.unwrap(), 17);
+    assert_eq!(modules::install_builtins(&bucket).await.unwrap(), 23);
     assert_eq!(modules::install_builtins(&bucket).await.unwrap(), 0, "a second start installs nothing");
     let keys = bucket.keys().await.unwrap();
-    assert_eq!(keys.len(), 17, "references to the built-ins (call 7, message 7, profile 3), no module bytes: {keys:?}");
+    assert_eq!(
+        keys.len(),
+        23,
+        "references to the built-ins (call 7, message 7, profile 3, connection 6), no module bytes: {keys:?}"
+    );
     let mut stored = 0;
     for k in &keys {
         let value = bucket.get(k).await.unwrap().unwrap().value;

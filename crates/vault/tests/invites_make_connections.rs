@@ -1,6 +1,9 @@
-//! The invite flow: Alice's token, accepted by Bob's vault, makes each a connection of the other
-//! (Alice's vault learns through a sealed message); then they can call. Expired, tampered and
-//! replayed invites are refused. On the embedded default and on NATS.
+//! The invite flow, through the app API and the `connection` family: Alice's token, accepted by
+//! Bob's vault, makes each a connection of the other (Alice's vault learns through a sealed
+//! message from a vault that is not yet her connection); then they can call. Expired, tampered,
+//! foreign and replayed invites are refused; an unaccepted invite is forgotten when it expires
+//! (its timer); an acceptance sealed by a vault its token does not name, or naming an invite
+//! that is not pending, stores nothing. On the embedded default and on NATS.
 
 #![allow(
     clippy::unwrap_used,
@@ -12,14 +15,18 @@
 
 mod vaults;
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use callvault_bus::Bus;
+use bytes::Bytes;
+use callvault_bus::{Bus, Subscription};
+use callvault_crypto::{SecretIdentity, giftwrap};
 use callvault_protocol::fields::DisplayName;
 use callvault_store::Kv;
 use callvault_vault::connections;
-use callvault_vault::invite::{InviteError, InviteToken};
-use callvault_vault::manager::{VaultError, VaultOptions};
+use callvault_vault::invite::InviteToken;
+use callvault_vault::manager::VaultOptions;
+use serde_json::{Value, json};
 use vaults::*;
 
 fn secs() -> u64 {
@@ -31,28 +38,68 @@ fn token<B: Bus + Clone, K: Kv + Clone>(u: &User<B, K>, name: &str, nonce: u8, t
         .unwrap()
 }
 
+/// The user's app's view of the connection family.
+async fn desk<B: Bus + Clone, K: Kv + Clone>(bus: &B, u: &User<B, K>) -> Subscription {
+    let sub = bus.subscribe(&format!("OwnerSpace.{}.forApp.connection.*", u.guid)).await.unwrap();
+    bus.flush().await.unwrap();
+    sub
+}
+
+/// Sends a connection request as the user's app and returns the answer to it (`<kind>` or
+/// `error`).
+async fn ask<B: Bus + Clone, K: Kv + Clone>(
+    bus: &B,
+    u: &User<B, K>,
+    answers: &mut Subscription,
+    kind: &str,
+    n: u32,
+    mut body: Value,
+) -> (String, Value) {
+    let message_id = id(n);
+    body["type"] = json!(format!("connection.{kind}"));
+    body["message_id"] = json!(message_id);
+    body["timestamp"] = json!(now());
+    bus.publish(&format!("OwnerSpace.{}.forVault.connection.{kind}", u.guid), Bytes::from(body.to_string()))
+        .await
+        .unwrap();
+    loop {
+        let m = answers.next_within(WAIT).await.unwrap_or_else(|| panic!("no answer to connection.{kind}"));
+        let v: Value = serde_json::from_slice(&m.payload).unwrap();
+        if v["in_reply_to"] == json!(message_id) {
+            return (m.subject.rsplit('.').next().unwrap().to_owned(), v);
+        }
+    }
+}
+
+async fn state_keys<B: Bus + Clone, K: Kv + Clone>(u: &User<B, K>) -> Vec<String> {
+    u.vault.buckets().state.keys().await.unwrap()
+}
+
 async fn invites<W: Backend>(w: W) {
     let bus = w.bus().await;
     let (mut a, mut b) = (user(&w, &bus, VaultOptions::default()).await, user(&w, &bus, VaultOptions::default()).await);
-    let mut a_conn = bus.subscribe(&format!("OwnerSpace.{}.forApp.connection.accepted", a.guid)).await.unwrap();
-    bus.flush().await.unwrap();
+    let (mut a_desk, mut b_desk) = (desk(&bus, &a).await, desk(&bus, &b).await);
 
     // Not connected yet: a call is refused.
     request(&bus, &a, "initiate", initiate(&id(1), &b.guid, 1)).await;
     assert_eq!(expect(&mut a, "error").await["code"], "not_connected");
 
     let alices = token(&a, "Alice", 7, 3600);
-    a.vault.record_invite(&alices).await.unwrap();
+    let (kind, invited) = ask(&bus, &a, &mut a_desk, "invite", 10, json!({"token": alices.as_str()})).await;
+    assert_eq!(kind, "invited", "{invited}");
+    assert!(state_keys(&a).await.contains(&"connection.invite-07070707070707070707070707070707".to_owned()));
     let bobs = token(&b, "Bob", 8, 3600);
-    assert_eq!(b.vault.accept_invite(&alices, &bobs).await.unwrap(), a.guid);
-    let note = a_conn.next_within(WAIT).await.expect("Alice's app hears of the acceptance");
-    let note: serde_json::Value = serde_json::from_slice(&note.payload).unwrap();
+    let (kind, connected) =
+        ask(&bus, &b, &mut b_desk, "connect", 11, json!({"token": alices.as_str(), "mine": bobs.as_str()})).await;
+    assert_eq!((kind.as_str(), connected["peer_guid"].as_str()), ("connected", Some(a.guid.as_str())), "{connected}");
+    assert_eq!(connected["display_name"], "Alice");
+    let note = next_of(&mut a_desk, "accepted").await;
     assert_eq!((note["peer_guid"].as_str(), note["display_name"].as_str()), (Some(b.guid.as_str()), Some("Bob")));
     let at_alice = connections::get(&a.vault.buckets().connections, &b.guid).await.unwrap().unwrap();
     let at_bob = connections::get(&b.vault.buckets().connections, &a.guid).await.unwrap().unwrap();
     assert_eq!((at_alice.display_name.as_str(), at_bob.display_name.as_str()), ("Bob", "Alice"));
     assert!(
-        a.vault.buckets().connections.get("invite.07070707070707070707070707070707").await.unwrap().is_none(),
+        !state_keys(&a).await.iter().any(|k| k.contains("invite-07070707070707070707070707070707")),
         "the nonce is used up"
     );
 
@@ -62,12 +109,21 @@ async fn invites<W: Backend>(w: W) {
 
     // The same acceptance again (a replay) is not taken: the nonce is gone.
     let carol = user(&w, &bus, VaultOptions::default()).await;
+    let mut c_desk = desk(&bus, &carol).await;
     let carols = token(&carol, "Carol", 9, 3600);
-    assert!(carol.vault.accept_invite(&alices, &carols).await.is_ok());
-    assert!(a_conn.next_within(Duration::from_millis(500)).await.is_none(), "a used invite was taken twice");
+    let refused_before = a.vault.stats().refused.load(Ordering::Relaxed);
+    let (kind, _) =
+        ask(&bus, &carol, &mut c_desk, "connect", 12, json!({"token": alices.as_str(), "mine": carols.as_str()})).await;
+    assert_eq!(kind, "connected", "Carol's own vault takes the token");
+    until("Alice's vault refuses the used invite", || a.vault.stats().refused.load(Ordering::Relaxed) > refused_before)
+        .await;
+    assert!(a_desk.next_within(Duration::from_millis(300)).await.is_none(), "a used invite was taken twice");
     assert!(connections::get(&a.vault.buckets().connections, &carol.guid).await.unwrap().is_none());
 
     // Expired and tampered tokens are refused before anything is stored.
+    let dave = user(&w, &bus, VaultOptions::default()).await;
+    let mut d_desk = desk(&bus, &dave).await;
+    let daves = token(&dave, "Dave", 10, 3600);
     let old = InviteToken::create(
         &a.identity,
         &a.delegation,
@@ -78,18 +134,66 @@ async fn invites<W: Backend>(w: W) {
         60,
     )
     .unwrap();
-    assert!(matches!(b.vault.accept_invite(&old, &bobs).await, Err(VaultError::Invite(InviteError::Expired))));
+    let (kind, e) =
+        ask(&bus, &dave, &mut d_desk, "connect", 13, json!({"token": old.as_str(), "mine": daves.as_str()})).await;
+    assert_eq!(
+        (kind.as_str(), e["code"].as_str(), e["message"].as_str()),
+        ("error", Some("invalid_message"), Some("invite expired"))
+    );
     let s = alices.as_str();
-    let tampered = InviteToken::parse(&format!(
-        "{}{}",
-        &s[..s.len() - 12],
-        if s.ends_with('A') { "BBBBBBBBBBBB" } else { "AAAAAAAAAAAA" }
-    ))
-    .unwrap();
-    assert!(matches!(b.vault.accept_invite(&tampered, &bobs).await, Err(VaultError::Invite(_))));
-    assert!(matches!(InviteToken::parse("not a token"), Err(InviteError::Malformed)));
+    let tampered = format!("{}{}", &s[..s.len() - 12], if s.ends_with('A') { "BBBBBBBBBBBB" } else { "AAAAAAAAAAAA" });
+    let (kind, e) =
+        ask(&bus, &dave, &mut d_desk, "connect", 14, json!({"token": tampered, "mine": daves.as_str()})).await;
+    assert_eq!((kind.as_str(), e["code"].as_str()), ("error", Some("invalid_message")), "{e}");
+    let (kind, e) =
+        ask(&bus, &dave, &mut d_desk, "connect", 15, json!({"token": "not a token", "mine": daves.as_str()})).await;
+    assert_eq!((kind.as_str(), e["code"].as_str()), ("error", Some("invalid_message")), "{e}");
+    // One's own invite, and someone else's token as one's own, are refused.
+    let (kind, e) =
+        ask(&bus, &dave, &mut d_desk, "connect", 16, json!({"token": daves.as_str(), "mine": daves.as_str()})).await;
+    assert_eq!((kind.as_str(), e["code"].as_str()), ("error", Some("self_call")), "{e}");
+    let (kind, e) =
+        ask(&bus, &dave, &mut d_desk, "connect", 17, json!({"token": alices.as_str(), "mine": bobs.as_str()})).await;
+    assert_eq!((kind.as_str(), e["code"].as_str()), ("error", Some("invalid_message")), "{e}");
+    assert!(connections::get(&dave.vault.buckets().connections, &a.guid).await.unwrap().is_none());
     // A vault records only its own user's invites.
-    assert!(matches!(a.vault.record_invite(&bobs).await, Err(VaultError::Invite(InviteError::BadSignature))));
+    let (kind, e) = ask(&bus, &a, &mut a_desk, "invite", 18, json!({"token": bobs.as_str()})).await;
+    assert_eq!((kind.as_str(), e["code"].as_str()), ("error", Some("invalid_message")), "{e}");
+    assert!(e["message"].as_str().unwrap().contains("not this user's invite"), "{e}");
+
+    // An acceptance sealed by a vault the token does not name (Dave's vault key, Bob's token), and
+    // one naming no pending invite: nothing is stored, nothing told.
+    let alices_next = token(&a, "Alice", 11, 3600);
+    assert_eq!(ask(&bus, &a, &mut a_desk, "invite", 19, json!({"token": alices_next.as_str()})).await.0, "invited");
+    let a_vault_key =
+        connections::get(&b.vault.buckets().connections, &a.guid).await.unwrap().unwrap().vault_key().unwrap();
+    let dave_key = SecretIdentity::parse(&dave.vault_key_nsec).unwrap();
+    let senders_before = a.vault.stats().unknown_senders.load(Ordering::Relaxed);
+    let refused_before = a.vault.stats().refused.load(Ordering::Relaxed);
+    let forged = json!({"type": "connection.accept", "message_id": id(20), "timestamp": now(),
+        "nonce": "0b".repeat(16), "token": bobs.as_str(), "from_guid": b.guid.to_string()});
+    let wrap = giftwrap::wrap(&dave_key, &a_vault_key, &forged.to_string(), secs()).unwrap();
+    bus.publish(&format!("MessageSpace.{}.connection.accept", a.guid), Bytes::from(wrap)).await.unwrap();
+    let not_pending = json!({"type": "connection.accept", "message_id": id(21), "timestamp": now(),
+        "nonce": "0d".repeat(16), "token": daves.as_str(), "from_guid": dave.guid.to_string()});
+    let wrap = giftwrap::wrap(&dave_key, &a_vault_key, &not_pending.to_string(), secs()).unwrap();
+    bus.publish(&format!("MessageSpace.{}.connection.accept", a.guid), Bytes::from(wrap)).await.unwrap();
+    until("the forged seal is dropped", || a.vault.stats().unknown_senders.load(Ordering::Relaxed) > senders_before)
+        .await;
+    until("the unknown nonce is refused", || a.vault.stats().refused.load(Ordering::Relaxed) > refused_before).await;
+    assert!(a_desk.next_within(Duration::from_millis(300)).await.is_none(), "a forged acceptance was told");
+    assert!(connections::get(&a.vault.buckets().connections, &dave.guid).await.unwrap().is_none());
+    assert!(state_keys(&a).await.iter().any(|k| k.contains("invite-0b0b0b0b")), "the pending invite stays");
+
+    // An invite no one accepts is forgotten when it expires (its timer).
+    let brief = token(&a, "Alice", 12, 1);
+    assert_eq!(ask(&bus, &a, &mut a_desk, "invite", 22, json!({"token": brief.as_str()})).await.0, "invited");
+    assert!(state_keys(&a).await.iter().any(|k| k.contains("invite-0c0c0c0c")));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while state_keys(&a).await.iter().any(|k| k.contains("invite-0c0c0c0c")) {
+        assert!(tokio::time::Instant::now() < deadline, "the expired invite was never forgotten");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]

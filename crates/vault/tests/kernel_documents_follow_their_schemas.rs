@@ -67,7 +67,7 @@ fn every_manifest_follows_the_schema_and_both_refuse_the_same_mutations() {
     let mut manifests: Vec<Manifest> = builtin_manifests().iter().map(|(m, _)| m.clone()).collect();
     manifests.push(rt.manifest_of(PROBE_V1).unwrap());
     manifests.push(rt.manifest_of(PROBE_V2).unwrap());
-    assert_eq!(manifests.len(), 5, "call, message, profile, probe v1 and v2");
+    assert_eq!(manifests.len(), 6, "call, message, profile, connection, probe v1 and v2");
     for m in &manifests {
         let doc = serde_json::to_value(m).unwrap();
         assert!(v.is_valid(&doc), "{}: {:?}", m.family, v.iter_errors(&doc).map(|e| e.to_string()).collect::<Vec<_>>());
@@ -109,6 +109,39 @@ fn every_manifest_follows_the_schema_and_both_refuse_the_same_mutations() {
         ("a page past 256 KiB", page(&|p| p["max_bytes"] = json!(262_145)), false),
         ("a page's unknown field", page(&|p| p["extra"] = json!(1)), false),
         ("a page without its bucket", page(&|p| drop(p.as_object_mut().unwrap().remove("bucket"))), false),
+    ]);
+    let connection = serde_json::to_value(&manifests[3]).unwrap();
+    assert_eq!(connection["family"], json!("connection"));
+    let accept = connection["handlers"].as_array().unwrap().iter().position(|h| h["name"] == "accept").unwrap();
+    let handler = |f: &dyn Fn(&mut Value)| {
+        let mut d = connection.clone();
+        f(&mut d["handlers"][accept]);
+        d
+    };
+    let cases = cases.chain([
+        ("the connection family as is", connection.clone(), true),
+        ("an entity template with a stray brace", handler(&|h| h["entity"] = json!("{token.guid")), false),
+        (
+            "an entity template naming a token's other field",
+            handler(&|h| h["entity"] = json!("{token.user_key}")),
+            false,
+        ),
+        ("an entity template of other characters", handler(&|h| h["entity"] = json!("invite.{nonce}")), false),
+        ("a plain entity template", handler(&|h| h["entity"] = json!("x-{from_guid}")), true),
+        ("five more entities", handler(&|h| h["also"] = json!(["a", "b", "c", "d", "e"])), false),
+        ("three tokens", handler(&|h| h["tokens"] = json!([{"field": "a"}, {"field": "b"}, {"field": "c"}])), false),
+        ("a token's unknown field", handler(&|h| h["tokens"][0]["extra"] = json!(1)), false),
+        ("a token without its field", handler(&|h| h["tokens"][0] = json!({"own": true})), false),
+        ("a handler's unknown peer policy", handler(&|h| h["peers"] = json!("anyone")), false),
+        (
+            "an introduced family",
+            {
+                let mut d = connection.clone();
+                d["peers"] = json!("introduced");
+                d
+            },
+            true,
+        ),
     ]);
     for (name, doc, valid) in cases {
         assert_eq!(v.is_valid(&doc), valid, "schema on {name}");

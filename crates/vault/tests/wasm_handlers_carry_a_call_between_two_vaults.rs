@@ -49,6 +49,8 @@ impl MiniVault {
             connection: Some(connection(self.peer, "Peer")),
             page: None,
             connections: Vec::new(),
+            tokens: Default::default(),
+            record: None,
         }
     }
 
@@ -67,6 +69,7 @@ impl MiniVault {
                 OutputItem::Send { message, .. } => to_peer.push(message),
                 OutputItem::Notify(n) => self.app.push(n),
                 OutputItem::Count { .. } => {}
+                OutputItem::Forget { .. } => panic!("the call family forgets no call"),
             }
         }
         (wasm.outcome, to_peer)

@@ -149,6 +149,11 @@ pub fn valid_string(name: &str) -> String {
         "message" | "error_text" => "no call with that id".to_owned(),
         "sealed_body" => "c2VhbGVkLWJvZHk=".to_owned(),
         "item_key" => "1764000000000-o-42".to_owned(),
+        "invite_token" | "token" | "mine" => "cvinv1_eyJpZCI6IjAwIn0".to_owned(),
+        "invite_nonce" | "nonce" => "0707070707070707070707070707070a".to_owned(),
+        "key_hex" | "user_key" | "vault_key" => "ab".repeat(32),
+        "delegation" => "{\"kind\":0}".to_owned(),
+        "reach" => "local".to_owned(),
         other => panic!("no valid example string for {other}: add one"),
     }
 }

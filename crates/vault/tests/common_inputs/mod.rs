@@ -22,6 +22,8 @@ pub fn connection(n: u8, name: &str) -> ConnectionInfo {
     ConnectionInfo {
         guid: guid(n),
         profile: PeerProfile { display_name: DisplayName::new(name).unwrap(), avatar_url: None },
+        user_key: None,
+        revoked: false,
     }
 }
 
@@ -50,5 +52,7 @@ pub fn initiate_input(local: u8, peer: u8, connected: bool, now: Timestamp) -> H
         connection: connected.then(|| connection(peer, "Bob")),
         page: None,
         connections: Vec::new(),
+        tokens: Default::default(),
+        record: None,
     }
 }

@@ -67,6 +67,8 @@ pub fn settled_call(local: &callvault_protocol::Guid, peer: &Connection, call: &
         connection: Some(info.clone()),
         page: None,
         connections: Vec::new(),
+        tokens: Default::default(),
+        record: None,
     };
     let req = json!({"type": "call.initiate", "message_id": id(1), "call_id": call, "timestamp": t.to_string(), "peer_guid": peer.guid.to_string(), "call_type": "audio"});
     let out = abi::run(&input(HandlerName::Initiate, Event::App(WireMessage::from_value("initiate", &req)), vec![]));
