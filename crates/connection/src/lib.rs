@@ -3,7 +3,7 @@
 //! | handler | events | does |
 //! | --- | --- | --- |
 //! | `invite` | app `invite` (its token checked as the user's own) | keeps the invite pending until it expires (its timer), tells the apps `invited` |
-//! | `connect` | app `connect` (both tokens checked; `mine` as the user's own) | stores the inviter as a connection, sends `accept` to the inviter's vault, tells the apps `connected` |
+//! | `connect` | app `connect` (both tokens checked; `mine` as the user's own) | stores the inviter as a connection, sends `accept` to the inviter's vault (at least once: an inviter's vault that is down gets it when it is back), tells the apps `connected` |
 //! | `accept` | peer `accept` from a vault its token introduces (given the pending invite it names) | takes the acceptance of a pending, unexpired invite once: forgets the invite, stores the invitee as a connection, tells the apps `accepted` |
 //! | `expire` | the timer of a pending invite | forgets it |
 //! | `revoke` | app `revoke` (given the connection's record) | marks the connection revoked, tells the apps `revoked` |
@@ -54,6 +54,7 @@ pub fn manifest() -> serde_json::Value {
         "records": [BUCKET],
         "notifies": ["invited", "connected", "accepted", "revoked", "list"],
         "sends": ["accept"],
+        "reliable": ["accept"],
         "handlers": [
             {"name": "invite", "app": ["invite"], "entity": "invite-{token.nonce}",
              "tokens": [{"field": "token", "own": true}]},
@@ -226,8 +227,14 @@ fn accept(input: &Input, w: &WireMessage) -> Result<Output, Output> {
         return Err(refused(ErrorCode::InvalidMessage, "an acceptance comes from its token's vault"));
     }
     let invite = EntityKey::parse(&format!("invite-{}", m.nonce.as_str())).map_err(internal)?;
-    let Some(pending) = state_of::<PendingInvite>(input, &invite)? else {
-        // Never made, taken already, or expired and forgotten.
+    let pending = state_of::<PendingInvite>(input, &invite)?;
+    if pending.is_none() && input.connection.as_ref().is_some_and(|c| c.guid == theirs.guid) {
+        // This acceptance again (it is sent until acknowledged): taken already.
+        return Ok(Output { outcome: Outcome::Duplicate, outputs: Vec::new() });
+    }
+    let Some(pending) = pending else {
+        // Never made, taken already (a repeat of an acceptance sent at least once: acknowledged
+        // all the same), or expired and forgotten.
         return Err(refused(ErrorCode::InvalidState, "no such pending invite"));
     };
     if input.now > pending.expires_at {

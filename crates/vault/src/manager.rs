@@ -196,7 +196,8 @@ struct Staged {
     outcome: Outcome,
     announce: Vec<OutputItem>,
     connection: Option<Connection>,
-    ack_of: Option<WireMessage>,
+    /// A message sent at least once, and its sender: acknowledged once handled.
+    ack_of: Option<(WireMessage, Guid)>,
     notified: bool,
     app: Option<Option<MessageId>>,
     entity: EntityKey,
@@ -1584,8 +1585,15 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         for item in staged.announce {
             self.perform(&family, item, t, staged.connection.as_ref()).await?;
         }
-        if let (Some(message), Some(peer)) = (&staged.ack_of, staged.connection.as_ref()) {
-            self.acknowledge(&family, peer, message, t).await;
+        if let Some((message, sender)) = &staged.ack_of {
+            // A vault a token introduced is a connection once its message is handled.
+            let introduced = match staged.connection.as_ref() {
+                Some(_) => None,
+                None => self.active_connection(Some(sender)).await?,
+            };
+            if let Some(peer) = staged.connection.as_ref().or(introduced.as_ref()) {
+                self.acknowledge(&family, peer, message, t).await;
+            }
         }
         // Counted once its outputs are done: whoever reads the counter finds what it stored.
         self.stats.handled.fetch_add(1, Ordering::Relaxed);
@@ -1768,8 +1776,10 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             None => None,
         };
         // A peer's message its family sends at least once is acknowledged once handled.
-        let ack_of = match &job.event {
-            Event::Peer(w) if family.manifest.reliable.iter().any(|k| k.as_str() == w.kind) => Some(w.clone()),
+        let ack_of = match (&job.event, &job.peer) {
+            (Event::Peer(w), Some(sender)) if family.manifest.reliable.iter().any(|k| k.as_str() == w.kind) => {
+                Some((w.clone(), sender.clone()))
+            }
             _ => None,
         };
         let mut allowed: Vec<EntityKey> = context;

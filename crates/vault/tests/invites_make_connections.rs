@@ -3,7 +3,8 @@
 //! message from a vault that is not yet her connection); then they can call. Expired, tampered,
 //! foreign and replayed invites are refused; an unaccepted invite is forgotten when it expires
 //! (its timer); an acceptance sealed by a vault its token does not name, or naming an invite
-//! that is not pending, stores nothing. On the embedded default and on NATS.
+//! that is not pending, stores nothing; an acceptance sent while the inviter's vault is down
+//! arrives when it is back. On the embedded default and on NATS.
 
 #![allow(
     clippy::unwrap_used,
@@ -194,6 +195,26 @@ async fn invites<W: Backend>(w: W) {
         assert!(tokio::time::Instant::now() < deadline, "the expired invite was never forgotten");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    // An acceptance sent while the inviter's vault is down arrives when it is back (at least
+    // once), and the inviter's acknowledgement empties the invitee's outbox.
+    let alices_last = token(&a, "Alice", 13, 3600);
+    assert_eq!(ask(&bus, &a, &mut a_desk, "invite", 23, json!({"token": alices_last.as_str()})).await.0, "invited");
+    let Stopped { identity, key, delegation } = stop_vault(a).await;
+    let erin = user(&w, &bus, VaultOptions::default()).await;
+    let mut e_desk = desk(&bus, &erin).await;
+    let erins = token(&erin, "Erin", 14, 3600);
+    let (kind, _) =
+        ask(&bus, &erin, &mut e_desk, "connect", 24, json!({"token": alices_last.as_str(), "mine": erins.as_str()}))
+            .await;
+    assert_eq!(kind, "connected");
+    assert_eq!(erin.vault.unacknowledged(), 1, "the acceptance waits in Erin's outbox");
+    let a = start(&w, &bus, VaultOptions::default(), identity, key, delegation).await;
+    let note = next_of(&mut a_desk, "accepted").await;
+    assert_eq!(note["peer_guid"].as_str(), Some(erin.guid.as_str()));
+    until("Alice acknowledged the acceptance", || erin.vault.unacknowledged() == 0).await;
+    assert!(connections::get(&a.vault.buckets().connections, &erin.guid).await.unwrap().is_some());
+    assert!(a_desk.next_within(Duration::from_millis(1_500)).await.is_none(), "one acceptance was told twice");
 }
 
 #[tokio::test]
