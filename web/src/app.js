@@ -1,7 +1,7 @@
 // The callvault browser client: wires the identity (identity.js, keystore.js), the app connection
 // (session.js), the call controller (calls.js), the E2EE worker (e2ee.js) and the views
 // (views.js). Plain ES modules, served as they are by `callvault serve` (no build step).
-import { AppSession } from './session.js'
+import { AppSession, listConnections } from './session.js'
 import { Calls } from './calls.js'
 import { Conversations, statusText } from './messages.js'
 import { E2ee } from './e2ee.js'
@@ -80,8 +80,7 @@ async function resume () {
 }
 
 async function refreshConnections () {
-  const m = await session.request('connection.list', {})
-  state.connections = m.payload.connections || []
+  state.connections = await listConnections(session)
   showConnections()
 }
 

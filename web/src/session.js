@@ -135,3 +135,19 @@ export class AppSession {
     this.ws?.close()
   }
 }
+
+/**
+ * Every connection of the user: `connection.list` answers a page at a time (in guid order, at
+ * most 200), with `more` when others follow; the next page starts after the last guid.
+ */
+export async function listConnections (session) {
+  let all = []
+  for (;;) {
+    const body = all.length ? { after: all[all.length - 1].guid } : {}
+    const m = await session.request('connection.list', body)
+    if (m.kind.endsWith('.error')) throw new Error(m.payload.message)
+    const page = m.payload.connections || []
+    all = all.concat(page)
+    if (!m.payload.more || page.length === 0) return all
+  }
+}

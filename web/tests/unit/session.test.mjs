@@ -2,7 +2,7 @@
 // requests answered by in_reply_to, other messages passed on, timeouts, TURN credentials.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { AppSession, BACKOFF_MS } from '../../src/session.js'
+import { AppSession, BACKOFF_MS, listConnections } from '../../src/session.js'
 
 class FakeSocket {
   static last = null
@@ -138,4 +138,23 @@ test('the waits stop growing at the last', () => {
   }
   assert.equal(waits.at(-1), Math.round(BACKOFF_MS.at(-1) * 1.2))
   assert.equal(waits.at(-2), waits.at(-1))
+})
+
+test('the connection list is read page after page', async () => {
+  const asked = []
+  const pages = [
+    { connections: [{ guid: 'a'.repeat(40) }, { guid: 'b'.repeat(40) }], more: true },
+    { connections: [{ guid: 'c'.repeat(40) }], more: false },
+  ]
+  const fake = {
+    request: async (kind, body) => {
+      asked.push({ kind, body })
+      return { kind, payload: pages[asked.length - 1] }
+    },
+  }
+  const all = await listConnections(fake)
+  assert.deepEqual(all.map((c) => c.guid[0]), ['a', 'b', 'c'])
+  assert.deepEqual(asked.map((a) => a.body), [{}, { after: 'b'.repeat(40) }])
+  const refused = { request: async (kind) => ({ kind: 'connection.error', payload: { message: 'no' } }) }
+  await assert.rejects(listConnections(refused), /no/)
 })
