@@ -10,19 +10,23 @@
 //!
 //! | who | publish | subscribe |
 //! | --- | --- | --- |
-//! | vault of `g` | `OwnerSpace.g.forApp.>`, `MessageSpace.*.call.>`, `MessageSpace.*.connection.accept`, `MessageSpace.g.forOwner.>`, `MessageSpace.g.ownerProfile`, `_INBOX_g.>` | `OwnerSpace.g.forVault.>`, `OwnerSpace.g.control`, `OwnerSpace.g.eventTypes`, `MessageSpace.g.call.>`, `MessageSpace.g.connection.accept`, `MessageSpace.g.forOwner.>`, `_INBOX_g.>` |
-//!
-//! `connection.accept` (beyond the seed) carries an invite's acceptance to the inviter's vault.
+//! | vault of `g` | `OwnerSpace.g.forApp.>`, per installed family `f`: `MessageSpace.*.f.<k>` for each kind `k` it sends (and `MessageSpace.*.f.ack` when it sends any at least once); `MessageSpace.g.forOwner.>`, `MessageSpace.g.ownerProfile`, `_INBOX_g.>` | `OwnerSpace.g.forVault.>`, `OwnerSpace.g.control`, `OwnerSpace.g.eventTypes`, `MessageSpace.g.>`, `_INBOX_g.>` |
 //! | gateway | `OwnerSpace.*.forVault.>`, `_INBOX_gateway.>` | `OwnerSpace.*.forApp.>`, `OwnerSpace.*.eventTypes`, `_INBOX_gateway.>` |
 //!
-//! A vault may publish into any user's `MessageSpace.*.call` (that is how calls reach peers):
-//! authenticity comes from the gift wrap's seal, never from the subject. Each client uses its own
+//! A vault's publish permissions come from the families it runs ([`NatsUser::vault`] takes their
+//! manifests: the seed's `MessageSpace.*.call.>` becomes the call family's kinds, and the
+//! `message`, `profile` and `connection` families add theirs), so a vault can publish into a
+//! peer's `MessageSpace` only the kinds some family of it sends. It may do so into any user's
+//! (that is how calls reach peers): authenticity comes from the gift wrap's seal, never from the
+//! subject. It subscribes to its whole `MessageSpace`: whatever arrives there was published by
+//! someone allowed to, and the kernel drops what no family takes. Each client uses its own
 //! reply-inbox prefix (`_INBOX_<name>`, set with the bus's `inbox_prefix`), so no client can read
 //! another's replies. The gateway holds apps to their own `OwnerSpace` itself (it authenticates
 //! each app); the server holds it to `forVault`/`forApp` of any user.
 
 use std::fmt::Write as _;
 
+use callvault_kernel::Manifest;
 use callvault_protocol::Guid;
 
 /// One nats-server user.
@@ -41,27 +45,34 @@ pub struct NatsUser {
 }
 
 impl NatsUser {
-    /// The user of the vault of `guid`.
-    pub fn vault(guid: &Guid, password: String) -> Self {
+    /// The user of the vault of `guid`, running `families`.
+    pub fn vault<'a>(guid: &Guid, password: String, families: impl IntoIterator<Item = &'a Manifest>) -> Self {
         let inbox = format!("_INBOX_{guid}");
+        let mut publish = vec![format!("OwnerSpace.{guid}.forApp.>")];
+        for m in families {
+            let f = m.family.as_str();
+            publish.extend(m.sends.iter().map(|k| format!("MessageSpace.*.{f}.{k}")));
+            // What a family sends at least once its peers acknowledge, and it acknowledges theirs.
+            if !m.reliable.is_empty() {
+                publish.push(format!("MessageSpace.*.{f}.ack"));
+            }
+        }
+        publish.sort();
+        publish.dedup();
+        publish.extend([
+            format!("MessageSpace.{guid}.forOwner.>"),
+            format!("MessageSpace.{guid}.ownerProfile"),
+            format!("{inbox}.>"),
+        ]);
         Self {
             user: format!("vault-{guid}"),
             password,
-            publish: vec![
-                format!("OwnerSpace.{guid}.forApp.>"),
-                "MessageSpace.*.call.>".to_owned(),
-                "MessageSpace.*.connection.accept".to_owned(),
-                format!("MessageSpace.{guid}.forOwner.>"),
-                format!("MessageSpace.{guid}.ownerProfile"),
-                format!("{inbox}.>"),
-            ],
+            publish,
             subscribe: vec![
                 format!("OwnerSpace.{guid}.forVault.>"),
                 format!("OwnerSpace.{guid}.control"),
                 format!("OwnerSpace.{guid}.eventTypes"),
-                format!("MessageSpace.{guid}.call.>"),
-                format!("MessageSpace.{guid}.connection.accept"),
-                format!("MessageSpace.{guid}.forOwner.>"),
+                format!("MessageSpace.{guid}.>"),
                 format!("{inbox}.>"),
             ],
             inbox_prefix: inbox,
@@ -137,7 +148,7 @@ mod tests {
     #[test]
     fn credentials_that_could_break_the_quoting_are_refused() {
         let g = Guid::from_public_key(&[1; 32]);
-        let mut u = NatsUser::vault(&g, "ok-pass".into());
+        let mut u = NatsUser::vault(&g, "ok-pass".into(), &[]);
         assert!(authorization_block(std::slice::from_ref(&u)).is_ok());
         u.password = "x\", permissions: {}".into();
         assert!(matches!(authorization_block(&[u]), Err(PermissionsError::UnsafeCredential(_))));

@@ -1,6 +1,7 @@
 //! The generated nats-server authorization, on a real server: a vault cannot subscribe to another
-//! user's MessageSpace or OwnerSpace, nor publish to another user's forVault or forApp; what the
-//! seed allows does work.
+//! user's MessageSpace or OwnerSpace, nor publish to another user's forVault or forApp, nor into a
+//! peer's MessageSpace a kind no family of it sends; what the seed and the installed families
+//! allow does work.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::arithmetic_side_effects)]
 
@@ -11,6 +12,7 @@ use callvault_bus::{Bus, NatsBus, NatsOptions, Refusal};
 use callvault_protocol::Guid;
 use callvault_testkit::NatsServer;
 use callvault_vault::permissions::{NatsUser, authorization_block};
+use callvault_vault::runtime::builtin_manifests;
 use tokio::sync::broadcast::Receiver;
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -35,8 +37,12 @@ async fn refused(r: &mut Receiver<Refusal>, what: &str) {
 #[tokio::test]
 async fn each_vault_is_confined_to_its_own_subjects() {
     let (a, b) = (Guid::from_public_key(&[1; 32]), Guid::from_public_key(&[2; 32]));
-    let (ua, ub, ug) =
-        (NatsUser::vault(&a, "pa".into()), NatsUser::vault(&b, "pb".into()), NatsUser::gateway("pg".into()));
+    let families = || builtin_manifests().iter().map(|(m, _)| m);
+    let (ua, ub, ug) = (
+        NatsUser::vault(&a, "pa".into(), families()),
+        NatsUser::vault(&b, "pb".into(), families()),
+        NatsUser::gateway("pg".into()),
+    );
     let server =
         NatsServer::start_with_authorization(&authorization_block(&[ua.clone(), ub.clone(), ug.clone()]).unwrap());
     let (vault_a, vault_b, gateway) = (login(&server, &ua).await, login(&server, &ub).await, login(&server, &ug).await);
@@ -44,7 +50,7 @@ async fn each_vault_is_confined_to_its_own_subjects() {
     // What the seed allows works: the gateway reaches A's vault, A reaches B's MessageSpace, B's
     // vault reaches B's app through the gateway.
     let mut a_requests = vault_a.subscribe(&format!("OwnerSpace.{a}.forVault.>")).await.unwrap();
-    let mut b_inbox = vault_b.subscribe(&format!("MessageSpace.{b}.call.>")).await.unwrap();
+    let mut b_inbox = vault_b.subscribe(&format!("MessageSpace.{b}.>")).await.unwrap();
     let mut apps = gateway.subscribe("OwnerSpace.*.forApp.>").await.unwrap();
     for bus in [&vault_a, &vault_b, &gateway] {
         bus.flush().await.unwrap();
@@ -53,6 +59,19 @@ async fn each_vault_is_confined_to_its_own_subjects() {
     assert_eq!(a_requests.next_within(WAIT).await.unwrap().payload, Bytes::from_static(b"req"));
     vault_a.publish(&format!("MessageSpace.{b}.call.incoming"), Bytes::from_static(b"wrap")).await.unwrap();
     assert_eq!(b_inbox.next_within(WAIT).await.unwrap().payload, Bytes::from_static(b"wrap"));
+    // Every kind the built-in families send, and their acknowledgements, go through.
+    for kind in [
+        "call.end",
+        "call.ack",
+        "message.deliver",
+        "message.ack",
+        "profile.update",
+        "connection.accept",
+        "connection.ack",
+    ] {
+        vault_a.publish(&format!("MessageSpace.{b}.{kind}"), Bytes::from_static(b"wrap")).await.unwrap();
+        assert_eq!(b_inbox.next_within(WAIT).await.unwrap().subject, format!("MessageSpace.{b}.{kind}"));
+    }
     vault_b.publish(&format!("OwnerSpace.{b}.forApp.call.incoming"), Bytes::from_static(b"note")).await.unwrap();
     assert_eq!(apps.next_within(WAIT).await.unwrap().subject, format!("OwnerSpace.{b}.forApp.call.incoming"));
 
@@ -70,6 +89,11 @@ async fn each_vault_is_confined_to_its_own_subjects() {
     // forVault either.
     vault_a.publish(&format!("OwnerSpace.{a}.forVault.call.end"), Bytes::from_static(b"self")).await.unwrap();
     refused(&mut refusals, "publishing to its own forVault").await;
+    // A kind no family sends, and a family it does not run, cannot be published to a peer.
+    vault_a.publish(&format!("MessageSpace.{b}.message.send"), Bytes::from_static(b"x")).await.unwrap();
+    refused(&mut refusals, "publishing a kind the message family does not send").await;
+    vault_a.publish(&format!("MessageSpace.{b}.hotline.offer"), Bytes::from_static(b"x")).await.unwrap();
+    refused(&mut refusals, "publishing for a family it does not run").await;
 
     // The real traffic still flows, and the spies saw nothing of it.
     gateway.publish(&format!("OwnerSpace.{b}.forVault.call.accept"), Bytes::from_static(b"y")).await.unwrap();
