@@ -109,14 +109,15 @@ fn state_of<T: Schema>(input: &Input, key: &EntityKey) -> Result<Option<T>, Outp
 /// Stores a connection: its state and its record.
 fn store_connection(
     entity: &EntityKey,
-    record: &ConnectionRecord,
+    peer: &Guid,
+    record: &impl Serialize,
     state: &ConnectionEntityState,
 ) -> Result<OutputItem, Output> {
     Ok(OutputItem::Store {
         entity: entity.clone(),
         state: Json::of(state).map_err(internal)?,
         tags: Vec::new(),
-        peer: Some(record.guid.clone()),
+        peer: Some(peer.clone()),
         timer: None,
         records: vec![Record {
             bucket: BUCKET.into(),
@@ -138,7 +139,12 @@ fn connected(input: &Input, t: &VerifiedToken) -> Result<OutputItem, Output> {
         reach: t.reach.clone(),
         state: ConnectionState::Active,
     };
-    store_connection(&input.entity, &record, &ConnectionEntityState { connected_at: input.now, revoked_at: None })
+    store_connection(
+        &input.entity,
+        &t.guid,
+        &record,
+        &ConnectionEntityState { connected_at: input.now, revoked_at: None },
+    )
 }
 
 /// Runs handler `name` on `input`. Never panics: a bad event is refused with a code.
@@ -164,9 +170,10 @@ fn invite(input: &Input, w: &WireMessage) -> Result<Output, Output> {
     let req: ConnectionInviteRequest = parse(w)?;
     let t = token(input, "token")?;
     if state_of::<PendingInvite>(input, &input.entity)?.is_some() {
+        // Pending, or accepted already: a nonce is taken once.
         return Err(refused(ErrorCode::InvalidState, "this invite is recorded already"));
     }
-    let pending = PendingInvite { expires_at: t.expires_at };
+    let pending = PendingInvite { expires_at: t.expires_at, accepted_at: None };
     let note = ConnectionInvitedNotification {
         kind: tags::Invited,
         message_id: derive_id(&input.local, &req.message_id, 1),
@@ -227,12 +234,14 @@ fn accept(input: &Input, w: &WireMessage) -> Result<Output, Output> {
         return Err(refused(ErrorCode::InvalidMessage, "an acceptance comes from its token's vault"));
     }
     let invite = EntityKey::parse(&format!("invite-{}", m.nonce.as_str())).map_err(internal)?;
-    let pending = state_of::<PendingInvite>(input, &invite)?;
-    if pending.is_none() && input.connection.as_ref().is_some_and(|c| c.guid == theirs.guid) {
+    let kept = state_of::<PendingInvite>(input, &invite)?;
+    if kept.as_ref().is_none_or(|p| p.accepted_at.is_some())
+        && input.connection.as_ref().is_some_and(|c| c.guid == theirs.guid)
+    {
         // This acceptance again (it is sent until acknowledged): taken already.
         return Ok(Output { outcome: Outcome::Duplicate, outputs: Vec::new() });
     }
-    let Some(pending) = pending else {
+    let Some(pending) = kept.filter(|p| p.accepted_at.is_none()) else {
         // Never made, taken already (a repeat of an acceptance sent at least once: acknowledged
         // all the same), or expired and forgotten.
         return Err(refused(ErrorCode::InvalidState, "no such pending invite"));
@@ -251,8 +260,16 @@ fn accept(input: &Input, w: &WireMessage) -> Result<Output, Output> {
     Ok(Output {
         outcome: Outcome::Applied,
         outputs: vec![
-            // Once: the nonce is gone with the connection's write.
-            OutputItem::Forget { entity: invite },
+            // Once: the nonce is used up with the connection's write, and stays so until it
+            // expires (an app recording the same invite again cannot make it pending).
+            OutputItem::Store {
+                entity: invite,
+                state: Json::of(&PendingInvite { accepted_at: Some(input.now), ..pending }).map_err(internal)?,
+                tags: Vec::new(),
+                peer: None,
+                timer: Some(pending.expires_at),
+                records: Vec::new(),
+            },
             connected(input, theirs)?,
             OutputItem::Notify(wire("accepted", &note)?),
         ],
@@ -287,10 +304,14 @@ fn revoke(input: &Input, w: &WireMessage) -> Result<Output, Output> {
     let Some(stored) = &input.record else {
         return Err(refused(ErrorCode::NotConnected, "no such connection"));
     };
-    let mut record = ConnectionRecord::from_json(stored.get().as_bytes()).map_err(internal)?;
-    record.state = ConnectionState::Revoked;
+    // Changed in place, as stored: an entry an earlier callvault wrote (a name or a reach today's
+    // schema would refuse) can be revoked all the same.
+    let mut record: serde_json::Value = serde_json::from_str(stored.get()).map_err(internal)?;
+    let Some(fields) = record.as_object_mut() else { return Err(internal("a connection entry that is no object")) };
+    fields.insert("state".into(), json!(ConnectionState::Revoked));
     let connected_at = state_of::<ConnectionEntityState>(input, &input.entity)?.map_or(input.now, |s| s.connected_at);
     let state = ConnectionEntityState { connected_at, revoked_at: Some(input.now) };
+    let peer = req.peer_guid.clone();
     let note = ConnectionRevokedNotification {
         kind: tags::Revoked,
         message_id: derive_id(&input.local, &req.message_id, 5),
@@ -301,7 +322,10 @@ fn revoke(input: &Input, w: &WireMessage) -> Result<Output, Output> {
     };
     Ok(Output {
         outcome: Outcome::Applied,
-        outputs: vec![store_connection(&input.entity, &record, &state)?, OutputItem::Notify(wire("revoked", &note)?)],
+        outputs: vec![
+            store_connection(&input.entity, &peer, &record, &state)?,
+            OutputItem::Notify(wire("revoked", &note)?),
+        ],
     })
 }
 

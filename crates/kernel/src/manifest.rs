@@ -350,10 +350,10 @@ impl Manifest {
                 return Err(ManifestError::Range("an entity template must name fields and make an entity key"));
             }
             let introduced = h.peer_policy(self) == PeerPolicy::Introduced;
-            if (introduced && !h.peer.is_empty() && h.tokens.is_empty())
+            if (introduced && !h.peer.is_empty() && h.tokens.first().is_none_or(|t| t.own))
                 || (h.peers == Some(PeerPolicy::Introduced) && h.peer.is_empty())
             {
-                return Err(ManifestError::Range("an introduced peer needs a peer message with a token"));
+                return Err(ManifestError::Range("an introduced peer needs a peer message with a token not its own"));
             }
             if h.record.as_ref().is_some_and(|b| !self.records.contains(b)) {
                 return Err(ManifestError::Range("a handler's record must be in one of the family's records"));

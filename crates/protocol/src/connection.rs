@@ -9,8 +9,8 @@
 //!
 //! A connection is an entity named by the peer's guid; its [`ConnectionRecord`] is in the
 //! `connections` bucket under that guid, where the kernel reads it to accept the peer's
-//! messages. A pending invite is an entity named `invite-<nonce>` ([`PendingInvite`]), forgotten
-//! when it is accepted or expires.
+//! messages. An invite is an entity named `invite-<nonce>` ([`PendingInvite`]), pending until it
+//! is accepted, forgotten when it expires.
 
 use serde::{Deserialize, Serialize};
 
@@ -86,12 +86,15 @@ impl crate::registry::Schema for ConnectionEntityState {
     const ID: &'static str = "calling/v1/connection-state";
 }
 
-/// An invite the user made that no one has accepted yet.
+/// An invite the user made, kept until it expires: pending until someone accepts it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PendingInvite {
     /// When it is void (and forgotten).
     pub expires_at: Timestamp,
+    /// When someone accepted it (its nonce is used up).
+    #[serde(default, deserialize_with = "crate::fields::present", skip_serializing_if = "Option::is_none")]
+    pub accepted_at: Option<Timestamp>,
 }
 
 impl crate::registry::Schema for PendingInvite {

@@ -95,21 +95,15 @@ impl Connection {
 /// The bucket connections are kept in (the `connection` family writes it; the kernel reads it).
 pub const BUCKET: &str = "connections";
 
-/// Whether `bytes`, written under `key` in the connections bucket, is a connection record whose
+/// Whether `bytes`, written under `key` in the connections bucket, is a connection entry whose
 /// delegation holds and names its keys and guid. The kernel checks every such write: a family's
 /// record is what later messages are accepted by.
 pub fn holds(key: &str, bytes: &[u8]) -> bool {
-    let Ok(r) =
-        <callvault_protocol::connection::ConnectionRecord as callvault_protocol::registry::Schema>::from_json(bytes)
-    else {
-        return false;
-    };
-    let Ok(d) = Delegation::from_json(r.delegation.as_str()) else { return false };
+    // Read as the kernel reads connections (a name an earlier callvault stored is taken as it is).
+    let Ok(c) = serde_json::from_slice::<Connection>(bytes) else { return false };
+    let Ok(d) = Delegation::from_json(&c.delegation) else { return false };
     let Ok(v) = d.verify() else { return false };
-    r.guid.as_str() == key
-        && v.guid == r.guid
-        && v.user.to_hex() == r.user_key.as_str()
-        && v.vault.to_hex() == r.vault_key.as_str()
+    c.guid.as_str() == key && v.guid == c.guid && v.user.to_hex() == c.user_key && v.vault.to_hex() == c.vault_key
 }
 
 /// Reads the entry of `guid`, if any.

@@ -490,6 +490,10 @@ fn check_token(raw: Option<&str>, now: u64) -> Result<VerifiedToken, TokenRefuse
     let bad = |e: InviteError| TokenRefused(ErrorCode::InvalidMessage, e.to_string());
     let token = InviteToken::parse(raw.ok_or(InviteError::Malformed).map_err(bad)?).map_err(bad)?;
     let o = token.open(now).map_err(bad)?;
+    // An expiry past 9999-12-31 is no time a timestamp can name.
+    if o.body.expires_at > 253_402_300_799 {
+        return Err(bad(InviteError::Malformed));
+    }
     let malformed = |_| bad(InviteError::Malformed);
     Ok(VerifiedToken {
         guid: o.verified.guid.clone(),
@@ -1235,9 +1239,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         };
         let opened = match spec.peer_policy(&family.manifest) {
             PeerPolicy::Connections => self.open_wrap(wrap).await?,
-            PeerPolicy::Introduced => {
-                self.open_introduced(wrap, spec.tokens.first().map_or("token", |t| t.field.as_str()))
-            }
+            PeerPolicy::Introduced => self.open_introduced(&family, &spec, wrap).await?,
         };
         let Some(opened) = opened else { return Ok(None) };
         let Opened { content, json, from, connection: mut conn, mut tokens } = opened;
@@ -1312,20 +1314,46 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
     /// Unwraps a gift wrap from a vault that is no connection yet, introduced by the token the
     /// handler's first token field holds: sealed by the vault key it names, from the guid it
     /// names. `None` when it was dropped (and counted).
-    fn open_introduced(&self, wrap: &[u8], field: &str) -> Option<Opened> {
-        let (unwrapped, json, from) = self.unwrap(wrap)?;
+    ///
+    /// Anyone can make a token, so before the token is checked (two signatures) the message must
+    /// name entities of the handler's `also` that this vault holds (an acceptance: a pending
+    /// invite, whose nonce only those the user gave the invite know): strangers cost an unwrap.
+    async fn open_introduced(
+        &self,
+        family: &Family,
+        spec: &HandlerSpec,
+        wrap: &[u8],
+    ) -> Result<Option<Opened>, VaultError> {
+        let field = spec.tokens.first().map_or("token", |t| t.field.as_str());
+        let Some((unwrapped, json, from)) = self.unwrap(wrap) else { return Ok(None) };
+        for t in &spec.also {
+            let known = match callvault_kernel::render(t, Some(&json), &BTreeMap::new()) {
+                Some(k) => self.read_entity(family, &k).await?.is_some(),
+                None => false,
+            };
+            if !known {
+                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                if let Some(suppressed) = REFUSALS.allow() {
+                    tracing::info!(
+                        suppressed,
+                        "message from a vault no token introduces, naming nothing held, dropped"
+                    );
+                }
+                return Ok(None);
+            }
+        }
         let token = str_field(&json, field).map(|t| check_token(Some(t), unix_secs()));
         match (from, token) {
             (Some(from), Some(Ok(t))) if t.guid == from && t.vault_key.as_str() == unwrapped.sender.to_hex() => {
                 let tokens = BTreeMap::from([(field.to_owned(), t)]);
-                Some(Opened { content: unwrapped.content, json, from, connection: None, tokens })
+                Ok(Some(Opened { content: unwrapped.content, json, from, connection: None, tokens }))
             }
             _ => {
                 self.stats.unknown_senders.fetch_add(1, Ordering::Relaxed);
                 if let Some(suppressed) = REFUSALS.allow() {
                     tracing::info!(suppressed, "gift wrap from a vault no token introduces dropped");
                 }
-                None
+                Ok(None)
             }
         }
     }
@@ -1531,7 +1559,15 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         let mut list = Vec::new();
         for key in self.buckets.connections.keys().await? {
             let Ok(guid) = Guid::parse(&key) else { continue };
-            let Some(mut c) = connections::get(&self.buckets.connections, &guid).await? else { continue };
+            let mut c = match connections::get(&self.buckets.connections, &guid).await {
+                Ok(Some(c)) => c,
+                Ok(None) => continue,
+                Err(connections::ConnectionError::Corrupt) => {
+                    tracing::warn!("an unreadable connection entry skipped");
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
             self.shown_as(&mut c).await;
             let mut info = c.info();
             info.user_key = callvault_protocol::fields::KeyHex::new(c.user_key.clone()).ok();
@@ -1942,6 +1978,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         };
         let ix = family.index();
         let mut live = i64::try_from(ix.live()).unwrap_or(i64::MAX);
+        let mut forgotten = std::collections::BTreeSet::new();
         for o in outputs {
             match o {
                 OutputItem::Store { entity, tags, timer, records, .. } => {
@@ -1975,7 +2012,9 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
                     if !allowed.contains(entity) {
                         return refuse("forgot an entity it was not given");
                     }
-                    live = live.saturating_sub(i64::from(ix.get(entity).is_some()));
+                    if forgotten.insert(entity) {
+                        live = live.saturating_sub(i64::from(ix.get(entity).is_some()));
+                    }
                 }
                 OutputItem::Send { message, .. } => {
                     if !m.sends.iter().any(|k| k.as_str() == message.kind) {

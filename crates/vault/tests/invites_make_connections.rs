@@ -99,10 +99,12 @@ async fn invites<W: Backend>(w: W) {
     let at_alice = connections::get(&a.vault.buckets().connections, &b.guid).await.unwrap().unwrap();
     let at_bob = connections::get(&b.vault.buckets().connections, &a.guid).await.unwrap().unwrap();
     assert_eq!((at_alice.display_name.as_str(), at_bob.display_name.as_str()), ("Bob", "Alice"));
-    assert!(
-        !state_keys(&a).await.iter().any(|k| k.contains("invite-07070707070707070707070707070707")),
-        "the nonce is used up"
-    );
+    let used = a.vault.buckets().state.get("connection.invite-07070707070707070707070707070707").await.unwrap();
+    let used: Value = serde_json::from_slice(&used.expect("kept until it expires").value).unwrap();
+    assert!(used["state"]["accepted_at"].is_string(), "the nonce is used up: {used}");
+    // Recording the same invite again does not make it pending.
+    let (kind, e) = ask(&bus, &a, &mut a_desk, "invite", 25, json!({"token": alices.as_str()})).await;
+    assert_eq!((kind.as_str(), e["code"].as_str()), ("error", Some("invalid_state")), "{e}");
 
     // Now they can call.
     request(&bus, &a, "initiate", initiate(&id(2), &b.guid, 2)).await;
@@ -185,6 +187,21 @@ async fn invites<W: Backend>(w: W) {
     assert!(a_desk.next_within(Duration::from_millis(300)).await.is_none(), "a forged acceptance was told");
     assert!(connections::get(&a.vault.buckets().connections, &dave.guid).await.unwrap().is_none());
     assert!(state_keys(&a).await.iter().any(|k| k.contains("invite-0b0b0b0b")), "the pending invite stays");
+    // A stranger's acceptance naming no invite Alice holds is dropped before its token is
+    // checked (anyone can make a token; only whom Alice gave an invite knows its nonce).
+    let (senders_before, refused_before) =
+        (a.vault.stats().unknown_senders.load(Ordering::Relaxed), a.vault.stats().refused.load(Ordering::Relaxed));
+    let stranger = json!({"type": "connection.accept", "message_id": id(26), "timestamp": now(),
+        "nonce": "0e".repeat(16), "token": "cvinv1_AAAA", "from_guid": dave.guid.to_string()});
+    let wrap = giftwrap::wrap(&dave_key, &a_vault_key, &stranger.to_string(), secs()).unwrap();
+    bus.publish(&format!("MessageSpace.{}.connection.accept", a.guid), Bytes::from(wrap)).await.unwrap();
+    until("the stranger's acceptance is dropped", || a.vault.stats().refused.load(Ordering::Relaxed) > refused_before)
+        .await;
+    assert_eq!(
+        a.vault.stats().unknown_senders.load(Ordering::Relaxed),
+        senders_before,
+        "its token was never looked at"
+    );
 
     // An invite no one accepts is forgotten when it expires (its timer).
     let brief = token(&a, "Alice", 12, 1);
@@ -215,6 +232,40 @@ async fn invites<W: Backend>(w: W) {
     until("Alice acknowledged the acceptance", || erin.vault.unacknowledged() == 0).await;
     assert!(connections::get(&a.vault.buckets().connections, &erin.guid).await.unwrap().is_some());
     assert!(a_desk.next_within(Duration::from_millis(1_500)).await.is_none(), "one acceptance was told twice");
+
+    // Revoking, through the app: calls are refused from then on; an entry an earlier callvault
+    // wrote (a name and a reach today's schema refuses) is revoked all the same; no connection,
+    // `not_connected`.
+    let (kind, r) = ask(&bus, &a, &mut a_desk, "revoke", 27, json!({"peer_guid": b.guid.to_string()})).await;
+    assert_eq!((kind.as_str(), r["peer_guid"].as_str()), ("revoked", Some(b.guid.as_str())), "{r}");
+    let at_alice = connections::get(&a.vault.buckets().connections, &b.guid).await.unwrap().unwrap();
+    assert_eq!(at_alice.state, connections::ConnectionState::Revoked);
+    let mut a = a;
+    request(&bus, &a, "initiate", initiate(&id(28), &b.guid, 28)).await;
+    assert_eq!(expect(&mut a, "error").await["code"], "not_connected");
+    let mut legacy = serde_json::to_value(
+        connections::Connection::from_delegation(&dave.delegation, DisplayName::new("Dave").unwrap(), "local").unwrap(),
+    )
+    .unwrap();
+    legacy["display_name"] = json!("Old\u{7}Name");
+    legacy["reach"] = json!("r".repeat(600));
+    a.vault.buckets().connections.put(dave.guid.as_str(), Bytes::from(legacy.to_string())).await.unwrap();
+    let (kind, r) = ask(&bus, &a, &mut a_desk, "revoke", 29, json!({"peer_guid": dave.guid.to_string()})).await;
+    assert_eq!(kind, "revoked", "{r}");
+    let stored: Value =
+        serde_json::from_slice(&a.vault.buckets().connections.get(dave.guid.as_str()).await.unwrap().unwrap().value)
+            .unwrap();
+    assert_eq!((stored["state"].as_str(), stored["reach"].as_str().map(str::len)), (Some("revoked"), Some(600)));
+    let (kind, e) = ask(
+        &bus,
+        &a,
+        &mut a_desk,
+        "revoke",
+        30,
+        json!({"peer_guid": erin.guid.to_string().replace(|c: char| c.is_ascii_digit(), "0")}),
+    )
+    .await;
+    assert_eq!((kind.as_str(), e["code"].as_str()), ("error", Some("not_connected")), "{e}");
 }
 
 #[tokio::test]
