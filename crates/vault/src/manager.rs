@@ -1762,9 +1762,10 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             (keys, counts)
         };
         let mut context = context;
+        // Parsed only for a handler given other entities (most events need no second parse).
         let message = match &job.event {
-            Event::App(w) | Event::Peer(w) => Some(w.value()),
-            Event::Timer | Event::Restore => None,
+            Event::App(w) | Event::Peer(w) if !job.spec.also.is_empty() => Some(w.value()),
+            _ => None,
         };
         for t in &job.spec.also {
             match callvault_kernel::render(t, message.as_ref(), &job.tokens) {
