@@ -4,14 +4,14 @@
 //! | --- | --- | --- |
 //! | `invite` | app `invite` (its token checked as the user's own) | keeps the invite pending until it expires (its timer), tells the apps `invited` |
 //! | `connect` | app `connect` (both tokens checked; `mine` as the user's own) | stores the inviter as a connection, sends `accept` to the inviter's vault (at least once: an inviter's vault that is down gets it when it is back), tells the apps `connected` |
-//! | `accept` | peer `accept` from a vault its token introduces (given the pending invite it names) | takes the acceptance of a pending, unexpired invite once: forgets the invite, stores the invitee as a connection, tells the apps `accepted` |
-//! | `expire` | the timer of a pending invite | forgets it |
+//! | `accept` | peer `accept` from a vault its token introduces (given the pending invite it names) | takes the acceptance of a pending, unexpired invite once: marks the invite accepted (until it expires), stores the invitee as a connection, tells the apps `accepted`; this acceptance again is a duplicate |
+//! | `expire` | the timer of an invite | forgets it at its expiry |
 //! | `revoke` | app `revoke` (given the connection's record) | marks the connection revoked, tells the apps `revoked` |
 //! | `list` | app `list` (given every connection) | a page of connections in guid order |
 //!
 //! A connection is the entity named by the peer's guid: its [`ConnectionRecord`] in the
 //! `connections` bucket (which the kernel reads to accept the peer's messages) and a small
-//! [`ConnectionEntityState`]. A pending invite is the entity `invite-<nonce>`
+//! [`ConnectionEntityState`]. An invite is the entity `invite-<nonce>`
 //! ([`PendingInvite`]). Tokens are checked by the kernel (signature, delegation, expiry) before a
 //! handler runs; every handler is a pure function of its [`Input`], and [`run`] never panics.
 
