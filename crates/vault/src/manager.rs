@@ -198,6 +198,9 @@ struct Staged {
     connection: Option<Connection>,
     /// A message sent at least once, and its sender: acknowledged once handled.
     ack_of: Option<(WireMessage, Guid)>,
+    /// The sender as its checked token shows it, for a message from a vault a token introduced
+    /// (an acknowledgement is sealed to it when the message made no connection).
+    introducer: Option<Connection>,
     notified: bool,
     app: Option<Option<MessageId>>,
     entity: EntityKey,
@@ -342,6 +345,9 @@ const ACK_MAX_IDS: usize = 64;
 /// Acknowledgements owed to one peer in one family, gathered until `due`.
 struct OwedAcks {
     ids: Vec<String>,
+    /// The peer's vault, as it was when the first of them was handled (it may be a vault a token
+    /// introduced, which the connections bucket does not hold).
+    to: Connection,
     due: Timestamp,
     /// A task waits to send them at `due`.
     scheduled: bool,
@@ -1041,6 +1047,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             let mut owed = self.owed();
             let entry = owed.entry(key.clone()).or_insert_with(|| OwedAcks {
                 ids: Vec::new(),
+                to: peer.clone(),
                 due: t.saturating_add(ACK_GATHER),
                 scheduled: false,
             });
@@ -1089,7 +1096,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         };
         let t = t.unwrap_or_else(now);
         for ((family, peer), acks) in due {
-            self.send_acks(&family, &peer, acks.ids, t, None).await;
+            self.send_acks(&family, &peer, acks.ids, t, Some(&acks.to)).await;
         }
     }
 
@@ -1627,7 +1634,10 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
                 Some(_) => None,
                 None => self.active_connection(Some(sender)).await?,
             };
-            if let Some(peer) = staged.connection.as_ref().or(introduced.as_ref()) {
+            // One the handler refused (an invite taken already) is acknowledged all the same, to
+            // the vault its token names: it is not sent again for a day.
+            let peer = staged.connection.as_ref().or(introduced.as_ref()).or(staged.introducer.as_ref());
+            if let Some(peer) = peer.filter(|p| &p.guid == sender) {
                 self.acknowledge(&family, peer, message, t).await;
             }
         }
@@ -1819,6 +1829,19 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             }
             _ => None,
         };
+        let introducer = match (job.spec.peer_policy(&family.manifest), job.spec.tokens.first(), &ack_of) {
+            (PeerPolicy::Introduced, Some(spec), Some(_)) => job.tokens.get(&spec.field).map(|t| Connection {
+                guid: t.guid.clone(),
+                user_key: t.user_key.as_str().to_owned(),
+                vault_key: t.vault_key.as_str().to_owned(),
+                delegation: t.delegation.as_str().to_owned(),
+                display_name: t.display_name.clone(),
+                reach: t.reach.as_str().to_owned(),
+                avatar_url: None,
+                state: ConnectionState::Active,
+            }),
+            _ => None,
+        };
         let mut allowed: Vec<EntityKey> = context;
         allowed.push(job.entity.clone());
         let input = Input {
@@ -1955,6 +1978,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             announce,
             connection,
             ack_of,
+            introducer,
             notified,
             app: job.app,
             entity: job.entity,

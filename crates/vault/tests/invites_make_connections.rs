@@ -122,6 +122,8 @@ async fn invites<W: Backend>(w: W) {
         .await;
     assert!(a_desk.next_within(Duration::from_millis(300)).await.is_none(), "a used invite was taken twice");
     assert!(connections::get(&a.vault.buckets().connections, &carol.guid).await.unwrap().is_none());
+    // Refused, it is acknowledged all the same: Carol's vault stops sending it.
+    until("Alice acknowledged the refused acceptance", || carol.vault.unacknowledged() == 0).await;
 
     // Expired and tampered tokens are refused before anything is stored.
     let dave = user(&w, &bus, VaultOptions::default()).await;
