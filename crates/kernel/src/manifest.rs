@@ -104,6 +104,45 @@ pub const MAX_ALSO: usize = 4;
 /// The most tokens one handler may have checked.
 pub const MAX_TOKENS: usize = 2;
 
+/// One part of an entity template.
+enum Part<'a> {
+    /// Text kept as it is.
+    Text(&'a str),
+    /// `{field}`: a message field.
+    Field(&'a str),
+    /// `{field.guid}` or `{field.nonce}`: what a checked token in `field` says.
+    Token(&'a str, TokenPart),
+}
+
+/// What of a checked token a template takes.
+#[derive(Clone, Copy)]
+enum TokenPart {
+    Guid,
+    Nonce,
+}
+
+/// A template's parts; `None` when a brace is left open or a name in braces is neither a field
+/// nor `field.guid`/`field.nonce`.
+fn parts(template: &str) -> Option<Vec<Part<'_>>> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let after = rest.get(open.saturating_add(1)..)?;
+        let close = after.find('}')?;
+        out.push(Part::Text(rest.get(..open)?));
+        let name = after.get(..close)?;
+        out.push(match name.split_once('.') {
+            Some((field, "guid")) => Part::Token(field, TokenPart::Guid),
+            Some((field, "nonce")) => Part::Token(field, TokenPart::Nonce),
+            Some(_) => return None,
+            None => Part::Field(name),
+        });
+        rest = after.get(close.saturating_add(1)..)?;
+    }
+    out.push(Part::Text(rest));
+    Some(out)
+}
+
 /// Fills a template (`invite-{token.nonce}`) from a message and the tokens checked in it;
 /// `None` when a field is missing or the result is no entity key.
 pub fn render(
@@ -112,48 +151,31 @@ pub fn render(
     tokens: &std::collections::BTreeMap<String, crate::abi::VerifiedToken>,
 ) -> Option<crate::EntityKey> {
     let mut out = String::new();
-    let mut rest = template;
-    while let Some(open) = rest.find('{') {
-        out.push_str(rest.get(..open)?);
-        let after = rest.get(open.saturating_add(1)..)?;
-        let close = after.find('}')?;
-        let name = after.get(..close)?;
-        let value = match name.split_once('.') {
-            Some((field, "guid")) => tokens.get(field)?.guid.to_string(),
-            Some((field, "nonce")) => tokens.get(field)?.nonce.as_str().to_owned(),
-            Some(_) => return None,
-            None => message?.get(name)?.as_str()?.to_owned(),
-        };
-        out.push_str(&value);
-        rest = after.get(close.saturating_add(1)..)?;
+    for part in parts(template)? {
+        match part {
+            Part::Text(t) => out.push_str(t),
+            Part::Field(name) => out.push_str(message?.get(name)?.as_str()?),
+            Part::Token(field, TokenPart::Guid) => out.push_str(tokens.get(field)?.guid.as_str()),
+            Part::Token(field, TokenPart::Nonce) => out.push_str(tokens.get(field)?.nonce.as_str()),
+        }
     }
-    out.push_str(rest);
     crate::EntityKey::parse(&out).ok()
 }
 
-/// Whether a template is well formed: balanced braces around a field name (or
-/// `field.guid`/`field.nonce` of a token the handler checks), entity-key text around them.
+/// Whether a template is well formed: entity-key text around names in braces, each a field name
+/// or `field.guid`/`field.nonce` of a token the handler checks.
 fn template_ok(template: &str, tokens: &[TokenSpec]) -> bool {
-    let mut rest = template;
     let literal = |t: &str| t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'=' || b == b'-');
     if template.is_empty() || template.len() > 128 {
         return false;
     }
-    while let Some(open) = rest.find('{') {
-        let (Some(before), Some(after)) = (rest.get(..open), rest.get(open.saturating_add(1)..)) else { return false };
-        let Some(close) = after.find('}') else { return false };
-        let name = after.get(..close).unwrap_or_default();
-        let named = match name.split_once('.') {
-            Some((field, "guid" | "nonce")) => tokens.iter().any(|t| t.field == field),
-            Some(_) => false,
-            None => !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
-        };
-        if !literal(before) || !named {
-            return false;
-        }
-        rest = after.get(close.saturating_add(1)..).unwrap_or_default();
-    }
-    literal(rest) && !rest.contains('}')
+    parts(template).is_some_and(|parts| {
+        parts.iter().all(|p| match p {
+            Part::Text(t) => literal(t),
+            Part::Field(name) => !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+            Part::Token(field, _) => tokens.iter().any(|t| &t.field == field),
+        })
+    })
 }
 
 /// The most records one page may hold.

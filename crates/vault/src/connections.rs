@@ -74,6 +74,20 @@ impl Connection {
         })
     }
 
+    /// The entry a checked token offers (its delegation held when the token was checked).
+    pub fn from_token(t: &callvault_kernel::VerifiedToken) -> Self {
+        Self {
+            guid: t.guid.clone(),
+            user_key: t.user_key.as_str().to_owned(),
+            vault_key: t.vault_key.as_str().to_owned(),
+            delegation: t.delegation.as_str().to_owned(),
+            display_name: t.display_name.clone(),
+            reach: t.reach.as_str().to_owned(),
+            avatar_url: None,
+            state: ConnectionState::Active,
+        }
+    }
+
     /// The peer's vault key. The delegation that authorizes it was verified when the entry was
     /// made ([`Connection::from_delegation`]), which checked the key too; entries live in the
     /// vault's own bucket, so this only parses it (it runs for every message to or from the peer).

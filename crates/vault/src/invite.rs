@@ -15,40 +15,32 @@
 //!
 //! The family is `crates/connection`; this module keeps the checks the vault's own code makes.
 
-use callvault_crypto::PublicIdentity;
 pub use callvault_crypto::invite::{INVITE_KIND, InviteBody, InviteError, InviteToken, MAX_TOKEN};
+use callvault_kernel::VerifiedToken;
+use callvault_protocol::Timestamp;
+use callvault_protocol::fields::{DelegationText, InviteNonce, KeyHex, Reach};
 
-use crate::connections::Connection;
+/// The latest expiry a token may name: 9999-12-31, the last time a timestamp can name.
+const MAX_EXPIRY: u64 = 253_402_300_799;
 
-/// A verified invite.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerifiedInvite {
-    /// The inviter as a connection entry.
-    pub connection: Connection,
-    /// The inviter's vault key.
-    pub vault_key: PublicIdentity,
-    /// The one-time nonce.
-    pub nonce: String,
-    /// Expiry (Unix seconds).
-    pub expires_at: u64,
-}
-
-/// Checking a token into the connection it offers.
-pub trait Verify {
-    /// Checks signature, delegation (same user, guid) and expiry at `now`.
-    fn verify(&self, now: u64) -> Result<VerifiedInvite, InviteError>;
-}
-
-impl Verify for InviteToken {
-    fn verify(&self, now: u64) -> Result<VerifiedInvite, InviteError> {
-        let o = self.open(now)?;
-        let connection = Connection::from_delegation(&o.delegation, o.body.display_name.clone(), &o.body.reach)
-            .map_err(|_| InviteError::BadSignature)?;
-        Ok(VerifiedInvite {
-            vault_key: o.verified.vault,
-            nonce: o.body.nonce,
-            expires_at: o.body.expires_at,
-            connection,
-        })
+/// What a token says, once its signature, delegation and expiry hold at `now` (Unix seconds):
+/// what the kernel gives a handler that has it checked.
+pub fn checked(token: &InviteToken, now: u64) -> Result<VerifiedToken, InviteError> {
+    let o = token.open(now)?;
+    if o.body.expires_at > MAX_EXPIRY {
+        return Err(InviteError::Malformed);
     }
+    let malformed = |_| InviteError::Malformed;
+    Ok(VerifiedToken {
+        guid: o.verified.guid.clone(),
+        user_key: KeyHex::new(o.verified.user.to_hex()).map_err(malformed)?,
+        vault_key: KeyHex::new(o.verified.vault.to_hex()).map_err(malformed)?,
+        delegation: DelegationText::new(o.delegation.to_json()).map_err(malformed)?,
+        display_name: o.body.display_name,
+        reach: Reach::new(o.body.reach).map_err(malformed)?,
+        nonce: InviteNonce::new(o.body.nonce).map_err(malformed)?,
+        expires_at: Timestamp::from_unix_millis(
+            i64::try_from(o.body.expires_at).unwrap_or(i64::MAX / 1000).saturating_mul(1000),
+        ),
+    })
 }

@@ -52,7 +52,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, RwLock, Semaphore, oneshot};
 
 use crate::admin::{self, AdminError, AdminRequest};
 use crate::connections::{self, Connection, ConnectionState};
-use crate::invite::{InviteError, InviteToken};
+use crate::invite::{self, InviteError, InviteToken};
 use crate::modules;
 use crate::runtime::{HandlerError, HandlerLimits, HandlerRuntime};
 pub use crate::stats::VaultStats;
@@ -199,7 +199,7 @@ struct Staged {
     /// A message sent at least once, and its sender: acknowledged once handled.
     ack_of: Option<(WireMessage, Guid)>,
     /// The sender as its checked token shows it, for a message from a vault a token introduced
-    /// (an acknowledgement is sealed to it when the message made no connection).
+    /// (its acknowledgement is sealed to it).
     introducer: Option<Connection>,
     notified: bool,
     app: Option<Option<MessageId>>,
@@ -492,27 +492,16 @@ struct TokenRefused(ErrorCode, String);
 
 /// What an invite token says, checked at `now` (Unix seconds).
 fn check_token(raw: Option<&str>, now: u64) -> Result<VerifiedToken, TokenRefused> {
-    use callvault_protocol::fields::{DelegationText, InviteNonce, KeyHex, Reach};
-    let bad = |e: InviteError| TokenRefused(ErrorCode::InvalidMessage, e.to_string());
-    let token = InviteToken::parse(raw.ok_or(InviteError::Malformed).map_err(bad)?).map_err(bad)?;
-    let o = token.open(now).map_err(bad)?;
-    // An expiry past 9999-12-31 is no time a timestamp can name.
-    if o.body.expires_at > 253_402_300_799 {
-        return Err(bad(InviteError::Malformed));
-    }
-    let malformed = |_| bad(InviteError::Malformed);
-    Ok(VerifiedToken {
-        guid: o.verified.guid.clone(),
-        user_key: KeyHex::new(o.verified.user.to_hex()).map_err(malformed)?,
-        vault_key: KeyHex::new(o.verified.vault.to_hex()).map_err(malformed)?,
-        delegation: DelegationText::new(o.delegation.to_json()).map_err(malformed)?,
-        display_name: o.body.display_name,
-        reach: Reach::new(o.body.reach).map_err(malformed)?,
-        nonce: InviteNonce::new(o.body.nonce).map_err(malformed)?,
-        expires_at: Timestamp::from_unix_millis(
-            i64::try_from(o.body.expires_at).unwrap_or(i64::MAX / 1000).saturating_mul(1000),
-        ),
-    })
+    raw.ok_or(InviteError::Malformed)
+        .and_then(InviteToken::parse)
+        .and_then(|t| invite::checked(&t, now))
+        .map_err(|e| TokenRefused(ErrorCode::InvalidMessage, e.to_string()))
+}
+
+/// A stored JSON document as it is, if it is JSON text.
+fn stored_json(bytes: &[u8]) -> Option<Json> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    serde_json::value::RawValue::from_string(text.to_owned()).ok().map(Json)
 }
 
 /// One user's vault.
@@ -1446,11 +1435,8 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         if let Ok(env) = serde_json::from_slice::<Envelope>(&e.value) {
             return Ok(Some((EntityState { key: entity.clone(), version: env.v, state: env.state }, env.peer)));
         }
-        let raw = std::str::from_utf8(&e.value)
-            .ok()
-            .and_then(|s| serde_json::value::RawValue::from_string(s.to_owned()).ok());
-        match raw {
-            Some(raw) => Ok(Some((EntityState { key: entity.clone(), version: 0, state: Json(raw) }, None))),
+        match stored_json(&e.value) {
+            Some(state) => Ok(Some((EntityState { key: entity.clone(), version: 0, state }, None))),
             None => {
                 tracing::warn!(family = family.name(), "unreadable entity state skipped");
                 Ok(None)
@@ -1493,16 +1479,13 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             }
             let Some(e) = bucket.get(key).await? else { continue };
             let Some(item) = key.strip_prefix(&prefix).and_then(|i| EntityKey::parse(i).ok()) else { continue };
-            let raw = std::str::from_utf8(&e.value)
-                .ok()
-                .and_then(|t| serde_json::value::RawValue::from_string(t.to_owned()).ok());
-            let Some(raw) = raw else { continue };
+            let Some(value) = stored_json(&e.value) else { continue };
             if !page.records.is_empty() && bytes.saturating_add(e.value.len()) > max_bytes {
                 page.more = true;
                 break;
             }
             bytes = bytes.saturating_add(e.value.len());
-            page.records.push(PageRecord { item, value: Json(raw) });
+            page.records.push(PageRecord { item, value });
         }
         Ok(page)
     }
@@ -1629,14 +1612,9 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             self.perform(&family, item, t, staged.connection.as_ref()).await?;
         }
         if let Some((message, sender)) = &staged.ack_of {
-            // A vault a token introduced is a connection once its message is handled.
-            let introduced = match staged.connection.as_ref() {
-                Some(_) => None,
-                None => self.active_connection(Some(sender)).await?,
-            };
-            // One the handler refused (an invite taken already) is acknowledged all the same, to
-            // the vault its token names: it is not sent again for a day.
-            let peer = staged.connection.as_ref().or(introduced.as_ref()).or(staged.introducer.as_ref());
+            // A vault a token introduced is acknowledged at the vault key its token names (the
+            // key that sealed the message), whether or not the handler took it.
+            let peer = staged.connection.as_ref().or(staged.introducer.as_ref());
             if let Some(peer) = peer.filter(|p| &p.guid == sender) {
                 self.acknowledge(&family, peer, message, t).await;
             }
@@ -1801,25 +1779,16 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
         } else {
             Vec::new()
         };
+        if job.spec.record.is_some() || job.spec.page.is_some() {
+            // Records are read from the store: the entity's earlier writes land first.
+            self.writer.submit(epoch, Vec::new()).await.unwrap_or_else(|_| Err(writer::closed()))?;
+        }
         let record = match job.spec.record.as_ref().and_then(|b| self.buckets.by_name.get(b)) {
-            Some(bucket) => {
-                // Records are read from the store: the entity's earlier writes land first.
-                self.writer.submit(epoch, Vec::new()).await.unwrap_or_else(|_| Err(writer::closed()))?;
-                bucket.get(job.entity.as_str()).await?.and_then(|e| {
-                    std::str::from_utf8(&e.value)
-                        .ok()
-                        .and_then(|t| serde_json::value::RawValue::from_string(t.to_owned()).ok())
-                        .map(Json)
-                })
-            }
+            Some(bucket) => bucket.get(job.entity.as_str()).await?.and_then(|e| stored_json(&e.value)),
             None => None,
         };
         let page = match &job.spec.page {
-            Some(spec) => {
-                // Records are read from the store: the entity's earlier writes land first.
-                self.writer.submit(epoch, Vec::new()).await.unwrap_or_else(|_| Err(writer::closed()))?;
-                Some(self.read_page(spec, &job.entity, &job.event).await?)
-            }
+            Some(spec) => Some(self.read_page(spec, &job.entity, &job.event).await?),
             None => None,
         };
         // A peer's message its family sends at least once is acknowledged once handled.
@@ -1830,16 +1799,7 @@ impl<B: Bus + Clone, K: Kv + Clone> Vault<B, K> {
             _ => None,
         };
         let introducer = match (job.spec.peer_policy(&family.manifest), job.spec.tokens.first(), &ack_of) {
-            (PeerPolicy::Introduced, Some(spec), Some(_)) => job.tokens.get(&spec.field).map(|t| Connection {
-                guid: t.guid.clone(),
-                user_key: t.user_key.as_str().to_owned(),
-                vault_key: t.vault_key.as_str().to_owned(),
-                delegation: t.delegation.as_str().to_owned(),
-                display_name: t.display_name.clone(),
-                reach: t.reach.as_str().to_owned(),
-                avatar_url: None,
-                state: ConnectionState::Active,
-            }),
+            (PeerPolicy::Introduced, Some(spec), Some(_)) => job.tokens.get(&spec.field).map(Connection::from_token),
             _ => None,
         };
         let mut allowed: Vec<EntityKey> = context;
